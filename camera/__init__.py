@@ -1,0 +1,1 @@
+"""Capture sources (synthetic scene, RealSense, recordings, streams) and the capture loop."""

@@ -1,0 +1,205 @@
+"""The capture process: read the source, write frames into the raw ring, never wait.
+
+The capture loop owns the source's lifecycle: it opens it, counts missed frames, and
+when the source is lost (unplugged, recording ended, pusher gone) it closes it, shows
+NO SIGNAL frames with the reason while it reopens with backoff, and resumes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+
+from camera.base import Frame, FrameSource, SourceConfigError, SourceError
+from camera.factory import make_source
+from camera.nosignal import render_no_signal
+from pipeline.child import (
+    EXIT_CONFIG,
+    CannotStart,
+    Handles,
+    install_stop_handlers,
+    run_child,
+    set_nonblocking_writer,
+    wake,
+)
+from pipeline.config import Config
+from pipeline.control import Control
+from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing
+
+log = logging.getLogger("capture")
+
+MISSES_BEFORE_LOST = 3
+NO_SIGNAL_PERIOD = 0.5
+BACKOFF_MIN, BACKOFF_MAX = 0.5, 5.0
+
+
+class RawWriter:
+    """Writes frames into the raw ring and wakes the encoder."""
+
+    def __init__(self, ring: FrameRing, control: Control, waker: object) -> None:
+        self.ring, self.control, self.waker = ring, control, waker
+        self.frame_no = 0
+        self._fps_t = time.monotonic()
+        self._fps_n = 0
+
+    def write(self, color: np.ndarray, depth: np.ndarray | None, ts: float, scale: float,
+              flags: int = 0) -> None:
+        """Copy one frame into the next slot (shrinking it if it cannot fit) and publish."""
+        h, w = color.shape[:2]
+        need = color.nbytes + (depth.nbytes if depth is not None else 0)
+        if need > self.ring.capacity:
+            f = (self.ring.capacity / need) ** 0.5
+            size = (max(int(w * f) - 1, 1), max(int(h * f) - 1, 1))
+            color = cv2.resize(color, size, interpolation=cv2.INTER_AREA)
+            if depth is not None:
+                depth = cv2.resize(depth, size, interpolation=cv2.INTER_NEAREST)
+            h, w = color.shape[:2]
+        slot, view = self.ring.begin_write()
+        n0 = h * w * 3
+        np.copyto(np.ndarray((h, w, 3), np.uint8, buffer=view), color)
+        n1 = 0
+        if depth is not None:
+            n1 = h * w * 2
+            np.copyto(np.ndarray((h, w), np.uint16, buffer=view, offset=n0), depth)
+            flags |= FLAG_HAS_DEPTH
+        self.frame_no += 1
+        self.ring.end_write(slot, frame_no=self.frame_no, ts_capture=ts, width=w, height=h,
+                            len0=n0, len1=n1, flags=flags, depth_scale=scale)
+        wake(self.waker)
+        self._count()
+
+    def _count(self) -> None:
+        c = self.control
+        c.add("frames_captured")
+        self._fps_n += 1
+        now = time.monotonic()
+        if now - self._fps_t >= 1.0:
+            c["capture_fps"] = self._fps_n / (now - self._fps_t)
+            self._fps_t, self._fps_n = now, 0
+
+
+class CaptureLoop:
+    """Drives one FrameSource: open, read, pace, recover."""
+
+    def __init__(self, cfg: Config, source: FrameSource, writer: RawWriter,
+                 control: Control, stop: threading.Event) -> None:
+        self.cfg, self.source, self.writer, self.control, self.stop = (
+            cfg, source, writer, control, stop)
+        self.period = 1.0 / cfg.fps
+        self.size = (cfg.width, cfg.height)
+
+    def no_signal(self, reason: str, duration: float) -> None:
+        """Show NO SIGNAL frames for `duration` seconds (or until stopped)."""
+        self.control["source_ok"] = 0
+        end = time.monotonic() + duration
+        while not self.stop.is_set():
+            self.control["hb_capture"] = time.time()
+            img = render_no_signal(self.size[0], self.size[1], reason)
+            self.writer.write(img, None, time.time(), 0.0, FLAG_NO_SIGNAL)
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.stop.wait(min(NO_SIGNAL_PERIOD, left))
+
+    def open_source(self) -> bool:
+        """Open the source, retrying with backoff; False only when stopping."""
+        backoff = BACKOFF_MIN
+        while not self.stop.is_set():
+            try:
+                self.source.open()
+            except SourceConfigError as exc:
+                raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+            except SourceError as exc:
+                log.warning("source not available: %s; retrying in %.1f s", exc, backoff)
+                self.no_signal(str(exc), backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
+            info = self.source.info()
+            self.control.set_info(info)
+            self.control["source_ok"] = 1
+            if info.get("width") and info.get("height"):
+                self.size = (int(info["width"]), int(info["height"]))
+            log.info("source %s streaming", info.get("kind", "?"))
+            return True
+        return False
+
+    def run(self) -> None:
+        """The loop: one frame per iteration, newest wins, no busy waiting."""
+        if not self.open_source():
+            return
+        misses = 0
+        deadline = time.monotonic()
+        while not self.stop.is_set():
+            self.control["hb_capture"] = time.time()
+            try:
+                t0 = time.perf_counter()
+                frame = self.source.read(timeout=1.0)
+            except SourceError as exc:
+                self._lost(str(exc) or type(exc).__name__)
+                if not self.open_source():
+                    return
+                misses = 0
+                deadline = time.monotonic()
+                continue
+            if frame is None:
+                misses += 1
+                if misses >= MISSES_BEFORE_LOST:
+                    self._lost(f"no frames for {misses} s")
+                    if not self.open_source():
+                        return
+                    misses = 0
+                continue
+            misses = 0
+            self._publish(frame, time.perf_counter() - t0)
+            if not self.source.self_paced:
+                deadline += self.period
+                delay = deadline - time.monotonic()
+                if delay > 0:
+                    self.stop.wait(delay)
+                elif delay < -self.period:
+                    deadline = time.monotonic()
+
+    def _publish(self, frame: Frame, read_s: float) -> None:
+        self.size = (frame.color.shape[1], frame.color.shape[0])
+        self.writer.write(frame.color, frame.depth, frame.timestamp, frame.depth_scale)
+        self.control["capture_ms"] = read_s * 1000.0
+        self.control["source_ok"] = 1
+
+    def _lost(self, reason: str) -> None:
+        log.warning("source lost: %s", reason)
+        self.control["source_ok"] = 0
+        try:
+            self.source.close()
+        except SourceError as exc:
+            log.debug("closing the lost source: %s", exc)
+        self.no_signal(reason, NO_SIGNAL_PERIOD)
+
+
+def capture_main(cfg: Config, handles: Handles) -> None:
+    """Entry point of the capture process (spawned by the supervisor)."""
+
+    def body() -> None:
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        ring = FrameRing.attach(handles.raw)
+        control = Control.attach(handles.control)
+        set_nonblocking_writer(handles.raw_wake_w)
+        try:
+            source = make_source(cfg)
+        except SourceConfigError as exc:
+            raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+        writer = RawWriter(ring, control, handles.raw_wake_w)
+        loop = CaptureLoop(cfg, source, writer, control, stop)
+        try:
+            loop.run()
+        finally:
+            try:
+                source.close()
+            except SourceError:
+                pass
+
+    run_child("capture", cfg.log_level, handles.parent_pid, body)

@@ -1,0 +1,1 @@
+"""JPEG codecs, depth rendering, filters, the JPEG stream parser and the encoder process."""

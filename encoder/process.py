@@ -1,0 +1,202 @@
+"""The encoder process: newest raw frame in, one JPEG per watched stream out.
+
+It reads the raw ring in place (no copy), encodes color and depth in parallel threads
+(libjpeg-turbo releases the GIL), and checks the slot's seqlock afterwards so a frame
+overwritten mid-encode is dropped rather than sent torn. Streams nobody watches are
+not encoded; with no viewers at all it only wakes up to notice new frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+
+import numpy as np
+
+from camera.nosignal import render_no_depth
+from encoder.codec import JpegCodec
+from encoder.depth import render_depth
+from pipeline.child import (
+    Handles,
+    drain,
+    install_stop_handlers,
+    run_child,
+    set_nonblocking_writer,
+    wake,
+)
+from pipeline.config import Config
+from pipeline.control import STREAMS, Control
+from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing, SlotMeta, TornRead
+
+log = logging.getLogger("encoder")
+
+
+class StreamStats:
+    """Per-stream encoded-fps and encode-time bookkeeping into the control block."""
+
+    def __init__(self, control: Control, stream: str) -> None:
+        self.control, self.stream = control, stream
+        self.t0 = time.monotonic()
+        self.n = 0
+
+    def record(self, encode_s: float) -> None:
+        c, s = self.control, self.stream
+        c.add(f"encoded_{s}")
+        c[f"encode_ms_{s}"] = encode_s * 1000.0
+        self.n += 1
+        now = time.monotonic()
+        if now - self.t0 >= 1.0:
+            c[f"encode_fps_{s}"] = self.n / (now - self.t0)
+            self.t0, self.n = now, 0
+
+    def idle(self) -> None:
+        if time.monotonic() - self.t0 >= 1.0:
+            self.control[f"encode_fps_{self.stream}"] = 0.0
+            self.t0, self.n = time.monotonic(), 0
+
+
+class FrameEncoder:
+    """Turns one raw frame into JPEGs for the requested streams."""
+
+    def __init__(self, cfg: Config, codec: JpegCodec, pool: ThreadPoolExecutor,
+                 color_filter: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
+        self.cfg, self.codec, self.pool = cfg, codec, pool
+        self.color_filter = color_filter
+        self._no_depth: dict[tuple[int, int], np.ndarray] = {}
+
+    def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
+        h, w = meta.height, meta.width
+        if meta.flags & FLAG_NO_SIGNAL:
+            return color
+        if not meta.flags & FLAG_HAS_DEPTH:
+            key = (w, h)
+            if key not in self._no_depth:
+                self._no_depth[key] = render_no_depth(w, h)
+            return self._no_depth[key]
+        depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
+        cfg = self.cfg
+        return render_depth(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
+                            meta.depth_scale or 0.001)
+
+    def encode(self, meta: SlotMeta, view: memoryview,
+               wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
+        """(JPEG bytes, width, height) for each wanted stream of this frame."""
+        cfg = self.cfg
+        color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
+        if self.color_filter is not None and not meta.flags & FLAG_NO_SIGNAL:
+            color = self.color_filter(color)
+        need_depth = "depth" in wanted or "combined" in wanted
+        depth_f: Future[np.ndarray] | None = None
+        if need_depth:
+            depth_f = self.pool.submit(self._depth_image, meta, view, color)
+        jobs: dict[str, Future[bytes]] = {}
+        sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0])}
+        if "color" in wanted:
+            jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
+        if depth_f is not None:
+            depth_img = depth_f.result()
+            if "depth" in wanted:
+                jobs["depth"] = self.pool.submit(
+                    self.codec.encode, depth_img, cfg.depth_quality, cfg.depth_subsampling)
+            if "combined" in wanted:
+                jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
+            sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
+            sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
+                                 // max(depth_img.shape[0], 1), color.shape[0])
+        return {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+
+    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
+        if depth_img.shape[0] != color.shape[0]:
+            import cv2  # noqa: PLC0415
+
+            scale = color.shape[0] / depth_img.shape[0]
+            depth_img = cv2.resize(depth_img, (int(depth_img.shape[1] * scale), color.shape[0]))
+        return self.codec.encode(np.hstack((color, depth_img)), self.cfg.quality, "420")
+
+
+def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
+    """Entry point of the encoder process (spawned by the supervisor)."""
+
+    def body() -> None:
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        raw = FrameRing.attach(handles.raw)
+        rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+        control = Control.attach(handles.control)
+        set_nonblocking_writer(handles.jpeg_wake_w)
+        codec = JpegCodec(backend)
+        chain = _filter_chain(cfg, control)
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
+            enc = FrameEncoder(cfg, codec, pool, chain)
+            stats = {s: StreamStats(control, s) for s in STREAMS}
+            _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop,
+                         chain=chain)
+
+    run_child("encoder", cfg.log_level, handles.parent_pid, body)
+
+
+def _filter_chain(cfg: Config, control: Control) -> object | None:
+    """The runtime-switchable OpenCV filter chain (None when the module is unavailable)."""
+    try:
+        from encoder.filters import FilterChain  # noqa: PLC0415
+    except ImportError:
+        return None
+    return FilterChain(list(cfg.filters))
+
+
+def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, *,
+                 handles: Handles, enc: FrameEncoder, stats: dict[str, StreamStats],
+                 stop: threading.Event, chain: object | None) -> None:
+    last = 0
+    torn = 0
+    settings_version = -1.0
+    while not stop.is_set():
+        control["hb_encoder"] = time.time()
+        if handles.raw_wake_r.poll(0.5):
+            drain(handles.raw_wake_r)
+        if chain is not None and control["settings_version"] != settings_version:
+            settings_version = control["settings_version"]
+            names = control.settings().get("filters")
+            if names is not None:
+                chain.set(names)  # type: ignore[attr-defined]
+            enc.color_filter = chain.apply if chain.names else None  # type: ignore[attr-defined]
+        counter, slot = raw.latest()
+        wanted = [s for s in STREAMS if control.viewers(s) > 0]
+        for s in STREAMS:
+            if s not in wanted:
+                stats[s].idle()
+        if counter == last or not wanted:
+            last = counter if not wanted else last
+            continue
+        try:
+            seq, meta = raw.read_meta(slot, counter)
+        except TornRead:
+            continue
+        t0 = time.time()
+        try:
+            out = enc.encode(meta, raw.payload(slot), wanted)
+        except ValueError as exc:
+            log.warning("frame %d could not be encoded: %s", meta.frame_no, exc)
+            last = counter
+            continue
+        t1 = time.time()
+        if not raw.still_valid(slot, seq):
+            torn += 1
+            log.debug("frame %d overwritten while encoding; dropped (%d so far)",
+                      meta.frame_no, torn)
+            continue
+        last = counter
+        for name, (jpeg, width, height) in out.items():
+            ring = rings[name]
+            if len(jpeg) > ring.capacity:
+                log.warning("%s JPEG of %d bytes exceeds the slot (%d); dropped", name,
+                            len(jpeg), ring.capacity)
+                continue
+            ring.publish(jpeg, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
+                         ts_aux1=t0, ts_aux2=t1, width=width, height=height,
+                         flags=meta.flags)
+            stats[name].record(t1 - t0)
+        wake(handles.jpeg_wake_w)

@@ -1,0 +1,1 @@
+"""Process plumbing: shared-memory frame rings, the control block and the supervisor."""

@@ -1,0 +1,240 @@
+"""One Config for every entry point, built from the command line.
+
+`app_mp.py` and `app_https_client.py` share the source and encoder options and differ
+only in their sink options; each parser error is one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import sys
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+from encoder.depth import DEPTH_MODES
+
+D455_SIZES = ((1280, 720), (848, 480), (640, 480))
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass
+class Config:
+    """Everything the capture, encoder and sink processes need, picklable for spawn."""
+
+    source: str = "auto"
+    width: int = 1280
+    height: int = 720
+    fps: float = 30.0
+    quality: int = 80
+    depth_mode: str = "colormap"
+    depth_min: float = 0.3
+    depth_max: float = 6.0
+    depth_quality: int = 0
+    depth_subsampling: str = "420"
+    encoder: str = "auto"
+    serial: str | None = None
+    align: bool = True
+    rs_filters: tuple[str, ...] = ()
+    loop: bool = True
+    realtime: bool = True
+    record_raw: str | None = None
+    filters: tuple[str, ...] = ()
+    max_frame_bytes: int = 8 * 1024 * 1024
+    record: str | None = None
+    snapshot_on_exit: str | None = None
+    display: bool = False
+    host: str = "0.0.0.0"
+    port: int = 5000
+    log_level: str = "info"
+    sink: str = "web"
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def streams_depth_headers(self) -> dict[str, str]:
+        """Headers on every depth part telling a client how to read it back."""
+        return {
+            "X-Depth-Mode": self.depth_mode,
+            "X-Depth-Min": f"{self.depth_min:g}",
+            "X-Depth-Max": f"{self.depth_max:g}",
+            "X-Depth-Units": "m",
+        }
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad value as one line and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.exit(2)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.5 <= value <= 120:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.5 and 120")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 100")
+    return value
+
+
+def _metres(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of metres") from None
+    if not 0 <= value <= 65:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65 metres")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
+    return value
+
+
+def _host(text: str) -> str:
+    if text in ("localhost", "") or text.replace("-", "").replace(".", "").isalnum():
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            if not text:
+                raise argparse.ArgumentTypeError("host must not be empty") from None
+        return text
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address") from None
+    return text.strip("[]")
+
+
+def _name_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def add_source_args(p: argparse.ArgumentParser) -> None:
+    """Options that pick and shape the capture source."""
+    g = p.add_argument_group("source")
+    g.add_argument(
+        "--source", default="auto",
+        help="auto (a RealSense if one is attached, else the built-in synthetic scene), "
+        "synthetic, realsense, a recording PATH.bag or PATH.db3, tcp://HOST:PORT "
+        "(listen for a raw MJPEG pusher), or opencv:DEVICE_OR_URL_OR_FILE (default: auto)",
+    )
+    g.add_argument("--width", type=_positive_int, default=1280, help="frame width (default 1280)")
+    g.add_argument("--height", type=_positive_int, default=720, help="frame height (default 720)")
+    g.add_argument("--fps", type=_fps, default=30.0, help="frames per second (default 30)")
+    g.add_argument("--serial", help="RealSense serial number, to choose among several cameras")
+    g.add_argument("--no-align", dest="align", action="store_false",
+                   help="do not align depth to color (saves ~6 ms per 720p frame)")
+    g.add_argument("--rs-filters", type=_name_list, default=(), metavar="LIST",
+                   help="librealsense post-processing filters, comma-separated: "
+                   "decimation,spatial,temporal,hole_filling")
+    g.add_argument("--no-loop", dest="loop", action="store_false",
+                   help="play a recording once instead of looping")
+    g.add_argument("--no-realtime", dest="realtime", action="store_false",
+                   help="play a recording as fast as possible (benchmarks)")
+    g.add_argument("--record-raw", metavar="PATH.db3",
+                   help="record the live RealSense session to a librealsense .db3 file")
+    g.add_argument("--max-frame-bytes", type=_positive_int, default=8 * 1024 * 1024,
+                   help="largest JPEG accepted from a tcp:// pusher (default 8 MiB)")
+
+
+def add_encoder_args(p: argparse.ArgumentParser) -> None:
+    """Options of the JPEG encoder and depth rendering."""
+    g = p.add_argument_group("encoding")
+    g.add_argument("--quality", type=_quality, default=80, help="JPEG quality 1-100 (default 80)")
+    g.add_argument("--depth-mode", choices=DEPTH_MODES, default="colormap",
+                   help="how depth is drawn: colormap (Turbo), gray (linear 8-bit), hue "
+                   "(decodable back to metres), hue-inverse (hue over disparity)")
+    g.add_argument("--depth-min", type=_metres, default=0.3,
+                   help="nearest depth shown, metres (default 0.3)")
+    g.add_argument("--depth-max", type=_metres, default=6.0,
+                   help="farthest depth shown, metres (default 6)")
+    g.add_argument("--encoder", choices=("auto", "turbojpeg", "opencv"), default="auto",
+                   help="JPEG backend (default auto: libjpeg-turbo, else OpenCV)")
+    g.add_argument("--filter", dest="filters", type=_name_list, default=(), metavar="LIST",
+                   help="OpenCV filters applied to color before encoding, comma-separated")
+
+
+def add_common_args(p: argparse.ArgumentParser) -> None:
+    """Logging."""
+    p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
+                   help="log verbosity (default info)")
+
+
+def finish(p: argparse.ArgumentParser, ns: argparse.Namespace, cfg: Config) -> Config:
+    """Cross-option checks shared by every entry point."""
+    if cfg.depth_min >= cfg.depth_max:
+        p.error(f"--depth-min ({cfg.depth_min:g}) must be less than --depth-max "
+                f"({cfg.depth_max:g})")
+    if cfg.depth_mode.startswith("hue"):
+        cfg.depth_quality = cfg.depth_quality or max(cfg.quality, 90)
+        cfg.depth_subsampling = "444"
+    else:
+        cfg.depth_quality = cfg.depth_quality or cfg.quality
+    if cfg.width > 7680 or cfg.height > 4320:
+        p.error(f"--width/--height {cfg.width}x{cfg.height} is larger than 7680x4320")
+    if cfg.filters:
+        from encoder.filters import parse_filter_list  # noqa: PLC0415
+
+        try:
+            cfg.filters = tuple(parse_filter_list(",".join(cfg.filters)))
+        except ValueError as exc:
+            p.error(str(exc))
+    src = cfg.source
+    if src.startswith("tcp://"):
+        from camera.factory import parse_hostport  # noqa: PLC0415
+
+        try:
+            parse_hostport(src[len("tcp://"):])
+        except ValueError as exc:
+            p.error(f"--source {src}: {exc}")
+    elif src.startswith("opencv:"):
+        if len(src) == len("opencv:"):
+            p.error("--source opencv: needs a device number, file or URL")
+    elif src not in ("auto", "synthetic", "realsense"):
+        from pathlib import Path  # noqa: PLC0415
+
+        if not src.endswith((".bag", ".db3")):
+            p.error(f"--source {src!r}: expected auto, synthetic, realsense, PATH.bag, "
+                    "PATH.db3, tcp://HOST:PORT or opencv:DEVICE")
+        if not Path(src).is_file():
+            p.error(f"--source {src}: no such recording file")
+    logging.getLogger().setLevel(cfg.log_level.upper())
+    return cfg
+
+
+def config_from(ns: argparse.Namespace, **overrides: object) -> Config:
+    """Copy parsed options that are Config fields into a Config."""
+    known = Config.__dataclass_fields__
+    values = {k: v for k, v in vars(ns).items() if k in known}
+    values.update(overrides)
+    extra = {k: v for k, v in vars(ns).items() if k not in known}
+    cfg = Config(**values)  # type: ignore[arg-type]
+    cfg.extra = extra
+    return cfg

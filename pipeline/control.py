@@ -1,0 +1,134 @@
+"""The control block: one small shared-memory segment of counters and flags.
+
+Every field has exactly one writer process (capture, encoder, web or supervisor), so no
+lock is needed; readers tolerate a value that is one update old. Besides the numeric
+fields it holds two short JSON documents (source info, runtime settings), each guarded
+by a version counter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from multiprocessing import shared_memory
+from typing import Any
+
+import numpy as np
+
+STREAMS = ("color", "depth", "combined")
+
+FIELDS: tuple[str, ...] = (
+    # capture
+    "hb_capture", "frames_captured", "capture_fps", "capture_ms", "source_ok",
+    # encoder
+    "hb_encoder",
+    *(f"{k}_{s}" for s in STREAMS for k in ("encoded", "encode_fps", "encode_ms")),
+    # web / push sink (viewers per stream are what make the encoder work)
+    "hb_web",
+    *(f"viewers_{s}" for s in STREAMS),
+    # supervisor
+    "started_at", "restarts_capture", "restarts_encoder", "restarts_web",
+    "info_version", "settings_version",
+)
+_INDEX = {name: i for i, name in enumerate(FIELDS)}
+_NUM_BYTES = 8 * 64
+_TEXT_BYTES = 8192
+_INFO_OFF = _NUM_BYTES
+_SETTINGS_OFF = _NUM_BYTES + _TEXT_BYTES
+SIZE = _NUM_BYTES + 2 * _TEXT_BYTES
+assert len(FIELDS) <= 64
+
+
+class Control:
+    """Named float fields plus two JSON documents in one shared-memory segment."""
+
+    def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
+        self._shm = shm
+        self.owner = owner
+        self._arr = np.ndarray((64,), dtype=np.float64, buffer=shm.buf[:_NUM_BYTES])
+
+    @classmethod
+    def create(cls, name: str) -> Control:
+        """Create (and own) the block, zeroed, with the start time set."""
+        shm = shared_memory.SharedMemory(name=name, create=True, size=SIZE)
+        shm.buf[:SIZE] = bytes(SIZE)
+        ctl = cls(shm, owner=True)
+        ctl["started_at"] = time.time()
+        return ctl
+
+    @classmethod
+    def attach(cls, name: str) -> Control:
+        """Attach to a block created by another process."""
+        return cls(shared_memory.SharedMemory(name=name, create=False), owner=False)
+
+    @property
+    def name(self) -> str:
+        return self._shm.name
+
+    def __getitem__(self, key: str) -> float:
+        return float(self._arr[_INDEX[key]])
+
+    def __setitem__(self, key: str, value: float) -> None:
+        self._arr[_INDEX[key]] = value
+
+    def add(self, key: str, delta: float = 1.0) -> None:
+        """Increment a counter (only from the field's single writer)."""
+        self._arr[_INDEX[key]] += delta
+
+    def snapshot(self) -> dict[str, float]:
+        """All numeric fields at once."""
+        values = self._arr.tolist()
+        return {name: values[i] for i, name in enumerate(FIELDS)}
+
+    def viewers(self, stream: str) -> int:
+        return int(self._arr[_INDEX[f"viewers_{stream}"]])
+
+    # -- JSON documents -------------------------------------------------------------
+    def _write_doc(self, offset: int, version_key: str, doc: dict[str, Any]) -> None:
+        data = json.dumps(doc, separators=(",", ":"), default=str).encode()
+        if len(data) > _TEXT_BYTES - 4:
+            raise ValueError("document too large for the control block")
+        self._shm.buf[offset : offset + 4] = len(data).to_bytes(4, "little")
+        self._shm.buf[offset + 4 : offset + 4 + len(data)] = data
+        self.add(version_key)
+
+    def _read_doc(self, offset: int, version_key: str) -> dict[str, Any]:
+        for _ in range(4):
+            v1 = self[version_key]
+            n = int.from_bytes(self._shm.buf[offset : offset + 4], "little")
+            if n == 0 or n > _TEXT_BYTES - 4:
+                return {}
+            raw = bytes(self._shm.buf[offset + 4 : offset + 4 + n])
+            if self[version_key] == v1:
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    continue
+        return {}
+
+    def set_info(self, doc: dict[str, Any]) -> None:
+        """Source description for /status (written by the capture process)."""
+        self._write_doc(_INFO_OFF, "info_version", doc)
+
+    def info(self) -> dict[str, Any]:
+        return self._read_doc(_INFO_OFF, "info_version")
+
+    def set_settings(self, doc: dict[str, Any]) -> None:
+        """Runtime settings changed from the web (e.g. filters), read by the pipeline."""
+        self._write_doc(_SETTINGS_OFF, "settings_version", doc)
+
+    def settings(self) -> dict[str, Any]:
+        return self._read_doc(_SETTINGS_OFF, "settings_version")
+
+    def close(self) -> None:
+        """Drop the mapping (and remove the segment if we own it)."""
+        del self._arr
+        try:
+            self._shm.close()
+        except BufferError:
+            pass
+        if self.owner:
+            try:
+                self._shm.unlink()
+            except FileNotFoundError:
+                pass

@@ -1,0 +1,48 @@
+"""Assemble one run: resources, the capture and encoder children, and the sink child."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from camera.capture import capture_main
+from camera.factory import raw_capacity
+from encoder.codec import pick_backend
+from encoder.process import encoder_main
+from pipeline.config import Config
+from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
+
+log = logging.getLogger("supervisor")
+
+BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
+
+
+def run_pipeline(cfg: Config,
+                 sink: Callable[[Config, Any, str], ChildSpec] | None = None) -> int:
+    """Run capture → encoder → sink under a supervisor; returns the exit code."""
+    backend = pick_backend(cfg.encoder)
+    log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
+    listener = None
+    if sink is None:
+        listener = bind_listener(cfg.host, cfg.port)
+    res = Resources(cfg, raw_capacity(cfg))
+    try:
+        h = res.handles
+        children = [
+            ChildSpec("capture", capture_main, (cfg, h), heartbeat="hb_capture"),
+            ChildSpec("encoder", encoder_main, (cfg, h, backend), heartbeat="hb_encoder"),
+        ]
+        if sink is None:
+            from web.server import web_main  # noqa: PLC0415
+
+            children.append(ChildSpec("web", web_main, (cfg, h, backend, listener,
+                                                        cfg.extra.get("ssl_args")),
+                                      heartbeat="hb_web"))
+        else:
+            children.append(sink(cfg, h, backend))
+        return Supervisor(res.control, children).run()
+    finally:
+        if listener is not None:
+            listener.close()
+        res.close()

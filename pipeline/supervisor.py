@@ -1,0 +1,229 @@
+"""The supervisor: owns the shared memory, starts the children, restarts the ones that die.
+
+Modelled on gunicorn's arbiter: signal handlers only note the signal and wake the loop
+through a self-pipe; the loop waits on the children's sentinels with a timeout, reaps,
+restarts with backoff, and kills a child whose heartbeat stops. Shutdown escalates from
+SIGTERM to SIGKILL within a bounded time, and the segments are unlinked in a `finally`.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from pipeline.child import EXIT_CANNOT_START, NO_RESTART_CODES, Handles
+from pipeline.config import Config
+from pipeline.control import STREAMS, Control
+from pipeline.shm import FrameRing, cleanup_stale_segments, segment_name
+
+log = logging.getLogger("supervisor")
+
+RAW_SLOTS = 4
+JPEG_SLOTS = 3
+HEARTBEAT_TIMEOUT_S = 10.0
+STARTUP_GRACE_S = 20.0
+BACKOFF_FIRST_S = 0.2
+BACKOFF_MAX_S = 10.0
+STABLE_AFTER_S = 30.0
+TERM_WAIT_S = 2.0
+
+
+@dataclass
+class ChildSpec:
+    """How to start one child: a target in an importable module and its arguments."""
+
+    name: str
+    target: Callable[..., None]
+    args: tuple[Any, ...]
+    heartbeat: str | None = None
+    proc: multiprocessing.process.BaseProcess | None = None
+    started: float = 0.0
+    backoff: float = BACKOFF_FIRST_S
+    restart_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Resources:
+    """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
+
+    def __init__(self, cfg: Config, raw_capacity: int) -> None:
+        cleanup_stale_segments()
+        pid = os.getpid()
+        self.control = Control.create(segment_name(pid, "control"))
+        self.rings: list[FrameRing] = []
+        try:
+            self.raw = self._ring(segment_name(pid, "raw"), RAW_SLOTS, raw_capacity)
+            pixels = max(cfg.width * cfg.height, 1920 * 1080 if raw_capacity > cfg.width
+                         * cfg.height * 5 else 0)
+            self.jpeg = {
+                s: self._ring(segment_name(pid, f"jpeg-{s}"), JPEG_SLOTS,
+                              max(pixels * 3 // 2 * (2 if s == "combined" else 1), 1 << 18))
+                for s in STREAMS
+            }
+        except BaseException:
+            self.close()
+            raise
+        ctx = multiprocessing.get_context("spawn")
+        raw_r, raw_w = ctx.Pipe(duplex=False)
+        jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
+        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w)
+        self.handles = Handles(
+            control=self.control.name, raw=self.raw.name,
+            jpeg={s: r.name for s, r in self.jpeg.items()},
+            raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
+            parent_pid=pid,
+        )
+
+    def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:
+        ring = FrameRing.create(name, slots, capacity)
+        self.rings.append(ring)
+        return ring
+
+    def close(self) -> None:
+        """Unlink every segment this run created (idempotent)."""
+        for ring in self.rings:
+            ring.close()
+        self.rings = []
+        if self.control is not None:
+            self.control.close()
+            self.control = None  # type: ignore[assignment]
+        for conn in getattr(self, "pipes", ()):
+            conn.close()
+        self.pipes = ()
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the web port in the supervisor so web restarts never refuse connections."""
+    from pipeline.child import CannotStart  # noqa: PLC0415
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server(
+            (host, port), family=family, backlog=1024, reuse_port=False,
+            dualstack_ipv6=family == socket.AF_INET6 and host in ("::", ""),
+        )
+    except OSError as exc:
+        raise CannotStart(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+class Supervisor:
+    """Start, watch, restart and finally stop the children of one run."""
+
+    def __init__(self, control: Control, children: list[ChildSpec]) -> None:
+        self.control = control
+        self.children = children
+        self.ctx = multiprocessing.get_context("spawn")
+        self._stop_signal: int | None = None
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        self.exit_code = 0
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._stop_signal = signum
+        try:
+            os.write(self._wake_w, b"s")
+        except OSError:
+            pass
+
+    def _start(self, child: ChildSpec) -> None:
+        if child.heartbeat:
+            self.control[child.heartbeat] = 0.0
+        proc = self.ctx.Process(target=child.target, args=child.args, name=child.name)
+        proc.start()
+        child.proc = proc
+        child.started = time.monotonic()
+        child.restart_at = None
+        log.debug("started %s (pid %d)", child.name, proc.pid)
+
+    def run(self) -> int:
+        """Supervise until a signal or a fatal child exit; return the exit code."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            for child in self.children:
+                self._start(child)
+            self._loop()
+        finally:
+            self.shutdown()
+            for s, h in old.items():
+                signal.signal(s, h)
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+        return self.exit_code
+
+    def _loop(self) -> None:
+        while self._stop_signal is None:
+            sentinels = [c.proc.sentinel for c in self.children if c.proc is not None]
+            wait([*sentinels, self._wake_r], timeout=0.5)
+            if self._stop_signal is not None:
+                log.info("received %s, shutting down", signal.Signals(self._stop_signal).name)
+                return
+            now = time.monotonic()
+            for child in self.children:
+                if child.proc is not None and not child.proc.is_alive():
+                    if not self._reap(child, now):
+                        return
+                elif child.proc is not None:
+                    self._check_heartbeat(child, now)
+                if child.proc is None and child.restart_at is not None and now >= child.restart_at:
+                    self.control.add(f"restarts_{child.name}")
+                    self._start(child)
+
+    def _reap(self, child: ChildSpec, now: float) -> bool:
+        """Handle a dead child; False when the whole run must stop."""
+        assert child.proc is not None
+        code = child.proc.exitcode
+        child.proc.join(0)
+        child.proc.close()
+        child.proc = None
+        if code in NO_RESTART_CODES:
+            log.debug("%s cannot start (exit %s); stopping", child.name, code)
+            self.exit_code = code or EXIT_CANNOT_START
+            return False
+        if now - child.started > STABLE_AFTER_S:
+            child.backoff = BACKOFF_FIRST_S
+        how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
+        log.warning("%s process died (%s); restarting in %.1f s", child.name, how, child.backoff)
+        child.restart_at = now + child.backoff
+        child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
+        return True
+
+    def _check_heartbeat(self, child: ChildSpec, now: float) -> None:
+        if not child.heartbeat or now - child.started < STARTUP_GRACE_S:
+            return
+        beat = self.control[child.heartbeat]
+        if beat and time.time() - beat > HEARTBEAT_TIMEOUT_S:
+            log.warning("%s process stopped responding for %.0f s; killing it", child.name,
+                        time.time() - beat)
+            assert child.proc is not None
+            child.proc.kill()
+
+    def shutdown(self) -> None:
+        """SIGTERM every child, wait a bounded time, SIGKILL the rest."""
+        alive = [c.proc for c in self.children if c.proc is not None and c.proc.is_alive()]
+        for proc in alive:
+            try:
+                proc.terminate()
+            except OSError:
+                pass
+        deadline = time.monotonic() + TERM_WAIT_S
+        for proc in alive:
+            proc.join(max(deadline - time.monotonic(), 0))
+        for proc in alive:
+            if proc.is_alive():
+                log.warning("%s did not stop in %.0f s; killing it", proc.name, TERM_WAIT_S)
+                proc.kill()
+                proc.join(1.0)
+        for child in self.children:
+            if child.proc is not None:
+                child.proc.close()
+                child.proc = None

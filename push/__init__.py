@@ -1,0 +1,1 @@
+"""Push sinks: HTTPS/TCP video push and the GPS reader and poster."""

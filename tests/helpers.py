@@ -1,0 +1,180 @@
+"""Test helpers: start the real server as a subprocess, read its multipart streams."""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of(pid: int) -> list[int]:
+    """Pids whose parent is `pid` (read from /proc)."""
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid:
+            out.append(int(entry))
+    return out
+
+
+def pid_alive(pid: int) -> bool:
+    """True if the pid exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def shm_segments(pid: int) -> list[str]:
+    """Shared-memory segments owned by the server with this pid."""
+    return [e for e in os.listdir("/dev/shm") if e.startswith(f"rsmjpeg-{pid}-")]
+
+
+class Server:
+    """app_mp.py (or another entry point) running on a free loopback port."""
+
+    def __init__(self, *args: str, script: str = "app_mp.py", port: int | None = None,
+                 log_path: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path or Path(f"/tmp/server-{self.port}.log")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        cmd = [PYTHON, str(ROOT / script), "--host", "127.0.0.1", "--port", str(self.port),
+               *args]
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+        self.child_pids: list[int] = []
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_ready(self, timeout: float = 30.0, need_frames: bool = True) -> dict[str, Any]:
+        """Poll /status until it answers (and frames are being captured)."""
+        deadline = time.monotonic() + timeout
+        last_exc: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                st = self.status()
+                if not need_frames or st["frames_captured"] > 0:
+                    self.child_pids = children_of(self.pid)
+                    return st
+            except (OSError, ValueError, http.client.HTTPException) as exc:
+                last_exc = exc
+            time.sleep(0.2)
+        raise TimeoutError(f"server not ready: {last_exc}\n{self.log()}")
+
+    def get(self, path: str, timeout: float = 10.0) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        finally:
+            conn.close()
+
+    def status(self) -> dict[str, Any]:
+        code, _, body = self.get("/status", timeout=3)
+        if code != 200:
+            raise ValueError(f"/status answered {code}")
+        return json.loads(body)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 10.0) -> int:
+        """Send a signal to the server (only its main process) and wait for it to exit."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.kill()
+
+    def kill(self) -> None:
+        """Last resort: kill the whole process group and close the log."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        for pid in self.child_pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def running(*args: str, ready: bool = True, **kw: Any) -> Iterator[Server]:
+    """A started server, killed (group-wide) afterwards whatever happens."""
+    srv = Server(*args, **kw)
+    try:
+        if ready:
+            srv.wait_ready()
+        yield srv
+    finally:
+        if srv.proc.poll() is None:
+            srv.stop(signal.SIGTERM)
+        srv.kill()
+
+
+class MjpegReader:
+    """Reads multipart/x-mixed-replace parts (headers + JPEG) from one open connection."""
+
+    def __init__(self, port: int, path: str, timeout: float = 10.0, host: str = "127.0.0.1"):
+        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        self.conn.request("GET", path)
+        self.resp = self.conn.getresponse()
+        self.status = self.resp.status
+        self.headers = {k.lower(): v for k, v in self.resp.getheaders()}
+        ctype = self.headers.get("content-type", "")
+        self.boundary = ctype.split("boundary=", 1)[1].strip() if "boundary=" in ctype else ""
+
+    def _line(self) -> bytes:
+        line = self.resp.readline(1024)
+        if not line:
+            raise EOFError("stream closed")
+        return line
+
+    def next_part(self) -> tuple[dict[str, str], bytes]:
+        """The next part's headers (lower-case) and body."""
+        line = self._line()
+        while line.strip() != f"--{self.boundary}".encode():
+            line = self._line()
+        headers: dict[str, str] = {}
+        while True:
+            line = self._line().strip()
+            if not line:
+                break
+            k, _, v = line.decode().partition(":")
+            headers[k.strip().lower()] = v.strip()
+        body = self.resp.read(int(headers["content-length"]))
+        return headers, body
+
+    def close(self) -> None:
+        self.conn.close()

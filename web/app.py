@@ -1,0 +1,141 @@
+"""The Flask application factory: page, MJPEG streams, snapshots, status.
+
+Routes hold no per-frame logic: streams and snapshots come from the FrameHub, and
+/status reads the control block the other processes fill in.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+from flask import Flask, Response, abort, jsonify, render_template, request
+
+from pipeline.config import Config
+from pipeline.control import STREAMS, Control
+from web.hub import BOUNDARY, FrameHub
+
+SNAPSHOT_TIMEOUT_S = 5.0
+
+
+def _query_float(name: str, lo: float, hi: float) -> float | None:
+    """A float query parameter in [lo, hi], None when absent; 400 on nonsense."""
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        abort(400, description=f"{name} must be a number")
+    if not lo <= value <= hi:  # also rejects NaN
+        abort(400, description=f"{name} must be between {lo:g} and {hi:g}")
+    return value
+
+
+def _check_query(allowed: set[str]) -> None:
+    unknown = set(request.args) - allowed
+    if unknown:
+        abort(400, description=f"unknown query parameter(s): {', '.join(sorted(unknown))}")
+
+
+def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str) -> Flask:
+    """Build the app around an existing hub and control block."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+
+    @app.errorhandler(400)
+    @app.errorhandler(404)
+    @app.errorhandler(405)
+    @app.errorhandler(413)
+    @app.errorhandler(503)
+    def _error(err: Any) -> tuple[Response, int]:
+        code = getattr(err, "code", 500) or 500
+        resp = jsonify(error=getattr(err, "name", "error"), detail=getattr(err, "description", ""))
+        return resp, code
+
+    @app.get("/")
+    def index() -> str:
+        token = request.args.get("token")
+        query = f"?token={quote(token)}" if token else ""
+        return render_template("index.html", cfg=cfg, query=query)
+
+    def stream_response(name: str) -> Response:
+        _check_query({"fps", "token"})
+        fps = _query_float("fps", 0.1, 120)
+        interval = 1.0 / fps if fps else 0.0
+        resp = Response(
+            hub.stream(name, interval),
+            mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+        )
+        resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
+        resp.headers["Pragma"] = "no-cache"
+        resp.headers["X-Accel-Buffering"] = "no"
+        return resp
+
+    def snapshot_response(name: str) -> Response:
+        _check_query({"token"})
+        got = hub.snapshot(name, SNAPSHOT_TIMEOUT_S)
+        if got is None:
+            abort(503, description="no frame within the timeout")
+        jpeg, meta = got
+        resp = Response(jpeg, mimetype="image/jpeg")
+        resp.headers["Cache-Control"] = "no-store"
+        resp.headers["X-Timestamp"] = f"{meta.ts_capture:.6f}"
+        if name == "depth":
+            resp.headers.update(cfg.streams_depth_headers)
+        return resp
+
+    for stream in STREAMS:
+        app.add_url_rule(f"/{stream}", f"stream_{stream}",
+                         lambda s=stream: stream_response(s))
+        app.add_url_rule(f"/{stream}.jpg", f"snapshot_{stream}",
+                         lambda s=stream: snapshot_response(s))
+
+    @app.get("/status")
+    def status() -> Response:
+        _check_query({"token"})
+        return jsonify(build_status(cfg, hub, control, backend))
+
+    return app
+
+
+def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> dict[str, Any]:
+    """The /status document: source, rates, viewers, latency, restarts, uptime."""
+    snap = control.snapshot()
+    info = control.info()
+    now = time.time()
+    streams = {}
+    for name, ch in hub.channels.items():
+        ch.tick()
+        streams[name] = {
+            "viewers": ch.viewers,
+            "fps_encoded": round(snap[f"encode_fps_{name}"], 2),
+            "fps_sent": round(ch.fps_out, 2),
+            "parts_sent_per_s": round(ch.parts_per_s, 2),
+            "frames_encoded": int(snap[f"encoded_{name}"]),
+            "encode_ms": round(snap[f"encode_ms_{name}"], 2),
+            "latency_ms": ch.latency_ms(),
+            "width": ch.meta.width if ch.meta else None,
+            "height": ch.meta.height if ch.meta else None,
+        }
+    return {
+        "source": info,
+        "source_ok": bool(snap["source_ok"]),
+        "resolution": {"width": info.get("width", cfg.width),
+                       "height": info.get("height", cfg.height)},
+        "fps_target": cfg.fps,
+        "fps_captured": round(snap["capture_fps"], 2),
+        "frames_captured": int(snap["frames_captured"]),
+        "capture_ms": round(snap["capture_ms"], 2),
+        "encoder": {"backend": backend, "quality": cfg.quality,
+                    "depth_quality": cfg.depth_quality},
+        "depth": {"mode": cfg.depth_mode, "min_m": cfg.depth_min, "max_m": cfg.depth_max,
+                  "scale": info.get("depth_scale")},
+        "streams": streams,
+        "viewers": sum(ch.viewers for ch in hub.channels.values()),
+        "restarts": {r: int(snap[f"restarts_{r}"]) for r in ("capture", "encoder", "web")},
+        "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
+                            for r in ("capture", "encoder", "web")},
+        "uptime_s": round(now - snap["started_at"], 3),
+    }

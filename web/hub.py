@@ -1,0 +1,198 @@
+"""FrameHub: the observer that fans each encoded frame out to every client.
+
+One pump greenlet waits on the encoder's wake-up pipe, copies the newest JPEG of each
+watched stream out of shared memory and builds its multipart part once. Clients wait on
+the channel's event and write the same bytes object; a slow client is blocked in its
+own socket write and simply picks up the newest part when it is ready: at most one
+frame in flight per client, no per-client queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.select
+
+from pipeline.child import drain
+from pipeline.control import STREAMS, Control
+from pipeline.shm import FLAG_NO_SIGNAL, FrameRing, SlotMeta
+
+log = logging.getLogger("web")
+
+BOUNDARY = "frame"
+KEEPALIVE_S = 1.0
+FRESH_S = 1.0
+
+
+class Channel:
+    """The newest part of one stream plus the viewers waiting for the next."""
+
+    def __init__(self, name: str, extra_headers: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in (extra_headers or {}).items())
+        self.seq = 0
+        self.part: bytes | None = None
+        self.jpeg: bytes | None = None
+        self.meta: SlotMeta | None = None
+        self.ring_counter = 0
+        self.viewers = 0
+        self.parts_sent = 0
+        self.frames = 0
+        self.latency: deque[float] = deque(maxlen=4096)
+        self._event = gevent.event.Event()
+        self._fps_t = time.monotonic()
+        self._fps_frames = 0
+        self._fps_sent = 0
+        self.fps_out = 0.0
+        self.parts_per_s = 0.0
+
+    def publish(self, meta: SlotMeta, jpeg: bytes) -> None:
+        """Build the multipart part once and wake every waiting client."""
+        head = (
+            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+            f"X-Timestamp: {meta.ts_capture:.6f}\r\nX-Frame: {meta.frame_no}\r\n"
+            f"X-Encode-Ms: {(meta.ts_aux2 - meta.ts_aux1) * 1000:.2f}\r\n"
+            f"{self.extra}\r\n"
+        ).encode()
+        self.part = head + jpeg + b"\r\n"
+        self.jpeg = jpeg
+        self.meta = meta
+        self.seq += 1
+        self.frames += 1
+        event, self._event = self._event, gevent.event.Event()
+        event.set()
+
+    def wait(self, seq: int, timeout: float) -> bool:
+        """Block this greenlet until a part newer than `seq` exists (or timeout)."""
+        if self.seq != seq:
+            return True
+        self._event.wait(timeout)
+        return self.seq != seq
+
+    def tick(self) -> None:
+        """Roll the per-second rates."""
+        now = time.monotonic()
+        dt = now - self._fps_t
+        if dt >= 1.0:
+            self.fps_out = (self.frames - self._fps_frames) / dt
+            self.parts_per_s = (self.parts_sent - self._fps_sent) / dt
+            self._fps_t, self._fps_frames, self._fps_sent = now, self.frames, self.parts_sent
+
+    def latency_ms(self) -> dict[str, float | None]:
+        """p50/p99 of capture-to-send latency over the recent parts."""
+        if not self.latency:
+            return {"p50": None, "p99": None}
+        values = sorted(self.latency)
+        n = len(values)
+        return {
+            "p50": round(values[n // 2] * 1000, 2),
+            "p99": round(values[min(n - 1, int(n * 0.99))] * 1000, 2),
+        }
+
+
+class FrameHub:
+    """Channels for color, depth and combined, fed from the JPEG rings."""
+
+    def __init__(self, control: Control, rings: dict[str, FrameRing], wake_r: Any,
+                 depth_headers: dict[str, str] | None = None) -> None:
+        self.control = control
+        self.rings = rings
+        self.wake_r = wake_r
+        headers = {s: None for s in STREAMS}
+        headers["depth"] = depth_headers
+        self.channels = {s: Channel(s, headers[s]) for s in STREAMS}
+        self._pump: gevent.Greenlet | None = None
+
+    def start(self) -> None:
+        """Start the pump greenlet."""
+        self._pump = gevent.spawn(self._run)
+
+    def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.kill(block=False)
+
+    def _run(self) -> None:
+        fd = self.wake_r.fileno()
+        while True:
+            self.control["hb_web"] = time.time()
+            readable, _, _ = gevent.select.select([fd], [], [], 0.5)
+            if readable:
+                drain(self.wake_r)
+            self.poll_rings()
+            for ch in self.channels.values():
+                ch.tick()
+
+    def poll_rings(self) -> None:
+        """Publish any stream whose ring has a newer frame than its channel."""
+        for name, ch in self.channels.items():
+            if ch.viewers <= 0 and ch.part is not None:
+                continue
+            ring = self.rings[name]
+            counter = ring.counter()
+            if counter == ch.ring_counter:
+                continue
+            got = ring.read_latest()
+            if got is None:
+                continue
+            meta, jpeg = got
+            ch.ring_counter = meta.counter
+            ch.publish(meta, jpeg)
+
+    def add_viewer(self, name: str, delta: int) -> None:
+        """Count a viewer in or out; the encoder reads the total from the control block."""
+        ch = self.channels[name]
+        ch.viewers += delta
+        self.control[f"viewers_{name}"] = ch.viewers
+
+    def stream(self, name: str, min_interval: float = 0.0) -> Iterator[bytes]:
+        """Generator of multipart parts for one client; unregisters itself when closed."""
+        ch = self.channels[name]
+        self.add_viewer(name, 1)
+        try:
+            seq = 0
+            if ch.part is not None and ch.meta is not None and (
+                time.time() - ch.meta.ts_capture < FRESH_S
+                or ch.meta.flags & FLAG_NO_SIGNAL
+            ):
+                seq = ch.seq
+                yield ch.part
+            last_sent = time.monotonic()
+            while True:
+                fresh = ch.wait(seq, KEEPALIVE_S)
+                if not fresh and ch.part is None:
+                    continue
+                if min_interval:
+                    gap = min_interval - (time.monotonic() - last_sent)
+                    if gap > 0:
+                        gevent.sleep(gap)
+                part, meta, seq = ch.part, ch.meta, ch.seq
+                assert part is not None and meta is not None
+                yield part
+                last_sent = time.monotonic()
+                ch.parts_sent += 1
+                if fresh:
+                    ch.latency.append(time.time() - meta.ts_capture)
+        finally:
+            self.add_viewer(name, -1)
+
+    def snapshot(self, name: str, timeout: float) -> tuple[bytes, SlotMeta] | None:
+        """The next freshly encoded JPEG of a stream, or None after `timeout` seconds."""
+        ch = self.channels[name]
+        self.add_viewer(name, 1)
+        try:
+            seq = ch.seq
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                if ch.wait(seq, left) and ch.jpeg is not None and ch.meta is not None:
+                    return ch.jpeg, ch.meta
+        finally:
+            self.add_viewer(name, -1)

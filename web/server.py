@@ -1,0 +1,71 @@
+"""The web process: gevent's WSGI server on the socket the supervisor bound.
+
+The supervisor binds the listening socket and hands it to each web process it starts,
+so a restarted web process serves the same port without a gap in which connections
+are refused. gevent holds hundreds of long-lived streams in one process cheaply.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+from typing import Any
+
+import gevent
+import gevent.pywsgi
+import gevent.socket
+
+from pipeline.child import Handles, run_child
+from pipeline.config import Config
+from pipeline.control import Control
+from pipeline.shm import FrameRing
+from web.app import create_app
+from web.hub import FrameHub
+
+log = logging.getLogger("web")
+
+
+class _QuietHandler(gevent.pywsgi.WSGIHandler):
+    """Drop the per-request access log line (clients reconnect often; log via /metrics)."""
+
+    def log_request(self) -> None:
+        log.debug("%s", self.format_request())
+
+
+def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socket,
+             ssl_args: dict[str, Any] | None = None) -> None:
+    """Entry point of the web process (spawned by the supervisor)."""
+
+    def body() -> None:
+        control = Control.attach(handles.control)
+        rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+        hub = FrameHub(control, rings, handles.jpeg_wake_r,
+                       cfg.streams_depth_headers)
+        app = create_app(cfg, hub, control, backend)
+        sock = gevent.socket.socket(listener.family, listener.type, 0,
+                                    fileno=listener.detach())
+        server = gevent.pywsgi.WSGIServer(
+            sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
+            handler_class=_QuietHandler, **(ssl_args or {}),
+        )
+
+        def stop() -> None:
+            server.close()
+            hub.stop()
+            gevent.spawn(server.stop, timeout=1.0)
+
+        gevent.signal_handler(signal.SIGTERM, stop)
+        gevent.signal_handler(signal.SIGINT, stop)
+        for s in ("color", "depth", "combined"):
+            control[f"viewers_{s}"] = 0
+        hub.start()
+        log.info("serving on %s", _addr(sock))
+        server.serve_forever()
+
+    run_child("web", cfg.log_level, handles.parent_pid, body)
+
+
+def _addr(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
