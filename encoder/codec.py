@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from typing import Any
 
 import cv2
@@ -89,11 +90,18 @@ class JpegCodec:
         return buf.tobytes()
 
     def decode(self, data: bytes) -> np.ndarray:
-        """Decode a JPEG to a BGR image (raises ValueError on corrupt data)."""
+        """Decode a JPEG to a BGR image; corrupt data (even 'recoverable') is a ValueError.
+
+        libjpeg-turbo reports damaged entropy data as a warning and returns a half-grey
+        picture; a stream is better served by dropping that frame. Call it from one thread
+        (warning filters are process-global).
+        """
         if self.backend == "turbojpeg":
             try:
-                return self._handle().decode(data, pixel_format=self._tj.TJPF_BGR)
-            except OSError as exc:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    return self._handle().decode(data, pixel_format=self._tj.TJPF_BGR)
+            except (OSError, UserWarning) as exc:
                 raise ValueError(f"corrupt JPEG: {exc}") from exc
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if img is None:

@@ -28,6 +28,7 @@ FIELDS: tuple[str, ...] = (
     *(f"viewers_{s}" for s in STREAMS),
     # supervisor
     "started_at", "restarts_capture", "restarts_encoder", "restarts_web",
+    "pid_capture", "pid_encoder", "pid_web",
     "info_version", "settings_version",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}

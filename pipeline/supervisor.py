@@ -141,6 +141,10 @@ class Supervisor:
         proc = self.ctx.Process(target=child.target, args=child.args, name=child.name)
         proc.start()
         child.proc = proc
+        try:
+            self.control[f"pid_{child.name}"] = proc.pid or 0
+        except KeyError:
+            pass
         child.started = time.monotonic()
         child.restart_at = None
         log.debug("started %s (pid %d)", child.name, proc.pid)

@@ -73,7 +73,8 @@ class Server:
         self.child_pids: list[int] = []
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def wait_ready(self, timeout: float = 30.0, need_frames: bool = True) -> dict[str, Any]:

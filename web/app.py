@@ -135,6 +135,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
         "streams": streams,
         "viewers": sum(ch.viewers for ch in hub.channels.values()),
         "restarts": {r: int(snap[f"restarts_{r}"]) for r in ("capture", "encoder", "web")},
+        "pids": {r: int(snap[f"pid_{r}"]) for r in ("capture", "encoder", "web")},
         "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),

@@ -155,12 +155,11 @@ class FrameHub:
         ch = self.channels[name]
         self.add_viewer(name, 1)
         try:
-            seq = 0
+            seq = ch.seq
             if ch.part is not None and ch.meta is not None and (
                 time.time() - ch.meta.ts_capture < FRESH_S
                 or ch.meta.flags & FLAG_NO_SIGNAL
             ):
-                seq = ch.seq
                 yield ch.part
             last_sent = time.monotonic()
             while True:

@@ -1,0 +1,130 @@
+"""Process lifecycle: clean exits, restarts that keep clients connected, bad options."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import (
+    PYTHON,
+    ROOT,
+    MjpegReader,
+    Server,
+    children_of,
+    pid_alive,
+    running,
+    shm_segments,
+)
+
+SMALL = ("--width", "640", "--height", "480")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_exits_clean_within_3s(sig: int) -> None:
+    srv = Server(*SMALL)
+    try:
+        srv.wait_ready()
+        r = MjpegReader(srv.port, "/color")
+        r.next_part()
+        kids = children_of(srv.pid)
+        assert len(kids) >= 3
+        t0 = time.monotonic()
+        code = srv.stop(sig, timeout=5)
+        elapsed = time.monotonic() - t0
+        r.close()
+        assert code == 0
+        assert elapsed < 3.0
+        assert not [p for p in kids if pid_alive(p)], "orphan processes left"
+        assert shm_segments(srv.pid) == []
+        log = srv.log()
+        assert "Traceback" not in log
+    finally:
+        srv.kill()
+
+
+@pytest.mark.parametrize("role", ["encoder", "capture"])
+def test_killed_child_is_restarted_and_the_same_connection_resumes(role: str) -> None:
+    with running(*SMALL) as srv:
+        r = MjpegReader(srv.port, "/color", timeout=10)
+        try:
+            for _ in range(5):
+                r.next_part()
+            victim = srv.status()["pids"][role]
+            assert victim in children_of(srv.pid)
+            os.kill(victim, signal.SIGKILL)
+            killed_at = time.time()
+            # Frames captured after the kill must arrive on this same connection within 3 s.
+            while True:
+                headers, body = r.next_part()
+                assert time.time() - killed_at < 3.0, "no fresh frame within 3 s"
+                if float(headers["x-timestamp"]) > killed_at + 0.05:
+                    break
+            st = srv.status()
+            assert st["restarts"][role] == 1
+        finally:
+            r.close()
+        log = srv.log()
+        assert log.count(f"{role} process died") == 1
+        assert "Traceback" not in log
+
+
+def test_killed_main_process_takes_children_and_next_start_cleans_up() -> None:
+    srv = Server(*SMALL)
+    try:
+        srv.wait_ready()
+        kids = [p for p in children_of(srv.pid)]
+        os.kill(srv.pid, signal.SIGKILL)
+        srv.proc.wait(5)
+        deadline = time.monotonic() + 5
+        while any(pid_alive(p) for p in kids):
+            assert time.monotonic() < deadline, "children outlived the main process"
+            time.sleep(0.1)
+        # Give the resource tracker a moment; then a new start must remove anything left.
+        with running(*SMALL, port=srv.port) as again:
+            assert again.status()["source_ok"]
+        assert shm_segments(srv.pid) == []
+    finally:
+        srv.kill()
+
+
+def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT)
+
+
+@pytest.mark.parametrize("args", [
+    ("--width", "abc"), ("--fps", "0"), ("--quality", "101"), ("--port", "70000"),
+    ("--depth-mode", "rainbow"), ("--depth-min", "5", "--depth-max", "1"),
+    ("--source", "/nonexistent/file.bag"), ("--source", "tcp://host:notaport"),
+    ("--source", "nonsense"), ("--log-level", "loud"), ("--host", "not a host"),
+])
+def test_bad_options_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    res = run_cli(*args)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert "error" in lines[0]
+
+
+def test_help_explains_each_option() -> None:
+    res = run_cli("--help")
+    assert res.returncode == 0
+    for opt in ("--source", "--width", "--height", "--fps", "--quality", "--depth-mode",
+                "--depth-min", "--depth-max", "--host", "--port", "--log-level"):
+        assert opt in res.stdout
+
+
+def test_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_cli("--host", "127.0.0.1", "--port", str(port))
+    assert res.returncode == 3
+    assert "cannot listen on 127.0.0.1" in res.stderr
+    assert "Traceback" not in res.stderr
