@@ -178,4 +178,6 @@ class MjpegReader:
         return headers, body
 
     def close(self) -> None:
+        """Close the socket (a close-delimited response owns it, not the connection)."""
+        self.resp.close()
         self.conn.close()

@@ -26,11 +26,37 @@ from web.hub import FrameHub
 log = logging.getLogger("web")
 
 
-class _QuietHandler(gevent.pywsgi.WSGIHandler):
-    """Drop the per-request access log line (clients reconnect often; log via /metrics)."""
+class StreamHandler(gevent.pywsgi.WSGIHandler):
+    """gevent's handler, with endless multipart streams sent unchunked.
+
+    A stream has no length, so HTTP/1.1 would wrap every part in chunked framing, and
+    gevent builds each chunk by copying the part into a new bytearray: one copy of
+    every frame per client. Sent close-delimited (as µStreamer and mjpg-streamer do),
+    the same bytes object goes to every socket untouched.
+    """
+
+    def finalize_headers(self) -> None:
+        super().finalize_headers()
+        if not self.response_use_chunked:
+            return
+        for name, value in self.response_headers:
+            if name.lower() in ("content-type", b"content-type") and (
+                    _text(value).startswith("multipart/x-mixed-replace")):
+                self.response_use_chunked = False
+                self.close_connection = True
+                self.response_headers = [
+                    (k, v) for k, v in self.response_headers
+                    if _text(k).lower() not in ("transfer-encoding", "connection")
+                ] + [(b"Connection", b"close")]
+                return
 
     def log_request(self) -> None:
+        """Access lines at debug level only: stream clients come and go constantly."""
         log.debug("%s", self.format_request())
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
 def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socket,
@@ -47,7 +73,7 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
                                     fileno=listener.detach())
         server = gevent.pywsgi.WSGIServer(
             sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
-            handler_class=_QuietHandler, **(ssl_args or {}),
+            handler_class=StreamHandler, **(ssl_args or {}),
         )
 
         def stop() -> None:
