@@ -209,15 +209,16 @@ def main() -> int:
         return statistics.median(f(r) for r in runs)
 
     roles = runs[0]["cpu"].keys()
-    print(f"| clients | fps min | fps median | latency p50 ms | latency p99 ms | "  # noqa: T201
-          + " | ".join(f"CPU {k} %" for k in roles) + " | "
-          + " | ".join(f"RSS {k} MB" for k in roles) + " |")
-    print("|" + "---|" * (5 + 2 * len(roles)))  # noqa: T201
-    print(f"| {args.clients} | {med(lambda r: r['fps_min']):.1f} | "  # noqa: T201
-          f"{med(lambda r: r['fps_median']):.1f} | {med(lambda r: r['lat_p50_ms']):.1f} | "
-          f"{med(lambda r: r['lat_p99_ms']):.1f} | "
-          + " | ".join(f"{med(lambda r, k=k: r['cpu'][k]):.1f}" for k in roles) + " | "
-          + " | ".join(f"{med(lambda r, k=k: r['rss_mb'][k]):.0f}" for k in roles) + " |")
+    out = sys.stdout
+    out.write("| clients | fps min | fps median | latency p50 ms | latency p99 ms | "
+              + " | ".join(f"CPU {k} %" for k in roles) + " | "
+              + " | ".join(f"RSS {k} MB" for k in roles) + " |\n")
+    out.write("|" + "---|" * (5 + 2 * len(roles)) + "\n")
+    out.write(f"| {args.clients} | {med(lambda r: r['fps_min']):.1f} | "
+              f"{med(lambda r: r['fps_median']):.1f} | {med(lambda r: r['lat_p50_ms']):.1f} | "
+              f"{med(lambda r: r['lat_p99_ms']):.1f} | "
+              + " | ".join(f"{med(lambda r, k=k: r['cpu'][k]):.1f}" for k in roles) + " | "
+              + " | ".join(f"{med(lambda r, k=k: r['rss_mb'][k]):.0f}" for k in roles) + " |\n")
     return 0
 
 

@@ -29,6 +29,7 @@ FIELDS: tuple[str, ...] = (
     # supervisor
     "started_at", "restarts_capture", "restarts_encoder", "restarts_web",
     "pid_capture", "pid_encoder", "pid_web",
+    "hb_push", "restarts_push", "pid_push", "restarts_gps", "pid_gps",
     "info_version", "settings_version",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}

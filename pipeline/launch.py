@@ -19,7 +19,7 @@ BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
 def run_pipeline(cfg: Config,
-                 sink: Callable[[Config, Any, str], ChildSpec] | None = None) -> int:
+                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None) -> int:
     """Run capture → encoder → sink under a supervisor; returns the exit code."""
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
@@ -40,7 +40,7 @@ def run_pipeline(cfg: Config,
                                                         cfg.extra.get("ssl_args")),
                                       heartbeat="hb_web"))
         else:
-            children.append(sink(cfg, h, backend))
+            children.extend(sink(cfg, h, backend))
         return Supervisor(res.control, children).run()
     finally:
         if listener is not None:

@@ -1,0 +1,140 @@
+"""Point-to-point mode: push the stream to one listener over HTTPS (or TCP), with GPS.
+
+    ffmpeg -listen 1 -key_file server.key -cert_file server.crt -f mpjpeg \\
+        -i https://0.0.0.0:8443 -c copy out.mjpeg
+    python3 app_https_client.py -v https://HOST:8443 -g https://HOST/gps -r 5
+
+Same capture and encoder processes as app_mp.py; the web server is replaced by a push
+process (and a GPS process when -g is given).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import multiprocessing
+import sys
+
+from pipeline.child import CannotStart, setup_logging
+from pipeline.config import (
+    Config,
+    OneLineParser,
+    add_common_args,
+    add_encoder_args,
+    add_source_args,
+    config_from,
+    finish,
+)
+from push.urls import parse_destination, redact
+
+log = logging.getLogger("app_https_client")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.05 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.05 and 3600 seconds")
+    return value
+
+
+def _retries(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None = None) -> Config:
+    """Command line -> Config with the push options in cfg.extra."""
+    p = OneLineParser(
+        prog="app_https_client.py",
+        description="Push the camera stream to one listener (e.g. ffmpeg -listen 1) over "
+        "HTTPS, HTTP or raw TCP, retrying while it is down, and POST GPS fixes to a URL.",
+    )
+    g = p.add_argument_group("destination")
+    g.add_argument("-v", "--video", required=True, metavar="URL",
+                   help="https://HOST:PORT[/path], http://..., or tcp://HOST:PORT (bare JPEGs)")
+    g.add_argument("-g", "--gps-url", metavar="URL",
+                   help="https:// or http:// URL that receives each GPS fix as a JSON POST; "
+                   "without it no GPS is read")
+    g.add_argument("-r", "--retry", type=_seconds, default=5.0, metavar="SECONDS",
+                   help="seconds between attempts while a destination is down (default 5)")
+    g.add_argument("--max-retries", type=_retries, default=None, metavar="N",
+                   help="give up (exit code 3) after N failed attempts in a row "
+                   "(default: retry forever)")
+    g.add_argument("--format", dest="fmt", choices=("mpjpeg", "mjpeg"), default="mpjpeg",
+                   help="mpjpeg: multipart parts with Content-Length and X-Timestamp "
+                   "(default); mjpeg: concatenated JPEGs (always so for tcp://)")
+    g.add_argument("--stream", choices=("combined", "color", "depth"), default="combined",
+                   help="what to push (default combined: color and depth side by side)")
+    g.add_argument("--ca-file", metavar="PEM",
+                   help="CA certificate(s) to verify the listener with (private CA or a "
+                   "self-signed certificate)")
+    g.add_argument("--insecure", action="store_true",
+                   help="do not verify the listener's certificate (warns)")
+    g.add_argument("--gps", default="gpsd://127.0.0.1:2947", metavar="SPEC",
+                   help="gpsd://HOST:PORT (default gpsd://127.0.0.1:2947), "
+                   "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
+    g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
+                   help="seconds between GPS posts (default 1)")
+    add_source_args(p)
+    add_encoder_args(p)
+    add_common_args(p)
+    ns = p.parse_args(argv)
+    try:
+        parse_destination(ns.video, ("https", "http", "tcp"))
+        if ns.gps_url:
+            parse_destination(ns.gps_url, ("https", "http"))
+    except ValueError as exc:
+        p.error(str(exc))
+    if ns.ca_file:
+        try:
+            open(ns.ca_file, "rb").close()
+        except OSError as exc:
+            p.error(f"--ca-file {ns.ca_file}: {exc.strerror}")
+    if ns.gps_url and ns.gps != "none":
+        from push.gps import parse_gps_spec  # noqa: PLC0415
+
+        try:
+            parse_gps_spec(ns.gps)
+        except ValueError as exc:
+            p.error(f"--gps: {exc}")
+    return finish(p, ns, config_from(ns, sink="push"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse options and run capture → encoder → push (+ GPS) under the supervisor."""
+    cfg = parse_args(argv)
+    setup_logging(cfg.log_level)
+    multiprocessing.current_process().name = "main"
+    from pipeline.launch import run_pipeline  # noqa: PLC0415
+    from pipeline.supervisor import ChildSpec  # noqa: PLC0415
+    from push.video import GpsOptions, PushOptions, gps_main, push_main  # noqa: PLC0415
+
+    x = cfg.extra
+    opts = PushOptions(url=x["video"], stream=x["stream"], fmt=x["fmt"], retry=x["retry"],
+                       max_retries=x["max_retries"], ca_file=x["ca_file"],
+                       insecure=x["insecure"])
+    if opts.insecure and opts.url.startswith("https"):
+        log.warning("--insecure: the listener's certificate is NOT verified")
+    log.info("pushing %s as %s to %s", opts.stream, opts.fmt, redact(opts.url))
+
+    def sinks(cfg: Config, handles: object, backend: str) -> list[ChildSpec]:
+        specs = [ChildSpec("push", push_main, (cfg, handles, opts), heartbeat="hb_push")]
+        if x["gps_url"] and x["gps"] != "none":
+            gps = GpsOptions(spec=x["gps"], url=x["gps_url"], interval=x["gps_interval"],
+                             ca_file=x["ca_file"], insecure=x["insecure"])
+            specs.append(ChildSpec("gps", gps_main, (cfg, handles, gps)))
+        return specs
+
+    try:
+        return run_pipeline(cfg, sinks)
+    except CannotStart as exc:
+        log.error("%s", exc)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

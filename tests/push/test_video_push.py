@@ -1,0 +1,233 @@
+"""Point-to-point push into a real `ffmpeg -listen 1` HTTPS listener, and raw TCP."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require
+from tests.helpers import PYTHON, ROOT, children_of, free_port, pid_alive, shm_segments
+
+W, H = 320, 240
+SRC = ("--width", str(W), "--height", str(H), "--fps", "15", "--gps", "none")
+
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A self-signed certificate for 127.0.0.1 made with openssl."""
+    d = tmp_path_factory.mktemp("tls")
+    key, crt = d / "server.key", d / "server.crt"
+    subprocess.run(
+        [require("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+         str(key), "-out", str(crt), "-days", "2", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )
+    return {"key": key, "crt": crt}
+
+
+def start_listener(port: int, cert: dict[str, Path], out: Path, fmt: str = "mpjpeg"
+                   ) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [require("ffmpeg"), "-nostdin", "-loglevel", "error", "-listen", "1",
+         "-key_file", str(cert["key"]), "-cert_file", str(cert["crt"]), "-f", fmt,
+         "-i", f"https://127.0.0.1:{port}", "-c", "copy", "-f", "mjpeg", "-y", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+
+
+def wait_listening(port: int, timeout: float = 10.0) -> None:
+    """Wait until ffmpeg's listener is bound (ss shows it; connecting would consume it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
+                             text=True, check=False).stdout
+        if out.strip():
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@contextlib.contextmanager
+def client(*args: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    with open(log, "wb") as fh:
+        proc = subprocess.Popen([PYTHON, str(ROOT / "app_https_client.py"), *args],
+                                cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    import os  # noqa: PLC0415
+
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+def probe(path: Path) -> dict:
+    res = subprocess.run(
+        [require("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json",
+         str(path)], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(res.stdout)["streams"][0]
+
+
+def stop_listener(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@pytest.mark.parametrize(("fmt", "stream", "width"), [
+    ("mpjpeg", "combined", 2 * W), ("mjpeg", "color", W),
+])
+def test_push_lands_in_ffmpeg(cert: dict[str, Path], tmp_path: Path, fmt: str, stream: str,
+                              width: int) -> None:
+    port = free_port()
+    out = tmp_path / "out.mjpeg"
+    listener = start_listener(port, cert, out, fmt)
+    try:
+        wait_listening(port)
+        with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
+                    "--format", fmt, "--stream", stream, *SRC, log=tmp_path / "c.log") as c:
+            time.sleep(4)
+            c.send_signal(signal.SIGINT)
+            t0 = time.monotonic()
+            assert c.wait(5) == 0
+            assert time.monotonic() - t0 < 3
+            kids = children_of(c.pid)
+        listener.wait(10)
+    finally:
+        stop_listener(listener)
+    st = probe(out)
+    assert st["codec_name"] == "mjpeg"
+    assert (st["width"], st["height"]) == (width, H)
+    assert int(st["nb_read_frames"]) >= 30
+    log = (tmp_path / "c.log").read_text()
+    assert "connected to https://127.0.0.1" in log and "Traceback" not in log
+    assert not [p for p in kids if pid_alive(p)]
+    assert shm_segments(c.pid) == []
+
+
+def test_self_signed_listener_is_refused_without_ca_file(cert: dict[str, Path],
+                                                          tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "out.mjpeg"
+    listener = start_listener(port, cert, out)
+    try:
+        wait_listening(port)
+        with client("-v", f"https://127.0.0.1:{port}", "-r", "0.5", "--max-retries", "0",
+                    *SRC, log=tmp_path / "c.log") as c:
+            assert c.wait(20) == 3
+    finally:
+        stop_listener(listener)
+    log = (tmp_path / "c.log").read_text()
+    assert "certificate not trusted" in log
+    assert "giving up" in log and "Traceback" not in log
+
+
+def test_client_reconnects_after_each_listener_restart(cert: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    port = free_port()
+    retry = 1.0
+    with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
+                "-r", str(retry), *SRC, log=tmp_path / "c.log"):
+        time.sleep(1.5)  # the destination is down at first: the client keeps retrying
+        for i in range(3):
+            out = tmp_path / f"out{i}.mjpeg"
+            listener = start_listener(port, cert, out)
+            try:
+                wait_listening(port)
+                up = time.monotonic()
+                deadline = up + retry + 1.0 + 3.0
+                while (not out.exists() or out.stat().st_size < 20_000):
+                    assert time.monotonic() < deadline, f"no frames after restart {i}"
+                    time.sleep(0.05)
+                # The first bytes must arrive within retry + 1 s (plus process start-up of
+                # ffmpeg's muxer, which writes only once it has a whole frame).
+                assert time.monotonic() - up < retry + 1.0 + 1.0
+                time.sleep(1.0)
+            finally:
+                stop_listener(listener)
+            assert int(probe(out)["nb_read_frames"]) >= 10
+    log = (tmp_path / "c.log").read_text()
+    assert log.count("connected to https://127.0.0.1") == 3
+    assert "Traceback" not in log
+
+
+def test_raw_tcp_push_splits_into_the_expected_jpegs(tmp_path: Path) -> None:
+    from encoder.codec import JpegCodec  # noqa: PLC0415
+
+    srv = socket.create_server(("127.0.0.1", 0))
+    port = srv.getsockname()[1]
+    received = bytearray()
+
+    def accept() -> None:
+        conn, _ = srv.accept()
+        conn.settimeout(10)
+        with conn:
+            deadline = time.monotonic() + 4
+            while time.monotonic() < deadline:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                received.extend(data)
+
+    t = threading.Thread(target=accept, daemon=True)
+    t.start()
+    with client("-v", f"tcp://127.0.0.1:{port}", "--stream", "color", *SRC,
+                log=tmp_path / "c.log"):
+        t.join(15)
+    srv.close()
+    data = bytes(received)
+    assert data[:2] == b"\xff\xd8"
+    # Encoder output has no embedded thumbnails, and entropy data stuffs every 0xFF, so
+    # EOI followed by SOI only occurs between frames.
+    pieces = data[2:].split(b"\xff\xd9\xff\xd8")
+    complete = [b"\xff\xd8" + p + b"\xff\xd9" for p in pieces[:-1]]
+    codec = JpegCodec("turbojpeg")
+    assert len(complete) >= 30
+    for f in complete:
+        assert codec.decode(f).shape == (H, W, 3)
+
+
+@pytest.mark.parametrize("args", [
+    ("-v", "ftp://127.0.0.1:21"), ("-v", "https://127.0.0.1:99999"), ("-v", "tcp://127.0.0.1"),
+    ("-v", "https://127.0.0.1:8443", "-r", "soon"),
+    ("-v", "https://127.0.0.1:8443", "-g", "gopher://x/"),
+    ("-v", "https://127.0.0.1:8443", "--ca-file", "/nonexistent.pem"),
+    ("-v", "https://127.0.0.1:8443", "--format", "h264"),
+])
+def test_bad_options_one_line_exit_2(args: tuple[str, ...]) -> None:
+    res = subprocess.run([PYTHON, str(ROOT / "app_https_client.py"), *args],
+                         capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert res.returncode == 2, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_credentials_never_appear_in_logs(tmp_path: Path) -> None:
+    port = free_port()
+    with client("-v", f"https://user:s3cret@127.0.0.1:{port}", "-r", "0.3",
+                "--max-retries", "1", *SRC, log=tmp_path / "c.log") as c:
+        assert c.wait(20) == 3
+    log = (tmp_path / "c.log").read_text()
+    assert "s3cret" not in log and "user:" not in log
+    assert "https://***@127.0.0.1" in log
