@@ -21,13 +21,14 @@ from pipeline.config import (
     config_from,
     finish,
 )
+from web.app import web_options
 
 log = logging.getLogger("app_mp")
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
     """Command line -> Config (one-line error and exit code 2 on bad values)."""
-    from pipeline.config import _host, _port  # noqa: PLC0415
+    from pipeline.config import _fps, _host, _port, _positive_int  # noqa: PLC0415
 
     p = OneLineParser(
         prog="app_mp.py",
@@ -41,9 +42,29 @@ def parse_args(argv: list[str] | None = None) -> Config:
     g.add_argument("--host", type=_host, default="0.0.0.0",
                    help="address to listen on (default 0.0.0.0, all IPv4 interfaces)")
     g.add_argument("--port", type=_port, default=5000, help="TCP port (default 5000)")
+    s = p.add_argument_group("access and limits")
+    s.add_argument("--auth", metavar="USER:PASSWORD",
+                   help="require HTTP Basic auth on every route")
+    s.add_argument("--auth-file", metavar="PATH",
+                   help="Basic-auth users, one USER:HASH per line "
+                   "(make a line with: python3 -m web.auth USER)")
+    s.add_argument("--token", help="accept this token as ?token=... or 'Authorization: Bearer'")
+    s.add_argument("--cert", metavar="PEM", help="serve HTTPS with this certificate chain")
+    s.add_argument("--key", metavar="PEM", help="private key for --cert")
+    s.add_argument("--max-clients", type=_positive_int, default=500,
+                   help="stream clients at once; more get 503 with Retry-After (default 500)")
+    s.add_argument("--allow-origin", metavar="ORIGIN",
+                   help="CORS: send Access-Control-Allow-Origin: ORIGIN (off by default)")
+    s.add_argument("--fps-limit", type=_fps, default=None,
+                   help="highest rate sent to any client (clients may ask lower with ?fps=)")
     add_common_args(p)
     ns = p.parse_args(argv)
-    return finish(p, ns, config_from(ns, sink="web"))
+    cfg = finish(p, ns, config_from(ns, sink="web"))
+    try:
+        web_options(cfg)
+    except ValueError as exc:
+        p.error(str(exc))
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,11 +74,27 @@ def main(argv: list[str] | None = None) -> int:
     multiprocessing.current_process().name = "main"
     from pipeline.launch import run_pipeline  # noqa: PLC0415
 
+    opts = web_options(cfg)
+    if not opts.auth.enabled and not _loopback(cfg.host):
+        log.warning("no --auth/--token and listening on %s: anyone who can reach this "
+                    "port can watch", cfg.host)
+
     try:
         return run_pipeline(cfg)
     except CannotStart as exc:
         log.error("%s", exc)
         return exc.code
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress  # noqa: PLC0415
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 if __name__ == "__main__":

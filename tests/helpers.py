@@ -85,7 +85,15 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                st = self.status()
+                code, _, body = self.get("/status", timeout=3)
+                if code == 401:  # access-controlled: /healthz is open and tells liveness
+                    code, _, body = self.get("/healthz", timeout=3)
+                    if code == 200:
+                        self.child_pids = children_of(self.pid)
+                        return json.loads(body)
+                    time.sleep(0.2)
+                    continue
+                st = json.loads(body)
                 if not need_frames or st["frames_captured"] > 0:
                     self.child_pids = children_of(self.pid)
                     return st

@@ -7,6 +7,7 @@ Routes hold no per-frame logic: streams and snapshots come from the FrameHub, an
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -14,9 +15,43 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
+from web.auth import Authenticator
 from web.hub import BOUNDARY, FrameHub
+from web.metrics import metrics_response
 
 SNAPSHOT_TIMEOUT_S = 5.0
+HEALTHY_HEARTBEAT_S = 5.0
+
+
+@dataclass
+class WebOptions:
+    """Access and limits of the web server (app_mp.py's security options)."""
+
+    auth: Authenticator = field(default_factory=Authenticator)
+    max_clients: int = 500
+    allow_origin: str | None = None
+    fps_limit: float | None = None
+
+
+def web_options(cfg: Config) -> WebOptions:
+    """Build (and so validate) the web options; ValueError with a one-line message."""
+    import ssl  # noqa: PLC0415
+
+    from web.auth import build_authenticator  # noqa: PLC0415
+
+    x = cfg.extra
+    auth = build_authenticator(x.get("auth"), x.get("auth_file"), x.get("token"))
+    if bool(x.get("cert")) != bool(x.get("key")):
+        raise ValueError("--cert and --key go together")
+    if x.get("cert"):
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(x["cert"], x["key"])
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--cert/--key: {getattr(exc, 'strerror', None) or exc}") from None
+        x["ssl_args"] = {"certfile": x["cert"], "keyfile": x["key"]}
+    return WebOptions(auth=auth, max_clients=x.get("max_clients", 500),
+                      allow_origin=x.get("allow_origin"), fps_limit=x.get("fps_limit"))
 
 
 def _query_float(name: str, lo: float, hi: float) -> float | None:
@@ -39,10 +74,42 @@ def _check_query(allowed: set[str]) -> None:
         abort(400, description=f"unknown query parameter(s): {', '.join(sorted(unknown))}")
 
 
-def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str) -> Flask:
+def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
+               opts: WebOptions | None = None) -> Flask:
     """Build the app around an existing hub and control block."""
+    opts = opts or WebOptions()
+    auth = opts.auth
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        if not auth.enabled or request.path == "/healthz":
+            return None
+        token = request.args.get("token")
+        header = request.headers.get("Authorization", "")
+        if header.lower().startswith("bearer "):
+            token = header[7:].strip()
+        if token is not None and auth.check_token(token):
+            return None
+        basic = request.authorization
+        if (basic is not None and basic.type == "basic" and auth.basic
+                and auth.check_basic(basic.username or "", basic.password or "")):
+            return None
+        resp = jsonify(error="Unauthorized", detail="credentials required")
+        resp.status_code = 401
+        if auth.basic:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="camera", charset="UTF-8"'
+        elif auth.token:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="camera"'
+        return resp
+
+    @app.after_request
+    def _cors(resp: Response) -> Response:
+        if opts.allow_origin:
+            resp.headers["Access-Control-Allow-Origin"] = opts.allow_origin
+            resp.headers["Vary"] = "Origin"
+        return resp
 
     @app.errorhandler(400)
     @app.errorhandler(404)
@@ -63,7 +130,15 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str) -> Fl
     def stream_response(name: str) -> Response:
         _check_query({"fps", "token"})
         fps = _query_float("fps", 0.1, 120)
+        if opts.fps_limit:
+            fps = min(fps or opts.fps_limit, opts.fps_limit)
         interval = 1.0 / fps if fps else 0.0
+        if sum(ch.viewers for ch in hub.channels.values()) >= opts.max_clients:
+            resp = jsonify(error="Service Unavailable",
+                           detail=f"too many clients (limit {opts.max_clients})")
+            resp.status_code = 503
+            resp.headers["Retry-After"] = "5"
+            return resp
         resp = Response(
             hub.stream(name, interval),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
@@ -91,6 +166,20 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str) -> Fl
                          lambda s=stream: stream_response(s))
         app.add_url_rule(f"/{stream}.jpg", f"snapshot_{stream}",
                          lambda s=stream: snapshot_response(s))
+
+    @app.get("/healthz")
+    def healthz() -> tuple[Response, int]:
+        snap = control.snapshot()
+        now = time.time()
+        ages = {r: now - snap[f"hb_{r}"] for r in ("capture", "encoder")}
+        ok = all(age < HEALTHY_HEARTBEAT_S for age in ages.values())
+        return jsonify(ok=ok, heartbeat_age_s={k: round(v, 3) for k, v in ages.items()}), (
+            200 if ok else 503)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        _check_query({"token"})
+        return metrics_response(hub, control)
 
     @app.get("/status")
     def status() -> Response:

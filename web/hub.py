@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -26,6 +27,7 @@ from pipeline.shm import FLAG_NO_SIGNAL, FrameRing, SlotMeta
 log = logging.getLogger("web")
 
 BOUNDARY = "frame"
+LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 KEEPALIVE_S = 1.0
 FRESH_S = 1.0
 
@@ -45,6 +47,8 @@ class Channel:
         self.parts_sent = 0
         self.frames = 0
         self.latency: deque[float] = deque(maxlen=4096)
+        self.lat_counts = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.lat_sum = 0.0
         self._event = gevent.event.Event()
         self._fps_t = time.monotonic()
         self._fps_frames = 0
@@ -74,6 +78,12 @@ class Channel:
             return True
         self._event.wait(timeout)
         return self.seq != seq
+
+    def observe(self, latency: float) -> None:
+        """Record one part's capture-to-send latency (recent window and histogram)."""
+        self.latency.append(latency)
+        self.lat_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
+        self.lat_sum += latency
 
     def tick(self) -> None:
         """Roll the per-second rates."""
@@ -176,7 +186,7 @@ class FrameHub:
                 last_sent = time.monotonic()
                 ch.parts_sent += 1
                 if fresh:
-                    ch.latency.append(time.time() - meta.ts_capture)
+                    ch.observe(time.time() - meta.ts_capture)
         finally:
             self.add_viewer(name, -1)
 

@@ -20,7 +20,7 @@ from pipeline.child import Handles, run_child
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing
-from web.app import create_app
+from web.app import create_app, web_options
 from web.hub import FrameHub
 
 log = logging.getLogger("web")
@@ -68,7 +68,7 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
         hub = FrameHub(control, rings, handles.jpeg_wake_r,
                        cfg.streams_depth_headers)
-        app = create_app(cfg, hub, control, backend)
+        app = create_app(cfg, hub, control, backend, web_options(cfg))
         sock = gevent.socket.socket(listener.family, listener.type, 0,
                                     fileno=listener.detach())
         server = gevent.pywsgi.WSGIServer(
