@@ -46,3 +46,17 @@ def run_pipeline(cfg: Config,
         if listener is not None:
             listener.close()
         res.close()
+        _stop_resource_tracker()
+
+
+def _stop_resource_tracker() -> None:
+    """Reap multiprocessing's resource-tracker helper so no process outlives this one."""
+    from multiprocessing import resource_tracker  # noqa: PLC0415
+
+    stop = getattr(resource_tracker._resource_tracker, "_stop", None)  # noqa: SLF001
+    if stop is None:
+        return
+    try:
+        stop()
+    except (OSError, ChildProcessError, AttributeError) as exc:
+        log.debug("resource tracker: %s", exc)
