@@ -161,7 +161,10 @@ def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, 
             settings_version = control["settings_version"]
             names = control.settings().get("filters")
             if names is not None:
-                chain.set(names)  # type: ignore[attr-defined]
+                try:
+                    chain.set(names)  # type: ignore[attr-defined]
+                except ValueError as exc:
+                    log.warning("filters unchanged: %s", exc)
             enc.color_filter = chain.apply if chain.names else None  # type: ignore[attr-defined]
         counter, slot = raw.latest()
         wanted = [s for s in STREAMS if control.viewers(s) > 0]

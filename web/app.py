@@ -167,6 +167,32 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         app.add_url_rule(f"/{stream}.jpg", f"snapshot_{stream}",
                          lambda s=stream: snapshot_response(s))
 
+    @app.get("/filters")
+    def get_filters() -> Response:
+        _check_query({"token"})
+        from encoder.filters import filter_catalog  # noqa: PLC0415
+
+        active = control.settings().get("filters", list(cfg.filters))
+        return jsonify(active=active, available=filter_catalog())
+
+    @app.post("/filters")
+    def set_filters() -> Response:
+        _check_query({"token"})
+        from encoder.filters import parse_filter_list  # noqa: PLC0415
+
+        body = request.get_json(silent=True)
+        wanted = body.get("filters") if isinstance(body, dict) else None
+        if isinstance(wanted, list) and all(isinstance(n, str) for n in wanted):
+            wanted = ",".join(wanted)
+        if not isinstance(wanted, str):
+            abort(400, description='expected JSON {"filters": ["gray", "blur", ...]}')
+        try:
+            names = parse_filter_list(wanted)
+        except ValueError as exc:
+            abort(400, description=str(exc))
+        control.set_settings({**control.settings(), "filters": names})
+        return jsonify(active=names)
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         snap = control.snapshot()

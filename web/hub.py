@@ -62,6 +62,7 @@ class Channel:
             f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
             f"X-Timestamp: {meta.ts_capture:.6f}\r\nX-Frame: {meta.frame_no}\r\n"
             f"X-Encode-Ms: {(meta.ts_aux2 - meta.ts_aux1) * 1000:.2f}\r\n"
+            f"X-Signal: {'none' if meta.flags & FLAG_NO_SIGNAL else 'live'}\r\n"
             f"{self.extra}\r\n"
         ).encode()
         self.part = head + jpeg + b"\r\n"
