@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import sys
 
 from pipeline.child import CannotStart, setup_logging
@@ -42,6 +43,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
     g.add_argument("--host", type=_host, default="0.0.0.0",
                    help="address to listen on (default 0.0.0.0, all IPv4 interfaces)")
     g.add_argument("--port", type=_port, default=5000, help="TCP port (default 5000)")
+    o = p.add_argument_group("recording and display")
+    o.add_argument("--record", metavar="PATH.mkv",
+                   help="record the color JPEGs as they are (no re-encoding) into .mkv or .avi")
+    o.add_argument("--snapshot-on-exit", metavar="PATH.jpg",
+                   help="save the last color frame when the server stops")
+    o.add_argument("--display", action="store_true",
+                   help="also show the stream in an OpenCV window (needs a desktop and a "
+                   "GUI build of OpenCV); keys toggle filters, q quits")
     s = p.add_argument_group("access and limits")
     s.add_argument("--auth", metavar="USER:PASSWORD",
                    help="require HTTP Basic auth on every route")
@@ -64,6 +73,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
         web_options(cfg)
     except ValueError as exc:
         p.error(str(exc))
+    if cfg.record:
+        from encoder.recorder import JpegRecorder  # noqa: PLC0415
+
+        try:
+            JpegRecorder.check_path(cfg.record)
+        except (ValueError, RuntimeError) as exc:
+            p.error(f"--record: {exc}")
+    if cfg.snapshot_on_exit and not os.access(
+            os.path.dirname(os.path.abspath(cfg.snapshot_on_exit)), os.W_OK):
+        p.error(f"--snapshot-on-exit {cfg.snapshot_on_exit}: directory not writable")
+    if cfg.display:
+        from pipeline.tap import display_problem  # noqa: PLC0415
+
+        problem = display_problem()
+        if problem:
+            p.error(problem)
     return cfg
 
 

@@ -127,6 +127,7 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
         control = Control.attach(handles.control)
         set_nonblocking_writer(handles.jpeg_wake_w)
+        set_nonblocking_writer(handles.tap_wake_w)
         codec = JpegCodec(backend)
         chain = _filter_chain(cfg, control)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
@@ -203,3 +204,4 @@ def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, 
                          flags=meta.flags)
             stats[name].record(t1 - t0)
         wake(handles.jpeg_wake_w)
+        wake(handles.tap_wake_w)

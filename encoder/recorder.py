@@ -128,12 +128,12 @@ class JpegRecorder:
     Usable as a context manager; `close()` is idempotent and always finalizes the file.
     """
 
-    def __init__(self, path: str, fps_hint: float = 30.0) -> None:
+    @staticmethod
+    def check_path(path: str) -> str:
+        """Validate the path and find ffmpeg (ValueError / RuntimeError); returns ffmpeg."""
         ext = os.path.splitext(path)[1].lower()
         if ext not in FORMATS:
             raise ValueError(f"recording {path!r}: the file must end in .mkv or .avi")
-        if not fps_hint > 0:
-            raise ValueError(f"fps_hint must be positive, got {fps_hint}")
         ffmpeg = shutil.which("ffmpeg")
         if ffmpeg is None:
             raise RuntimeError("recording needs ffmpeg, which is not installed (not on PATH)")
@@ -146,6 +146,13 @@ class JpegRecorder:
         except OSError as exc:
             raise ValueError(f"recording {path!r}: directory {directory!r} is not writable "
                              f"({exc.strerror})") from None
+        return ffmpeg
+
+    def __init__(self, path: str, fps_hint: float = 30.0) -> None:
+        if not fps_hint > 0:
+            raise ValueError(f"fps_hint must be positive, got {fps_hint}")
+        ffmpeg = self.check_path(path)
+        ext = os.path.splitext(path)[1].lower()
         self.path = path
         self.fps_hint = fps_hint
         self.frames_written = 0

@@ -45,6 +45,8 @@ class Handles:
     raw_wake_w: Connection
     jpeg_wake_r: Connection
     jpeg_wake_w: Connection
+    tap_wake_r: Connection
+    tap_wake_w: Connection
     parent_pid: int
 
 

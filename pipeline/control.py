@@ -26,6 +26,9 @@ FIELDS: tuple[str, ...] = (
     # web / push sink (viewers per stream are what make the encoder work)
     "hb_web",
     *(f"viewers_{s}" for s in STREAMS),
+    # a sink besides the web (push, recorder) wants a stream encoded
+    *(f"sink_{s}" for s in STREAMS),
+    "hb_tap", "restarts_tap", "pid_tap",
     # supervisor
     "started_at", "restarts_capture", "restarts_encoder", "restarts_web",
     "pid_capture", "pid_encoder", "pid_web",
@@ -83,7 +86,8 @@ class Control:
         return {name: values[i] for i, name in enumerate(FIELDS)}
 
     def viewers(self, stream: str) -> int:
-        return int(self._arr[_INDEX[f"viewers_{stream}"]])
+        """Web viewers plus other sinks (push, recorder) that want this stream."""
+        return int(self._arr[_INDEX[f"viewers_{stream}"]] + self._arr[_INDEX[f"sink_{stream}"]])
 
     # -- JSON documents -------------------------------------------------------------
     def _write_doc(self, offset: int, version_key: str, doc: dict[str, Any]) -> None:

@@ -39,6 +39,10 @@ def run_pipeline(cfg: Config,
             children.append(ChildSpec("web", web_main, (cfg, h, backend, listener,
                                                         cfg.extra.get("ssl_args")),
                                       heartbeat="hb_web"))
+            if cfg.record or cfg.snapshot_on_exit or cfg.display:
+                from pipeline.tap import tap_main  # noqa: PLC0415
+
+                children.append(ChildSpec("tap", tap_main, (cfg, h), heartbeat="hb_tap"))
         else:
             children.extend(sink(cfg, h, backend))
         return Supervisor(res.control, children).run()

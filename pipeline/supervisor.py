@@ -74,11 +74,13 @@ class Resources:
         ctx = multiprocessing.get_context("spawn")
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
-        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w)
+        tap_r, tap_w = ctx.Pipe(duplex=False)
+        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w)
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
             jpeg={s: r.name for s, r in self.jpeg.items()},
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
+            tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid,
         )
 

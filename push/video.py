@@ -176,7 +176,7 @@ class Pusher:
         """Until stopped (or out of retries)."""
         failures = 0
         down_since: float | None = None
-        self.control[f"viewers_{self.opts.stream}"] = 1
+        self.control[f"sink_{self.opts.stream}"] = 1
         while not self.stop.is_set():
             conn = Connection(self.opts)
             try:
