@@ -28,6 +28,11 @@ class SourceEnded(SourceError):
     """A finite source (a recording played without looping, a file) reached its end."""
 
 
+class SourceWaiting(SourceError):
+    """Nothing to show right now, but the source stays open (e.g. a listener between
+    pushers): the capture loop shows NO SIGNAL with this reason and keeps reading."""
+
+
 class SourceConfigError(Exception):
     """The source cannot work with this configuration; retrying will not help."""
 
@@ -39,6 +44,8 @@ class FrameSource(ABC):
     #: True when read() blocks until the device delivers (cameras); False when the
     #: capture loop must pace reads to the configured fps (synthetic scene).
     self_paced: bool = True
+    #: Rate the capture loop paces a non-self-paced source at (None: the --fps option).
+    pace_fps: float | None = None
 
     @abstractmethod
     def open(self) -> None:

@@ -14,7 +14,7 @@ import time
 import cv2
 import numpy as np
 
-from camera.base import Frame, FrameSource, SourceConfigError, SourceError
+from camera.base import Frame, FrameSource, SourceConfigError, SourceError, SourceWaiting
 from camera.factory import make_source
 from camera.nosignal import render_no_signal
 from pipeline.child import (
@@ -89,8 +89,9 @@ class CaptureLoop:
                  control: Control, stop: threading.Event) -> None:
         self.cfg, self.source, self.writer, self.control, self.stop = (
             cfg, source, writer, control, stop)
-        self.period = 1.0 / cfg.fps
+        self.period = 1.0 / (source.pace_fps or cfg.fps)
         self.size = (cfg.width, cfg.height)
+        self._last_no_signal = 0.0
 
     def no_signal(self, reason: str, duration: float) -> None:
         """Show NO SIGNAL frames for `duration` seconds (or until stopped)."""
@@ -120,6 +121,7 @@ class CaptureLoop:
                 continue
             info = self.source.info()
             self.control.set_info(info)
+            self.period = 1.0 / (self.source.pace_fps or self.cfg.fps)
             self.control["source_ok"] = 1
             if info.get("width") and info.get("height"):
                 self.size = (int(info["width"]), int(info["height"]))
@@ -133,11 +135,18 @@ class CaptureLoop:
             return
         misses = 0
         deadline = time.monotonic()
+        info_at = time.monotonic()
         while not self.stop.is_set():
             self.control["hb_capture"] = time.time()
+            if time.monotonic() - info_at >= 1.0:
+                info_at = time.monotonic()
+                self.control.set_info(self.source.info())
             try:
                 t0 = time.perf_counter()
                 frame = self.source.read(timeout=1.0)
+            except SourceWaiting as exc:
+                self._waiting(str(exc))
+                continue
             except SourceError as exc:
                 self._lost(str(exc) or type(exc).__name__)
                 if not self.open_source():
@@ -163,8 +172,20 @@ class CaptureLoop:
                 elif delay < -self.period:
                     deadline = time.monotonic()
 
+    def _waiting(self, reason: str) -> None:
+        """The source is open but idle: a NO SIGNAL frame twice a second, no reopening."""
+        self.control["source_ok"] = 0
+        now = time.monotonic()
+        if now - self._last_no_signal >= NO_SIGNAL_PERIOD:
+            self._last_no_signal = now
+            img = render_no_signal(self.size[0], self.size[1], reason)
+            self.writer.write(img, None, time.time(), 0.0, FLAG_NO_SIGNAL)
+
     def _publish(self, frame: Frame, read_s: float) -> None:
-        self.size = (frame.color.shape[1], frame.color.shape[0])
+        size = (frame.color.shape[1], frame.color.shape[0])
+        if size != self.size or not self.control["source_ok"]:
+            self.size = size
+            self.control.set_info(self.source.info())
         self.writer.write(frame.color, frame.depth, frame.timestamp, frame.depth_scale)
         self.control["capture_ms"] = read_s * 1000.0
         self.control["source_ok"] = 1

@@ -139,12 +139,13 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(*args: str, ready: bool = True, **kw: Any) -> Iterator[Server]:
+def running(*args: str, ready: bool = True, need_frames: bool = True,
+            **kw: Any) -> Iterator[Server]:
     """A started server, killed (group-wide) afterwards whatever happens."""
     srv = Server(*args, **kw)
     try:
         if ready:
-            srv.wait_ready()
+            srv.wait_ready(need_frames=need_frames)
         yield srv
     finally:
         if srv.proc.poll() is None:
