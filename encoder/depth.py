@@ -12,7 +12,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-DEPTH_MODES = ("colormap", "gray", "hue", "hue-inverse")
+DEPTH_MODES = ("colormap", "gray", "hue", "hue-inverse", "hue-log")
 
 
 @lru_cache(maxsize=16)
@@ -40,10 +40,10 @@ def _bgr_lut(mode: str, dmin: float, dmax: float, scale: float) -> np.ndarray:
     if mode == "colormap":
         levels = _level_lut(dmin, dmax, scale, 1)
         return np.ascontiguousarray(_colormap_table()[levels, 0, :])
-    from encoder.hue import encode_hue_depth  # noqa: PLC0415
+    from encoder.hue import HUE_MODES, encode_hue_depth  # noqa: PLC0415
 
     raw = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    table = encode_hue_depth(raw, dmin, dmax, depth_scale=scale, inverse=mode == "hue-inverse")
+    table = encode_hue_depth(raw, dmin, dmax, depth_scale=scale, mapping=HUE_MODES[mode])
     return np.ascontiguousarray(table.reshape(65536, 3))
 
 

@@ -1,11 +1,12 @@
 """The "hue" depth mode: depth packed into a fully saturated 1530-step hue ramp.
 
 Implements "depth image compression by colorization" (Intel RealSense white paper): depth
-(uniform) or disparity (inverse) over [dmin, dmax] is quantised onto the hue circle
-red -> yellow -> green -> cyan -> blue -> magenta -> (almost) red, which survives JPEG far
-better than a grey ramp. A guard band of HUE_GUARD steps either side of the point where the
-circle closes keeps JPEG noise from flipping dmax into dmin. Invalid depth (0) is black.
-See docs/DEPTH_HUE.md.
+(uniform), disparity (inverse) or log(depth) (log) over [dmin, dmax] is quantised onto the
+hue circle red -> yellow -> green -> cyan -> blue -> magenta -> (almost) red, which survives
+JPEG far better than a grey ramp. The log mapping gives every depth the same relative step
+(0.24 % over 0.3-10 m), which keeps decoded depth within 1 % across the whole range. A guard
+band of HUE_GUARD steps either side of the point where the circle closes keeps JPEG noise
+from flipping dmax into dmin. Invalid depth (0) is black. See docs/DEPTH_HUE.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,23 @@ MIN_VALUE = 96
 MIN_SATURATION = 0.5
 """Decoding: a pixel whose saturation (max-min)/max is below this is invalid (hue unreliable)."""
 
+HUE_MAPPINGS = ("uniform", "inverse", "log")
+"""How depth is spread over the ramp: linear in depth, in disparity 1/d, or in log(depth)."""
+HUE_MODES = {"hue": "uniform", "hue-inverse": "inverse", "hue-log": "log"}
+"""X-Depth-Mode header value -> mapping to pass to decode_hue_depth."""
+
 _tls = threading.local()
+
+
+def _mapping_name(mapping: str, inverse: bool) -> str:
+    """Resolve `mapping` and the legacy `inverse` flag (True means "inverse") to one name."""
+    if mapping not in HUE_MAPPINGS:
+        raise ValueError(f"unknown mapping {mapping!r}; choose from {', '.join(HUE_MAPPINGS)}")
+    if inverse:
+        if mapping not in ("uniform", "inverse"):
+            raise ValueError(f"inverse=True contradicts mapping={mapping!r}")
+        return "inverse"
+    return mapping
 
 
 def _check_range(dmin: float, dmax: float, depth_scale: float) -> None:
@@ -59,22 +76,44 @@ def hue_colors() -> np.ndarray:
     return table
 
 
-def _normalised(metres: np.ndarray, dmin: float, dmax: float, inverse: bool) -> np.ndarray:
-    """Position in [0, 1] of each depth on the ramp (clipped); inverse runs in disparity."""
-    if inverse:
-        with np.errstate(divide="ignore"):
+def _normalised(metres: np.ndarray, dmin: float, dmax: float, mapping: str) -> np.ndarray:
+    """Position in [0, 1] of each depth on the ramp (clipped); inverse runs far to near."""
+    with np.errstate(divide="ignore"):
+        if mapping == "inverse":
             pos = (1.0 / metres - 1.0 / dmax) / (1.0 / dmin - 1.0 / dmax)
-    else:
-        pos = (metres - dmin) / (dmax - dmin)
+        elif mapping == "log":
+            pos = np.log(metres / dmin) / np.log(dmax / dmin)
+        else:
+            pos = (metres - dmin) / (dmax - dmin)
     return np.clip(pos, 0.0, 1.0)
 
 
-@lru_cache(maxsize=16)
-def hue_index_lut(dmin: float, dmax: float, depth_scale: float, inverse: bool) -> np.ndarray:
+def _metres(frac: np.ndarray, dmin: float, dmax: float, mapping: str) -> np.ndarray:
+    """Depth in metres at ramp positions `frac` in [0, 1]: the inverse of _normalised."""
+    if mapping == "inverse":
+        return 1.0 / (1.0 / dmax + frac * (1.0 / dmin - 1.0 / dmax))
+    if mapping == "log":
+        return dmin * np.exp(frac * np.log(dmax / dmin))
+    return dmin + frac * (dmax - dmin)
+
+
+def hue_index_lut(
+    dmin: float,
+    dmax: float,
+    depth_scale: float,
+    inverse: bool = False,
+    *,
+    mapping: str = "uniform",
+) -> np.ndarray:
     """int16 hue index (0..1529) for every raw uint16 depth value; -1 marks invalid (0)."""
+    return _index_lut(float(dmin), float(dmax), float(depth_scale), _mapping_name(mapping, inverse))
+
+
+@lru_cache(maxsize=16)
+def _index_lut(dmin: float, dmax: float, depth_scale: float, mapping: str) -> np.ndarray:
     _check_range(dmin, dmax, depth_scale)
     metres = np.arange(65536, dtype=np.float64) * depth_scale
-    pos = _normalised(metres, dmin, dmax, inverse)
+    pos = _normalised(metres, dmin, dmax, mapping)
     lut = (HUE_GUARD + np.rint(pos * (DEPTH_LEVELS - 1))).astype(np.int16)
     lut[0] = -1
     lut.setflags(write=False)
@@ -82,30 +121,40 @@ def hue_index_lut(dmin: float, dmax: float, depth_scale: float, inverse: bool) -
 
 
 @lru_cache(maxsize=16)
-def _encode_lut(dmin: float, dmax: float, depth_scale: float, inverse: bool) -> np.ndarray:
+def _encode_lut(dmin: float, dmax: float, depth_scale: float, mapping: str) -> np.ndarray:
     """65536x3 BGR table: colour of every raw depth value (black for 0)."""
-    index = hue_index_lut(dmin, dmax, depth_scale, inverse)
+    index = _index_lut(dmin, dmax, depth_scale, mapping)
     lut = np.ascontiguousarray(hue_colors()[np.maximum(index, 0)])
     lut[0] = 0
     lut.setflags(write=False)
     return lut
 
 
-@lru_cache(maxsize=16)
-def hue_depth_table(dmin: float, dmax: float, depth_scale: float, inverse: bool) -> np.ndarray:
+def hue_depth_table(
+    dmin: float,
+    dmax: float,
+    depth_scale: float,
+    inverse: bool = False,
+    *,
+    mapping: str = "uniform",
+) -> np.ndarray:
     """uint16 depth (in depth_scale units) that each hue index 0..1529 decodes to.
 
     Two extra slots follow: 1530 (the ramp wrapping round to index 0) and 1531 (invalid, 0).
     Indices in the guard band decode to the nearer end of the range round the circle.
     """
+    return _depth_table(
+        float(dmin), float(dmax), float(depth_scale), _mapping_name(mapping, inverse)
+    )
+
+
+@lru_cache(maxsize=16)
+def _depth_table(dmin: float, dmax: float, depth_scale: float, mapping: str) -> np.ndarray:
     _check_range(dmin, dmax, depth_scale)
     level = np.arange(HUE_STEPS + 1) - HUE_GUARD
     level[HUE_STEPS] = -HUE_GUARD  # 1530 is index 0 reached the other way round
     frac = np.clip(level, 0, DEPTH_LEVELS - 1).astype(np.float64) / (DEPTH_LEVELS - 1)
-    if inverse:
-        metres = 1.0 / (1.0 / dmax + frac * (1.0 / dmin - 1.0 / dmax))
-    else:
-        metres = dmin + frac * (dmax - dmin)
+    metres = _metres(frac, dmin, dmax, mapping)
     raw = np.clip(np.rint(metres / depth_scale), 1, 65535).astype(np.uint16)
     table = np.concatenate([raw, np.zeros(1, np.uint16)])
     table.setflags(write=False)
@@ -118,14 +167,19 @@ def encode_hue_depth(
     dmax: float,
     depth_scale: float = 0.001,
     inverse: bool = False,
+    *,
+    mapping: str = "uniform",
 ) -> np.ndarray:
     """Colourise uint16 depth (HxW, raw units of depth_scale metres) to a BGR uint8 HxWx3 image.
 
-    Depth outside [dmin, dmax] is clipped to the ends of the ramp; 0 (invalid) is black.
+    `mapping` is "uniform", "inverse" or "log"; `inverse=True` is the older spelling of
+    mapping="inverse". Depth outside [dmin, dmax] is clipped to the ends of the ramp;
+    0 (invalid) is black.
     """
     if depth.dtype != np.uint16:
         raise TypeError(f"depth must be uint16, got {depth.dtype}")
-    lut = _encode_lut(float(dmin), float(dmax), float(depth_scale), bool(inverse))
+    name = _mapping_name(mapping, inverse)
+    lut = _encode_lut(float(dmin), float(dmax), float(depth_scale), name)
     return np.take(lut, depth, axis=0)
 
 
@@ -172,14 +226,18 @@ def decode_hue_depth(
     dmax: float,
     inverse: bool = False,
     depth_scale: float = 0.001,
+    *,
+    mapping: str = "uniform",
 ) -> np.ndarray:
     """Recover uint16 depth (units of depth_scale, default mm) from a hue-coded JPEG or BGR.
 
-    dmin, dmax and inverse must match the encoder (they travel in the X-Depth-* headers).
+    dmin, dmax and mapping must match the encoder (they travel in the X-Depth-* headers;
+    HUE_MODES turns X-Depth-Mode into the mapping). `inverse=True` means mapping="inverse".
     Invalid pixels (dark or unsaturated) come back as 0.
     """
+    name = _mapping_name(mapping, inverse)
     bgr = jpeg_or_bgr if isinstance(jpeg_or_bgr, np.ndarray) else _jpeg_to_bgr(jpeg_or_bgr)
-    table = hue_depth_table(float(dmin), float(dmax), float(depth_scale), bool(inverse))
+    table = _depth_table(float(dmin), float(dmax), float(depth_scale), name)
     return np.take(table, hue_index(bgr))
 
 
@@ -231,10 +289,14 @@ def deflying_filter(
     return out
 
 
-def hue_headers(dmin: float, dmax: float, inverse: bool = False) -> dict[str, str]:
+def hue_headers(
+    dmin: float, dmax: float, inverse: bool = False, *, mapping: str = "uniform"
+) -> dict[str, str]:
     """HTTP headers that tell a client how to decode a hue-coded depth part."""
+    name = _mapping_name(mapping, inverse)
+    mode = next(m for m, n in HUE_MODES.items() if n == name)
     return {
-        "X-Depth-Mode": "hue-inverse" if inverse else "hue",
+        "X-Depth-Mode": mode,
         "X-Depth-Min": str(float(dmin)),
         "X-Depth-Max": str(float(dmax)),
         "X-Depth-Units": "m",
