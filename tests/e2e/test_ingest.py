@@ -45,6 +45,10 @@ def next_live(r: MjpegReader, within: float) -> dict[str, str]:
 def ingest():  # noqa: ANN201
     port = free_port()
     with running("--source", f"tcp://127.0.0.1:{port}", need_frames=False) as srv:
+        deadline = time.monotonic() + 20
+        while srv.status()["source"].get("kind") != "tcp":  # the listener is bound
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
         yield srv, port
 
 

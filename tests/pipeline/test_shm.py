@@ -94,6 +94,7 @@ def test_read_meta_refuses_a_slot_being_written() -> None:
         assert (meta.frame_no, data) == (1, b"abc")
         view[:2] = b"xy"
         ring.end_write(slot, frame_no=2, ts_capture=2.0, width=2, height=1, len0=2)
+        view.release()
         meta, data = ring.read_latest()
         assert (meta.frame_no, meta.counter, data) == (2, 2, b"xy")
         with pytest.raises(ValueError):
