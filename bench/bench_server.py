@@ -156,6 +156,7 @@ def one_run(args: argparse.Namespace, port: int) -> dict:
         time.sleep(args.warmup)
         t0 = time.monotonic()
         ticks0 = {k: cpu_ticks(p) for k, p in pids.items()}
+        rss0 = {k: round(rss_mb(p), 1) for k, p in pids.items()}
         time.sleep(args.seconds)
         ticks1 = {k: cpu_ticks(p) for k, p in pids.items()}
         dt = time.monotonic() - t0
@@ -172,6 +173,7 @@ def one_run(args: argparse.Namespace, port: int) -> dict:
             "lat_p99_ms": lat[int(len(lat) * 0.99)] * 1000 if lat else None,
             "cpu": {k: 100.0 * (ticks1[k] - ticks0[k]) / CLK / dt for k in pids},
             "rss_mb": rss,
+            "rss_change_mb": {k: round(rss[k] - rss0[k], 1) for k in pids},
             "server_encode_ms": st["streams"][args.path.strip("/")]["encode_ms"],
         }
     finally:

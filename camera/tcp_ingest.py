@@ -22,7 +22,8 @@ from encoder.jpeg_stream import JpegStreamParser
 log = logging.getLogger("capture.tcp")
 
 RECV_BYTES = 256 * 1024
-IDLE_S = 1.0
+IDLE_S = 1.0  # a connected pusher silent this long shows NO SIGNAL
+NO_PUSHER_S = 0.5  # with no pusher at all, NO SIGNAL after this long
 
 
 class TcpIngestSource(FrameSource):
@@ -124,14 +125,17 @@ class TcpIngestSource(FrameSource):
             if self._conn is conn:
                 self._conn = None
                 log.info("pusher %s disconnected", peer)
+                with self._cond:
+                    self._cond.notify_all()
 
     def read(self, timeout: float) -> Frame | None:
         """Decode the newest pushed JPEG; SourceWaiting while nobody pushes."""
         assert self._codec is not None
-        deadline = time.monotonic() + min(timeout, IDLE_S)
+        start = time.monotonic()
         with self._cond:
             while self._seq == self._taken:
-                left = deadline - time.monotonic()
+                patience = NO_PUSHER_S if self._conn is None else IDLE_S
+                left = start + min(timeout, patience) - time.monotonic()
                 if left <= 0:
                     raise SourceWaiting(
                         f"waiting for a pusher on tcp://{self.host}:{self.port}"

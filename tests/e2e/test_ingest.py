@@ -90,8 +90,8 @@ def test_pusher_gone_no_signal_then_the_next_pusher_resumes(ingest) -> None:  # 
             headers, _ = r.next_part()
             if headers["x-signal"] == "none":
                 break
-            assert time.monotonic() - gone < 1.5, "no NO SIGNAL frame within 1 s"
-        assert time.monotonic() - gone < 1.5
+            assert time.monotonic() - gone < 1.0, "no NO SIGNAL frame within 1 s"
+        assert time.monotonic() - gone < 1.0
         pusher = ffmpeg_pusher(port, size="320x240")
         back = time.monotonic()
         next_live(r, 3.0)
