@@ -53,6 +53,9 @@ class Handles:
 def setup_logging(level: str) -> None:
     """Log lines to stderr with the process name, as every process of the server does."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT, stream=sys.stderr, force=True)
+    # urllib3 logs request paths with their query strings at debug level, which would put
+    # a ?token= from a -g URL into the log; it never goes below info.
+    logging.getLogger("urllib3").setLevel(max(logging.INFO, logging.getLogger().level))
 
 
 def die_with_parent(parent_pid: int) -> None:

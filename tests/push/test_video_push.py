@@ -231,3 +231,54 @@ def test_credentials_never_appear_in_logs(tmp_path: Path) -> None:
     log = (tmp_path / "c.log").read_text()
     assert "s3cret" not in log and "user:" not in log
     assert "https://***@127.0.0.1" in log
+
+
+def test_gps_fixes_reach_the_g_url_alongside_the_video(tmp_path: Path) -> None:
+    import http.server  # noqa: PLC0415
+
+    posted: list[dict] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            posted.append(json.loads(body))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    gps_srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=gps_srv.serve_forever, daemon=True).start()
+    video = socket.create_server(("127.0.0.1", 0))
+    got_video = bytearray()
+
+    def accept() -> None:
+        conn, _ = video.accept()
+        with conn:
+            conn.settimeout(5)
+            while len(got_video) < 50_000:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                got_video.extend(data)
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        with client("-v", f"tcp://127.0.0.1:{video.getsockname()[1]}",
+                    "-g", f"http://127.0.0.1:{gps_srv.server_address[1]}/gps",
+                    "--gps", "fixed:48.137,11.575,520", "--gps-interval", "0.3",
+                    "--width", str(W), "--height", str(H), "--fps", "15",
+                    log=tmp_path / "c.log"):
+            deadline = time.monotonic() + 20
+            while len(posted) < 3:
+                assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+                time.sleep(0.1)
+    finally:
+        gps_srv.shutdown()
+        video.close()
+    assert got_video[:2] == b"\xff\xd8"
+    fix = posted[0]
+    assert (fix["lat"], fix["lon"], fix["alt"]) == (48.137, 11.575, 520)
+    assert {"time", "speed", "track", "mode"} <= set(fix)
+    assert len({p["time"] for p in posted}) == len(posted)
