@@ -10,7 +10,6 @@ process (and a GPS process when -g is given).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import sys
@@ -24,26 +23,14 @@ from pipeline.config import (
     add_source_args,
     config_from,
     finish,
+    ranged,
 )
 from push.urls import parse_destination, redact
 
 log = logging.getLogger("app_https_client")
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.05 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.05 and 3600 seconds")
-    return value
-
-
-def _retries(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
-    return int(text)
+_seconds = ranged(float, 0.05, 3600, "a number of seconds")
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -61,7 +48,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "without it no GPS is read")
     g.add_argument("-r", "--retry", type=_seconds, default=5.0, metavar="SECONDS",
                    help="seconds between attempts while a destination is down (default 5)")
-    g.add_argument("--max-retries", type=_retries, default=None, metavar="N",
+    g.add_argument("--max-retries", type=ranged(int, 0, 1 << 31, "a whole number"),
+                   default=None, metavar="N",
                    help="give up (exit code 3) after N failed attempts in a row "
                    "(default: retry forever)")
     g.add_argument("--format", dest="fmt", choices=("mpjpeg", "mjpeg"), default="mpjpeg",

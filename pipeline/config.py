@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -70,51 +71,28 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
-    return value
+def ranged(cast: Callable[[str], float], lo: float, hi: float, what: str
+           ) -> Callable[[str], float]:
+    """An argparse type: `cast` the text and require lo <= value <= hi, else one clear line."""
+
+    def parse(text: str) -> float:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not lo <= value <= hi:  # also rejects NaN
+            raise argparse.ArgumentTypeError(
+                f"{text!r} must be between {cast(lo)!s:.10} and {cast(hi)!s:.10}")
+        return value
+
+    return parse
 
 
-def _fps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= value <= 120:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0.5 and 120")
-    return value
-
-
-def _quality(text: str) -> int:
-    value = _positive_int(text)
-    if value > 100:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 and 100")
-    return value
-
-
-def _metres(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of metres") from None
-    if not 0 <= value <= 65:
-        raise argparse.ArgumentTypeError(f"{text!r} must be between 0 and 65 metres")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0-65535)")
-    return value
+_positive_int = ranged(int, 1, 1 << 31, "a whole number")
+_fps = ranged(float, 0.5, 120, "a number")
+_quality = ranged(int, 1, 100, "a whole number")
+_metres = ranged(float, 0, 65, "a number of metres")
+_port = ranged(int, 0, 65535, "a port number")
 
 
 def _host(text: str) -> str:
