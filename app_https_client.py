@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             parse_gps_spec(ns.gps)
         except ValueError as exc:
             p.error(f"--gps: {exc}")
-    return finish(p, ns, config_from(ns, sink="push"))
+    return finish(p, ns, config_from(ns))
 
 
 def main(argv: list[str] | None = None) -> int:

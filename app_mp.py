@@ -68,7 +68,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="highest rate sent to any client (clients may ask lower with ?fps=)")
     add_common_args(p)
     ns = p.parse_args(argv)
-    cfg = finish(p, ns, config_from(ns, sink="web"))
+    cfg = finish(p, ns, config_from(ns))
     try:
         web_options(cfg)
     except ValueError as exc:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -19,6 +18,7 @@ import numpy as np
 from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
 from encoder.depth import render_depth
+from encoder.filters import FilterChain
 from pipeline.child import (
     Handles,
     drain,
@@ -62,9 +62,8 @@ class FrameEncoder:
     """Turns one raw frame into JPEGs for the requested streams."""
 
     def __init__(self, cfg: Config, codec: JpegCodec, pool: ThreadPoolExecutor,
-                 color_filter: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
-        self.cfg, self.codec, self.pool = cfg, codec, pool
-        self.color_filter = color_filter
+                 chain: FilterChain) -> None:
+        self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
 
     def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
@@ -86,8 +85,8 @@ class FrameEncoder:
         """(JPEG bytes, width, height) for each wanted stream of this frame."""
         cfg = self.cfg
         color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
-        if self.color_filter is not None and not meta.flags & FLAG_NO_SIGNAL:
-            color = self.color_filter(color)
+        if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
+            color = self.chain.apply(color)
         need_depth = "depth" in wanted or "combined" in wanted
         depth_f: Future[np.ndarray] | None = None
         if need_depth:
@@ -129,28 +128,17 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
         set_nonblocking_writer(handles.jpeg_wake_w)
         set_nonblocking_writer(handles.tap_wake_w)
         codec = JpegCodec(backend)
-        chain = _filter_chain(cfg, control)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
-            enc = FrameEncoder(cfg, codec, pool, chain)
+            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)))
             stats = {s: StreamStats(control, s) for s in STREAMS}
-            _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop,
-                         chain=chain)
+            _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop)
 
     run_child("encoder", cfg.log_level, handles.parent_pid, body)
 
 
-def _filter_chain(cfg: Config, control: Control) -> object | None:
-    """The runtime-switchable OpenCV filter chain (None when the module is unavailable)."""
-    try:
-        from encoder.filters import FilterChain  # noqa: PLC0415
-    except ImportError:
-        return None
-    return FilterChain(list(cfg.filters))
-
-
 def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, *,
                  handles: Handles, enc: FrameEncoder, stats: dict[str, StreamStats],
-                 stop: threading.Event, chain: object | None) -> None:
+                 stop: threading.Event) -> None:
     last = 0
     torn = 0
     settings_version = -1.0
@@ -158,15 +146,14 @@ def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, 
         control["hb_encoder"] = time.time()
         if handles.raw_wake_r.poll(0.5):
             drain(handles.raw_wake_r)
-        if chain is not None and control["settings_version"] != settings_version:
+        if control["settings_version"] != settings_version:
             settings_version = control["settings_version"]
             names = control.settings().get("filters")
             if names is not None:
                 try:
-                    chain.set(names)  # type: ignore[attr-defined]
+                    enc.chain.set(names)
                 except ValueError as exc:
                     log.warning("filters unchanged: %s", exc)
-            enc.color_filter = chain.apply if chain.names else None  # type: ignore[attr-defined]
         counter, slot = raw.latest()
         wanted = [s for s in STREAMS if control.viewers(s) > 0]
         for s in STREAMS:

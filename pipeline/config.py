@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,7 +50,6 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 5000
     log_level: str = "info"
-    sink: str = "web"
     extra: dict = field(default_factory=dict)
 
     @property
@@ -96,18 +96,16 @@ _port = ranged(int, 0, 65535, "a port number")
 
 
 def _host(text: str) -> str:
-    if text in ("localhost", "") or text.replace("-", "").replace(".", "").isalnum():
-        try:
-            ipaddress.ip_address(text)
-        except ValueError:
-            if not text:
-                raise argparse.ArgumentTypeError("host must not be empty") from None
-        return text
+    """An IP address (IPv6 may be bracketed) or a host name."""
+    host = text.strip("[]")
     try:
-        ipaddress.ip_address(text.strip("[]"))
+        ipaddress.ip_address(host)
+        return host
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address") from None
-    return text.strip("[]")
+        pass
+    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
+        return host
+    raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address")
 
 
 def _name_list(text: str) -> tuple[str, ...]:

@@ -61,8 +61,7 @@ class Resources:
         self.rings: list[FrameRing] = []
         try:
             self.raw = self._ring(segment_name(pid, "raw"), RAW_SLOTS, raw_capacity)
-            pixels = max(cfg.width * cfg.height, 1920 * 1080 if raw_capacity > cfg.width
-                         * cfg.height * 5 else 0)
+            pixels = raw_capacity // 5  # a raw slot holds BGR (3 B) + depth (2 B) per pixel
             self.jpeg = {
                 s: self._ring(segment_name(pid, f"jpeg-{s}"), JPEG_SLOTS,
                               max(pixels * 3 // 2 * (2 if s == "combined" else 1), 1 << 18))
