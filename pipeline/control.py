@@ -36,12 +36,13 @@ FIELDS: tuple[str, ...] = (
     "info_version", "settings_version",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
-_NUM_BYTES = 8 * 64
+NUM_FIELDS = 128
+_NUM_BYTES = 8 * NUM_FIELDS
 _TEXT_BYTES = 8192
 _INFO_OFF = _NUM_BYTES
 _SETTINGS_OFF = _NUM_BYTES + _TEXT_BYTES
 SIZE = _NUM_BYTES + 2 * _TEXT_BYTES
-assert len(FIELDS) <= 64
+assert len(FIELDS) <= NUM_FIELDS
 
 
 class Control:
@@ -50,7 +51,7 @@ class Control:
     def __init__(self, shm: shared_memory.SharedMemory, owner: bool) -> None:
         self._shm = shm
         self.owner = owner
-        self._arr = np.ndarray((64,), dtype=np.float64, buffer=shm.buf[:_NUM_BYTES])
+        self._arr = np.ndarray((NUM_FIELDS,), dtype=np.float64, buffer=shm.buf[:_NUM_BYTES])
 
     @classmethod
     def create(cls, name: str) -> Control:
