@@ -84,7 +84,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             os.path.dirname(os.path.abspath(cfg.snapshot_on_exit)), os.W_OK):
         p.error(f"--snapshot-on-exit {cfg.snapshot_on_exit}: directory not writable")
     if cfg.display:
-        from pipeline.tap import display_problem  # noqa: PLC0415
+        from pipeline.display import display_problem  # noqa: PLC0415
 
         problem = display_problem()
         if problem:

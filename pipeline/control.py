@@ -1,15 +1,21 @@
 """The control block: one small shared-memory segment of counters and flags.
 
-Every field has exactly one writer process (capture, encoder, web or supervisor), so no
-lock is needed; readers tolerate a value that is one update old. Besides the numeric
+Every numeric field has exactly one writer process (capture, encoder, web or supervisor),
+so no lock is needed; readers tolerate a value that is one update old. The settings
+document has two writers (the web's POST /filters and the display window's keys), which
+take a file lock around their read-modify-write. Besides the numeric
 fields it holds two short JSON documents (source info, runtime settings), each guarded
 by a version counter.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
 import time
+from collections.abc import Callable, Iterator
 from multiprocessing import shared_memory
 from typing import Any
 
@@ -34,6 +40,8 @@ FIELDS: tuple[str, ...] = (
     "pid_capture", "pid_encoder", "pid_web",
     "hb_push", "restarts_push", "pid_push", "restarts_gps", "pid_gps",
     "info_version", "settings_version",
+    # display child: heartbeat, supervision, and the streams its window shows
+    "hb_display", "restarts_display", "pid_display", "display_color", "display_depth",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128
@@ -87,8 +95,10 @@ class Control:
         return {name: values[i] for i, name in enumerate(FIELDS)}
 
     def viewers(self, stream: str) -> int:
-        """Web viewers plus other sinks (push, recorder) that want this stream."""
-        return int(self._arr[_INDEX[f"viewers_{stream}"]] + self._arr[_INDEX[f"sink_{stream}"]])
+        """Web viewers plus other sinks (push, recorder, display) that want this stream."""
+        extra = _INDEX.get(f"display_{stream}")
+        return int(self._arr[_INDEX[f"viewers_{stream}"]] + self._arr[_INDEX[f"sink_{stream}"]]
+                   + (self._arr[extra] if extra is not None else 0.0))
 
     # -- JSON documents -------------------------------------------------------------
     def _write_doc(self, offset: int, version_key: str, doc: dict[str, Any]) -> None:
@@ -122,7 +132,33 @@ class Control:
 
     def set_settings(self, doc: dict[str, Any]) -> None:
         """Runtime settings changed from the web (e.g. filters), read by the pipeline."""
-        self._write_doc(_SETTINGS_OFF, "settings_version", doc)
+        with self._settings_lock():
+            self._write_doc(_SETTINGS_OFF, "settings_version", doc)
+
+    def update_settings(self, change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Read, change and write the settings as one step; returns what was written.
+
+        Two processes change settings (the web's POST /filters, the display window's
+        keys), so the read-modify-write holds an exclusive lock on the segment's file. The
+        kernel drops a flock when its holder dies, so a killed writer never blocks the other.
+        """
+        with self._settings_lock():
+            doc = change(self.settings())
+            self._write_doc(_SETTINGS_OFF, "settings_version", doc)
+            return doc
+
+    @contextlib.contextmanager
+    def _settings_lock(self) -> Iterator[None]:
+        try:
+            fd = os.open(f"/dev/shm/{self._shm.name.lstrip('/')}", os.O_RDONLY)
+        except OSError:  # no /dev/shm (not Linux): one writer at a time is the caller's job
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def settings(self) -> dict[str, Any]:
         return self._read_doc(_SETTINGS_OFF, "settings_version")

@@ -39,10 +39,15 @@ def run_pipeline(cfg: Config,
             children.append(ChildSpec("web", web_main, (cfg, h, backend, listener,
                                                         cfg.extra.get("ssl_args")),
                                       heartbeat="hb_web"))
-            if cfg.record or cfg.snapshot_on_exit or cfg.display:
+            if cfg.record or cfg.snapshot_on_exit:
                 from pipeline.tap import tap_main  # noqa: PLC0415
 
                 children.append(ChildSpec("tap", tap_main, (cfg, h), heartbeat="hb_tap"))
+            if cfg.display:
+                from pipeline.display import display_main  # noqa: PLC0415
+
+                children.append(ChildSpec("display", display_main, (cfg, h),
+                                          heartbeat="hb_display"))
         else:
             children.extend(sink(cfg, h, backend))
         return Supervisor(res.control, children).run()

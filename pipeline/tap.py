@@ -1,18 +1,16 @@
-"""The tap process: records, snapshots and displays the color stream beside the web server.
+"""The tap process: records and snapshots the color stream beside the web server.
 
 It reads the color JPEG ring like any client (and counts as a sink, so the encoder keeps
-encoding color), writes each live JPEG into the recording as it is, keeps the newest one
-for --snapshot-on-exit, and with --display shows it in an OpenCV window. Its own process
-means a crashed encoder does not cut the recording short, and every exit path (Ctrl-C,
-SIGTERM, a restart) finalizes the file.
+encoding color), writes each live JPEG into the recording as it is and keeps the newest
+one for --snapshot-on-exit. Its own process means a crashed encoder does not cut the
+recording short, and every exit path (Ctrl-C, SIGTERM, a restart) finalizes the file.
+(The --display window is a child of its own: pipeline/display.py.)
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import select
-import signal
 import threading
 import time
 from pathlib import Path
@@ -24,29 +22,6 @@ from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 
 log = logging.getLogger("tap")
 
-# Keys of the display window: the old receiver's one-letter filter toggles.
-KEYS = {
-    "g": "gray", "b": "blur", "t": "threshold", "e": "edges", "c": "contours",
-    "k": "corners", "l": "lines", "a": "laplacian", "s": "bgsub", "r": "rotate90",
-    "z": "resize",
-}
-
-
-def display_problem() -> str | None:
-    """Why an OpenCV window cannot be shown here, or None if it can."""
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        return "--display needs a graphical session (DISPLAY is not set)"
-    import cv2  # noqa: PLC0415
-
-    try:
-        cv2.namedWindow("probe", cv2.WINDOW_AUTOSIZE)
-        cv2.destroyWindow("probe")
-    except cv2.error:
-        return ("--display: this OpenCV build has no GUI support (opencv-python-headless); "
-                "install opencv-python to use it")
-    return None
-
-
 def unused_path(path: str) -> str:
     """`path`, or path-1.ext, path-2.ext ... so a restarted recorder never overwrites."""
     p = Path(path)
@@ -55,49 +30,6 @@ def unused_path(path: str) -> str:
         p = Path(path).with_name(f"{Path(path).stem}-{n}{Path(path).suffix}")
         n += 1
     return str(p)
-
-
-class Display:
-    """An OpenCV window with one-key filter toggles; q quits the whole server."""
-
-    def __init__(self, control: Control, parent_pid: int) -> None:
-        import cv2  # noqa: PLC0415
-
-        self.cv2, self.control, self.parent_pid = cv2, control, parent_pid
-        self.window = "camera (q quits; g b t e c k l a s r z toggle filters, x clears)"
-        cv2.namedWindow(self.window, cv2.WINDOW_AUTOSIZE)
-
-    def show(self, jpeg: bytes) -> None:
-        import numpy as np  # noqa: PLC0415
-
-        img = self.cv2.imdecode(np.frombuffer(jpeg, np.uint8), self.cv2.IMREAD_COLOR)
-        if img is not None:
-            self.cv2.imshow(self.window, img)
-        self.keys()
-
-    def keys(self) -> None:
-        key = self.cv2.waitKey(1) & 0xFF
-        if key == 0xFF:
-            return
-        ch = chr(key).lower()
-        if ch == "q":
-            log.info("q pressed: stopping")
-            os.kill(self.parent_pid, signal.SIGTERM)
-            return
-        settings = self.control.settings()
-        active = list(settings.get("filters", []))
-        if ch == "x":
-            active = []
-        elif ch in KEYS:
-            name = KEYS[ch]
-            active = [f for f in active if f != name] if name in active else [*active, name]
-        else:
-            return
-        self.control.set_settings({**settings, "filters": active})
-        log.info("filters: %s", ", ".join(active) or "none")
-
-    def close(self) -> None:
-        self.cv2.destroyAllWindows()
 
 
 def tap_main(cfg: Config, handles: Handles) -> None:
@@ -115,7 +47,6 @@ def tap_main(cfg: Config, handles: Handles) -> None:
             path = unused_path(cfg.record) if control["restarts_tap"] else cfg.record
             recorder = JpegRecorder(path, fps_hint=max(cfg.fps, 30.0))
             log.info("recording color to %s", path)
-        display = Display(control, handles.parent_pid) if cfg.display else None
         control["sink_color"] = 1
         last_jpeg: bytes | None = None
         last = ring.counter()
@@ -127,8 +58,6 @@ def tap_main(cfg: Config, handles: Handles) -> None:
                 if readable:
                     drain(handles.tap_wake_r)
                 if ring.counter() == last:
-                    if display is not None:
-                        display.keys()
                     continue
                 got = ring.read_latest()
                 if got is None:
@@ -140,8 +69,6 @@ def tap_main(cfg: Config, handles: Handles) -> None:
                 last_jpeg = jpeg
                 if recorder is not None:
                     recorder.write(jpeg, meta.ts_capture)
-                if display is not None:
-                    display.show(jpeg)
         finally:
             control["sink_color"] = 0
             if recorder is not None:
@@ -153,7 +80,5 @@ def tap_main(cfg: Config, handles: Handles) -> None:
 
                 save_snapshot(cfg.snapshot_on_exit, last_jpeg)
                 log.info("last frame saved to %s", cfg.snapshot_on_exit)
-            if display is not None:
-                display.close()
 
     run_child("tap", cfg.log_level, handles.parent_pid, body)

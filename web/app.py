@@ -190,7 +190,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
             names = parse_filter_list(wanted)
         except ValueError as exc:
             abort(400, description=str(exc))
-        control.set_settings({**control.settings(), "filters": names})
+        control.update_settings(lambda doc: {**doc, "filters": names})
         return jsonify(active=names)
 
     @app.get("/healthz")
@@ -249,6 +249,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
                   "scale": info.get("depth_scale")},
         "streams": streams,
         "viewers": sum(ch.viewers for ch in hub.channels.values()),
+        "filters": control.settings().get("filters", list(cfg.filters)),
         "restarts": {r: int(snap[f"restarts_{r}"]) for r in ("capture", "encoder", "web")},
         "pids": {r: int(snap[f"pid_{r}"]) for r in ("capture", "encoder", "web")},
         "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
