@@ -14,6 +14,9 @@ system:
 $(VENV)/.installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip >/dev/null
+	@if $(PY) -m pip show -q opencv-python-headless >/dev/null 2>&1; then \
+	  echo "replacing opencv-python-headless by opencv-python (both install cv2/)"; \
+	  $(PY) -m pip uninstall -q -y opencv-python-headless opencv-python; fi
 	$(PY) -m pip install -q -r requirements.txt
 	@touch $@
 

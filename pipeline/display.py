@@ -148,7 +148,7 @@ class DisplayWindow:
             key = cv2.waitKey(EVENT_WAIT_MS)
             if key != -1 and self.on_key(chr(key & 0xFF).lower()):
                 return
-            if self.shown and cv2.getWindowProperty(TITLE, cv2.WND_PROP_VISIBLE) < 1:
+            if self.shown and self.closed():
                 log.info("window closed: stopping")
                 self.stop_server()
                 return
@@ -156,6 +156,13 @@ class DisplayWindow:
             if counter != last:
                 last = counter
                 self.show_newest()
+
+    def closed(self) -> bool:
+        """True once the user closed the window (Qt then drops it altogether)."""
+        try:
+            return self.cv2.getWindowProperty(TITLE, self.cv2.WND_PROP_VISIBLE) < 1
+        except self.cv2.error:
+            return True
 
     def show_newest(self) -> None:
         """Decode the newest color (and depth) JPEG and draw them; skipped frames are fine."""

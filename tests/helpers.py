@@ -60,7 +60,7 @@ class Server:
     """app_mp.py (or another entry point) running on a free loopback port."""
 
     def __init__(self, *args: str, script: str = "app_mp.py", port: int | None = None,
-                 log_path: Path | None = None) -> None:
+                 log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(f"/tmp/server-{self.port}.log")
@@ -68,7 +68,7 @@ class Server:
         cmd = [PYTHON, str(ROOT / script), "--host", "127.0.0.1", "--port", str(self.port),
                *args]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+                                     start_new_session=True, env=env)
         self.pid = self.proc.pid
         self.child_pids: list[int] = []
 

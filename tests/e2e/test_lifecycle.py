@@ -92,9 +92,10 @@ def test_killed_main_process_takes_children_and_next_start_cleans_up() -> None:
         srv.kill()
 
 
-def run_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run_cli(*args: str, timeout: float = 30,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT)
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("args", [

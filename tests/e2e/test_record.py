@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import time
@@ -50,7 +51,8 @@ def test_record_and_snapshot_survive_sigint(tmp_path: Path, ext: str) -> None:
 
 
 def test_display_without_a_desktop_is_one_clear_line() -> None:
-    res = run_cli("--display")
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    res = run_cli("--display", env=env)
     assert res.returncode == 2
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "--display" in lines[0]

@@ -1,0 +1,196 @@
+"""--display: a real OpenCV window on a virtual X screen (Xvfb), seen and typed into by X clients.
+
+The window is found with xdotool, grabbed with xwd, typed into through XTEST and closed
+with the window manager's WM_DELETE_WINDOW message; the server is read over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import require
+from tests.e2e.test_filters_web import colourfulness, post
+from tests.e2e.test_lifecycle import run_cli
+from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
+from tests.xserver import Xvfb
+
+W, H = 640, 480
+TITLE = r"^camera \(q quits"
+
+
+@pytest.fixture(scope="module")
+def xvfb() -> Iterator[Xvfb]:
+    for tool in ("Xvfb", "xdotool", "xwd"):
+        require(tool)
+    x = Xvfb(1600, 1200)
+    try:
+        yield x
+    finally:
+        x.stop()
+
+
+@contextlib.contextmanager
+def displayed(xvfb: Xvfb, *args: str) -> Iterator[tuple[Server, int]]:
+    """A server with --display on the virtual screen, and its window once it shows frames."""
+    with running("--display", "--width", str(W), "--height", str(H), *args,
+                 env=xvfb.env) as srv:
+        window = xvfb.find_window(TITLE)
+        wait_grab(xvfb, window, lambda g: g.shape[0] == H)
+        yield srv, window
+
+
+@pytest.fixture(scope="module")
+def shown(xvfb: Xvfb) -> Iterator[tuple[Server, int]]:
+    with displayed(xvfb) as got:
+        yield got
+
+
+def wait_grab(xvfb: Xvfb, window: int, pred: Callable[[np.ndarray], bool],
+              timeout: float = 8.0) -> np.ndarray:
+    """Grab the window until `pred` holds (bounded)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        img = xvfb.grab(window)
+        if pred(img):
+            return img
+        assert time.monotonic() < deadline, f"the window never showed it (last {img.shape})"
+        time.sleep(0.05)
+
+
+def filters(srv: Server) -> list[str]:
+    code, _, body = srv.get("/filters")
+    assert code == 200
+    return json.loads(body)["active"]
+
+
+def snapshot(srv: Server, stream: str) -> np.ndarray:
+    code, _, body = srv.get(f"/{stream}.jpg")
+    assert code == 200
+    return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+
+
+def diff(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
+
+
+def test_window_shows_the_live_stream_with_depth_beside(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
+    srv, window = shown
+    first = wait_grab(xvfb, window, lambda g: g.shape == (H, 2 * W, 3))
+    # The scene moves: a later grab of the color half differs.
+    wait_grab(xvfb, window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
+    grab = xvfb.grab(window)
+    color, depth = snapshot(srv, "color"), snapshot(srv, "depth")
+    left, right = grab[:, :W], grab[:, W:]
+    # Left is the color stream, right the depth stream (each nearer its own than the other).
+    assert diff(left, color) < diff(left, depth) / 2
+    assert diff(right, depth) < diff(right, color) / 2
+    assert colourfulness(left) > 20 and colourfulness(right) > 20
+
+
+def test_keys_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
+    srv, window = shown
+    assert filters(srv) == []
+    xvfb.key(window, "g")
+    wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) < 3)
+    assert filters(srv) == ["gray"]
+    assert srv.status()["filters"] == ["gray"]
+    xvfb.key(window, "b")
+    wait_grab(xvfb, window, lambda g: filters(srv) == ["gray", "blur"])
+    xvfb.key(window, "x")
+    wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) > 20)
+    assert filters(srv) == []
+    # The page's way (POST /filters) shows in the window, and the next key builds on it.
+    assert post(srv, {"filters": ["edges", "blur=15"]})[0] == 200
+    wait_grab(xvfb, window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
+    xvfb.key(window, "e")
+    wait_grab(xvfb, window, lambda g: g[:, :W].mean() > 60)
+    assert filters(srv) == ["blur=15"]
+    xvfb.key(window, "b")
+    wait_grab(xvfb, window, lambda g: filters(srv) == [])
+    assert srv.status()["filters"] == []
+
+
+def _display_pid(srv: Server) -> int:
+    """The child that draws the window: the one that loaded Qt's X11 platform plugin."""
+    for pid in children_of(srv.pid):
+        with contextlib.suppress(OSError):
+            if "libqxcb" in Path(f"/proc/{pid}/maps").read_text():
+                return pid
+    raise AssertionError("no display child")
+
+
+def _frames_in(reader: MjpegReader, seconds: float) -> int:
+    frames: set[str] = set()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        frames.add(reader.next_part()[0]["x-frame"])
+    return len(frames)
+
+
+def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
+    srv, window = shown
+    pid = _display_pid(srv)
+    reader = MjpegReader(srv.port, "/color")
+    try:
+        _frames_in(reader, 0.5)
+        before = _frames_in(reader, 2.0)
+        os.kill(pid, signal.SIGSTOP)  # the slowest display there is: it draws nothing
+        try:
+            during = _frames_in(reader, 2.0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    finally:
+        reader.close()
+    assert during >= 0.8 * before, (before, during)
+    first = xvfb.grab(window)
+    wait_grab(xvfb, window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
+    assert _display_pid(srv) == pid  # it carried on; nobody had to restart it
+
+
+@pytest.fixture
+def own_screen(xvfb: Xvfb) -> Iterator[Xvfb]:
+    """A screen of its own, so the window found is this server's (the module's is on xvfb)."""
+    x = Xvfb(1600, 1200)
+    try:
+        yield x
+    finally:
+        x.stop()
+
+
+@pytest.mark.parametrize("how", ["q", "close button"])
+def test_q_or_closing_the_window_stops_the_whole_server(own_screen: Xvfb, how: str) -> None:
+    xvfb = own_screen
+    with displayed(xvfb) as (srv, window):
+        children = children_of(srv.pid)
+        if how == "q":
+            xvfb.key(window, "q")
+        else:
+            xvfb.close_window(window)
+        t0 = time.monotonic()
+        code = srv.proc.wait(10)
+        took = time.monotonic() - t0
+        assert code == 0, srv.log()
+        assert took < 3.0, (took, srv.log())
+        assert shm_segments(srv.pid) == []
+        assert not [p for p in children if pid_alive(p)]
+        assert "Traceback" not in srv.log()
+
+
+def test_display_that_does_not_answer_is_one_clear_line() -> None:
+    taken = {int(n[1:]) for n in os.listdir("/tmp/.X11-unix") if n[1:].isdigit()} \
+        if os.path.isdir("/tmp/.X11-unix") else set()
+    unused = max(taken | {90}) + 1
+    res = run_cli("--display", env={**os.environ, "DISPLAY": f":{unused}"})
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--display" in lines[0] and f":{unused}" in lines[0], res.stderr
