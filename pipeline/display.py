@@ -146,7 +146,8 @@ class DisplayWindow:
                 self.control["hb_display"] = time.time()
                 beat = now
             key = cv2.waitKey(EVENT_WAIT_MS)
-            if key != -1 and self.on_key(chr(key & 0xFF).lower()):
+            # Letters come as their code; arrows and the like (above 255) mean nothing here.
+            if 0 <= key < 256 and self.on_key(chr(key).lower()):
                 return
             if self.shown and self.closed():
                 log.info("window closed: stopping")

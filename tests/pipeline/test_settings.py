@@ -1,4 +1,4 @@
-"""The settings document under two writers, and what the display's keys do to it."""
+"""The settings document under two writers; the display's keys and its side-by-side layout."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import multiprocessing as mp
 import os
 from typing import Any
 
+import numpy as np
+
 from pipeline.control import Control
-from pipeline.display import toggled
+from pipeline.display import side_by_side, toggled
 from pipeline.shm import segment_name
 
 ROUNDS = 3000
@@ -48,3 +50,15 @@ def test_keys_toggle_by_filter_name() -> None:
     assert toggled(["resize=320x240"], "z") == []
     assert toggled(["gray", "edges"], "x") == []
     assert toggled(["gray"], "?") is None
+
+
+def test_depth_goes_beside_color_only_when_both_fit() -> None:
+    color = np.zeros((480, 640, 3), np.uint8)
+    depth = np.full((480, 640, 3), 200, np.uint8)
+    both = side_by_side(color, depth, 1600)
+    assert both.shape == (480, 1280, 3) and both[:, 640:].min() == 200
+    assert side_by_side(color, depth, 1200).shape == (480, 640, 3)
+    # A rotated color frame: depth is scaled to its height, keeping its aspect.
+    tall = np.zeros((640, 480, 3), np.uint8)
+    assert side_by_side(tall, depth, 1600).shape == (640, 480 + 853, 3)
+    assert side_by_side(color, None, 1600).shape == (480, 640, 3)
