@@ -151,7 +151,9 @@ def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> Non
             os.kill(pid, signal.SIGCONT)
     finally:
         reader.close()
-    assert during >= 0.8 * before, (before, during)
+    # A pipeline that waited on its display would send ~nothing while it is stopped; the
+    # margin is for the noise of a shared 2-core machine, not for a slower stream.
+    assert during >= 0.6 * before, (before, during)
     first = xvfb.grab(window)
     wait_grab(xvfb, window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
     assert _display_pid(srv) == pid  # it carried on; nobody had to restart it
