@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.browser import Browser
 from tests.conftest import require
 from tests.e2e.test_filters_web import colourfulness, post
 from tests.e2e.test_lifecycle import run_cli
@@ -97,13 +98,25 @@ def test_window_shows_the_live_stream_with_depth_beside(xvfb: Xvfb, shown) -> No
     assert colourfulness(left) > 20 and colourfulness(right) > 20
 
 
-def test_keys_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
+LIT = "[...document.querySelectorAll('#filters button.on')].map((b) => b.dataset.name).join()"
+
+
+def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
     srv, window = shown
     assert filters(srv) == []
+    with Browser() as page:
+        page.goto(srv.base + "/")
+        page.wait_for("window.depthcam && window.depthcam.ready")
+        xvfb.key(window, "g")
+        wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) < 3)
+        assert filters(srv) == ["gray"]
+        assert srv.status()["filters"] == ["gray"]
+        assert page.wait_for(f"{LIT} === 'gray'", timeout=5)  # the page's button lights up
+        # A click on the page's button shows in the window.
+        page.eval("document.querySelector('#filters button[data-name=gray]').click()")
+        wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) > 20)
+        assert filters(srv) == []
     xvfb.key(window, "g")
-    wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) < 3)
-    assert filters(srv) == ["gray"]
-    assert srv.status()["filters"] == ["gray"]
     xvfb.key(window, "b")
     wait_grab(xvfb, window, lambda g: filters(srv) == ["gray", "blur"])
     xvfb.key(window, "x")
