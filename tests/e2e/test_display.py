@@ -201,6 +201,21 @@ def test_q_or_closing_the_window_stops_the_whole_server(own_screen: Xvfb, how: s
         assert "Traceback" not in srv.log()
 
 
+def test_losing_the_x_server_costs_the_window_only(own_screen: Xvfb) -> None:
+    with displayed(own_screen) as (srv, _):
+        own_screen.stop()
+        deadline = time.monotonic() + 30
+        while "cannot open the X display" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+        before = srv.status()["frames_captured"]
+        assert srv.get("/color.jpg")[0] == 200
+        assert srv.status()["frames_captured"] > before
+        log = srv.log()
+        assert log.count("display process died") == 1 and "Traceback" not in log, log
+        assert srv.stop(signal.SIGINT) == 0
+
+
 def test_display_that_does_not_answer_is_one_clear_line() -> None:
     taken = {int(n[1:]) for n in os.listdir("/tmp/.X11-unix") if n[1:].isdigit()} \
         if os.path.isdir("/tmp/.X11-unix") else set()
