@@ -186,12 +186,12 @@ class DisplayWindow:
             log.info("q pressed: stopping")
             self.stop_server()
             return True
+        if toggled([], ch) is None:
+            return False  # not a filter key: leave the settings (and stateful filters) alone
         changed: dict[str, Any] = {}
 
         def change(doc: dict[str, Any]) -> dict[str, Any]:
-            active = toggled(list(doc.get("filters", self.cfg.filters)), ch)
-            if active is None:
-                return doc
+            active = toggled(list(doc.get("filters", self.cfg.filters)), ch) or []
             changed["filters"] = active
             return {**doc, "filters": active}
 
