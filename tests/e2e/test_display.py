@@ -57,7 +57,7 @@ def shown(xvfb: Xvfb) -> Iterator[tuple[Server, int]]:
 
 
 def wait_grab(xvfb: Xvfb, window: int, pred: Callable[[np.ndarray], bool],
-              timeout: float = 8.0) -> np.ndarray:
+              timeout: float = 15.0) -> np.ndarray:
     """Grab the window until `pred` holds (bounded)."""
     deadline = time.monotonic() + timeout
     while True:
