@@ -1,0 +1,142 @@
+"""Depth for machines, end to end: a librealsense recording of known depth served by
+app_mp.py, read back as the metric stream, /depth.png and /camera.json.
+
+The recording holds vertical bands of constant depth from 0.4 to 9.5 m over a strip of
+invalid pixels; the server runs with --no-align so the served depth is the recording's
+depth bit for bit (its color and depth intrinsics are the same).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from encoder.hue import HUE_MODES, decode_hue_depth
+from tests.camera.rs_recording import FOCAL, make_recording
+from tests.helpers import MjpegReader, Server, free_port, running
+
+W, H = 640, 480
+TOKEN = "depth-s3cret"
+BANDS_MM = np.round(np.geomspace(400, 9500, 12)).astype(np.uint16)
+EDGES = np.linspace(0, W, len(BANDS_MM) + 1).astype(int)
+INVALID_ROWS = 40  # the bottom rows carry no depth
+MARGIN = 4  # pixels kept away from band edges (JPEG ringing)
+
+
+def band_depth(_n: int = 0) -> np.ndarray:
+    """The recording's depth image (z16, mm)."""
+    depth = np.zeros((H, W), np.uint16)
+    for i, mm in enumerate(BANDS_MM):
+        depth[: H - INVALID_ROWS, EDGES[i] : EDGES[i + 1]] = mm
+    return depth
+
+
+def inside_bands(n: int, seed: int = 1) -> np.ndarray:
+    """n random (x, y) pixels at least MARGIN pixels inside a band."""
+    rng = np.random.default_rng(seed)
+    band = rng.integers(0, len(BANDS_MM), n)
+    x = rng.integers(EDGES[band] + MARGIN, EDGES[band + 1] - MARGIN)
+    y = rng.integers(MARGIN, H - INVALID_ROWS - MARGIN, n)
+    return np.stack([x, y], axis=1)
+
+
+def point(x: float, y: float) -> np.ndarray:
+    """The true 3D point (metres) at pixel (x, y) of the recording."""
+    z = band_depth()[int(y), int(x)] / 1000.0
+    return np.array([(x - W / 2) / FOCAL * z, (y - H / 2) / FOCAL * z, z])
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    path = tmp_path_factory.mktemp("bands") / "bands.db3"
+    return make_recording(path, W, H, 30, frames=30, depth_fn=band_depth, baseline=0.0)
+
+
+@pytest.fixture(scope="module")
+def server(recording: dict) -> Iterator[Server]:
+    with running("--source", recording["path"], "--width", str(W), "--height", str(H),
+                 "--no-align", "--depth-max", "10", "--token", TOKEN) as srv:
+        yield srv
+
+
+def test_metric_stream_carries_decodable_depth(server: Server) -> None:
+    r = MjpegReader(server.port, f"/metric?token={TOKEN}")
+    try:
+        parts = [r.next_part() for _ in range(3)]
+    finally:
+        r.close()
+    headers, jpeg = parts[-1]
+    for h, _ in parts:
+        assert (h["x-depth-mode"], h["x-depth-min"], h["x-depth-max"], h["x-depth-units"]) == (
+            "hue-log", "0.3", "10", "m")
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (H, W, 3)
+    got = decode_hue_depth(jpeg, float(headers["x-depth-min"]), float(headers["x-depth-max"]),
+                           mapping=HUE_MODES[headers["x-depth-mode"]]).astype(float)
+    truth = band_depth().astype(float)
+    valid = truth > 0
+    close = np.abs(got[valid] - truth[valid]) <= 0.01 * truth[valid]
+    assert close.mean() >= 0.95, close.mean()
+    assert (got[~valid] == 0).mean() > 0.99
+    # The people's /depth stays as drawn for eyes, with its own headers.
+    code, hdrs, _ = server.get(f"/depth.jpg?token={TOKEN}")
+    assert code == 200 and hdrs["x-depth-mode"] == "colormap"
+    code, hdrs, body = server.get(f"/metric.jpg?token={TOKEN}")
+    assert code == 200 and hdrs["x-depth-mode"] == "hue-log" and body[:2] == b"\xff\xd8"
+
+
+def test_depth_png_is_the_recordings_depth_exactly(server: Server) -> None:
+    code, headers, body = server.get(f"/depth.png?token={TOKEN}")
+    assert code == 200 and headers["content-type"] == "image/png"
+    depth = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert depth.dtype == np.uint16 and depth.shape == (H, W)
+    assert np.array_equal(depth, band_depth())
+    assert float(headers["x-depth-scale"]) == pytest.approx(0.001)
+    assert float(headers["x-timestamp"]) > 0
+
+
+def test_camera_json_has_the_recordings_intrinsics_and_the_metric_coding(server: Server) -> None:
+    code, _, body = server.get(f"/camera.json?token={TOKEN}")
+    assert code == 200
+    cam = json.loads(body)
+    intr = cam["intrinsics"]
+    assert (intr["width"], intr["height"]) == (W, H)
+    assert (intr["fx"], intr["fy"], intr["ppx"], intr["ppy"]) == pytest.approx(
+        (FOCAL, FOCAL, W / 2, H / 2))
+    assert cam["depth_scale"] == pytest.approx(0.001)
+    assert cam["metric"] == {**cam["metric"], "route": "/metric", "mode": "hue-log",
+                             "mapping": "log", "min": 0.3, "max": 10.0, "units": "m"}
+    assert cam["metric"]["quality"] >= 90 and cam["metric"]["subsampling"] == "444"
+    # Credentials are needed like everywhere else.
+    assert server.get("/camera.json")[0] == 401
+    assert server.get("/depth.png")[0] == 401
+
+
+def test_bad_requests_get_json_errors(server: Server) -> None:
+    for path, want in ((f"/?view=4d&token={TOKEN}", 404), (f"/nosuch?token={TOKEN}", 404),
+                       (f"/depth.png?token={TOKEN}&x=1", 400),
+                       (f"/camera.json?token={TOKEN}&frame=2", 400)):
+        code, headers, body = server.get(path)
+        assert code == want, path
+        assert headers["content-type"] == "application/json" and json.loads(body)["detail"]
+
+
+def test_a_source_without_depth_answers_409() -> None:
+    port = free_port()
+    with running("--source", f"tcp://127.0.0.1:{port}", "--width", "640", "--height", "480",
+                 need_frames=False) as srv:
+        for path in ("/depth.png", "/camera.json", "/metric.jpg"):
+            code, headers, body = srv.get(path)
+            assert code == 409, path
+            assert headers["content-type"] == "application/json"
+            assert "no depth" in json.loads(body)["detail"]
+        r = MjpegReader(srv.port, "/metric")
+        try:
+            assert r.status == 409
+        finally:
+            r.close()
+        assert "Traceback" not in srv.log()
