@@ -9,6 +9,7 @@ depth bit for bit (its color and depth intrinsics are the same).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import cv2
@@ -16,6 +17,7 @@ import numpy as np
 import pytest
 
 from encoder.hue import HUE_MODES, decode_hue_depth
+from tests.browser import Browser
 from tests.camera.rs_recording import FOCAL, make_recording
 from tests.helpers import MjpegReader, Server, free_port, running
 
@@ -125,10 +127,119 @@ def test_bad_requests_get_json_errors(server: Server) -> None:
         assert headers["content-type"] == "application/json" and json.loads(body)["detail"]
 
 
+# ---- the page, in headless Chromium with WebGL2 (SwiftShader) ---------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with Browser(webgl=True, width=1280, height=800) as b:
+        yield b
+
+
+def open_page(browser: Browser, server: Server, view: str = "2d") -> None:
+    browser.goto(f"{server.base}/?view={view}&token={TOKEN}")
+    browser.wait_for("window.depthcam && window.depthcam.depthReady"
+                     " && window.depthcam.depthAt(20, 20) !== null", timeout=20)
+
+
+def test_depth_at_reads_metres_in_the_browser(browser: Browser, server: Server) -> None:
+    open_page(browser, server)
+    pts = inside_bands(300)
+    got = browser.eval(f"{pts.tolist()}.map(([x, y]) => window.depthcam.depthAt(x, y))")
+    truth = np.array([band_depth()[y, x] / 1000.0 for x, y in pts])
+    ok = np.array([g is not None and abs(g - t) <= 0.01 * t
+                   for g, t in zip(got, truth, strict=True)])
+    bad = [(g, t) for g, t, o in zip(got, truth, ok, strict=True) if not o]
+    assert ok.mean() >= 0.95, (ok.mean(), bad[:5])
+    assert browser.eval(f"window.depthcam.depthAt(300, {H - 10})") is None
+    # Hovering the color image shows the same figure under the cursor.
+    x, y = int(pts[0][0]), int(pts[0][1])
+    text = browser.eval(f"""(() => {{
+        const img = document.getElementById('color'), r = img.getBoundingClientRect();
+        img.dispatchEvent(new MouseEvent('mousemove', {{bubbles: true,
+            clientX: r.left + ({x} + 0.5) * r.width / {W},
+            clientY: r.top + ({y} + 0.5) * r.height / {H}}}));
+        return document.getElementById('depth-hover').textContent; }})()""")
+    shown = float(text.split(":")[1].split()[0])
+    assert shown == pytest.approx(truth[0], rel=0.01), text
+
+
+def test_ruler_measures_the_3d_distance(browser: Browser, server: Server) -> None:
+    open_page(browser, server)
+    pairs = [((40, 60), (600, 400)), ((100, 300), (330, 50)), ((250, 200), (520, 220))]
+    for p1, p2 in pairs:
+        truth = float(np.linalg.norm(point(*p1) - point(*p2)))
+        got = browser.eval(f"window.depthcam.measure({list(p1)}, {list(p2)})")
+        assert got == pytest.approx(truth, rel=0.02), (p1, p2, got, truth)
+    # Two clicks on the depth image place the ruler; its label follows the live frames.
+    p1, p2 = pairs[0]
+    browser.eval(f"""(() => {{
+        const img = document.getElementById('depth'), r = img.getBoundingClientRect();
+        for (const [x, y] of [{list(p1)}, {list(p2)}]) img.dispatchEvent(new MouseEvent('click',
+            {{bubbles: true, clientX: r.left + (x + 0.5) * r.width / {W},
+              clientY: r.top + (y + 0.5) * r.height / {H}}}));
+    }})()""")
+    truth = float(np.linalg.norm(point(*p1) - point(*p2)))
+    text = browser.wait_for("document.getElementById('depth-ruler').textContent.includes(' m')"
+                            " && document.getElementById('depth-ruler').textContent")
+    assert float(text.split(":")[1].split()[0]) == pytest.approx(truth, rel=0.02), text
+    drawn = browser.eval("""(() => { const c = document.querySelector('.depth-overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; })()""")
+    assert drawn > 100, "the ruler's segment is not drawn"
+
+
+def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -> None:
+    open_page(browser, server, "3d")
+    first = browser.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0"
+                             " && window.depthcam.cloudStats()", timeout=20)
+    later = browser.wait_for(f"(() => {{ const s = window.depthcam.cloudStats();"
+                             f" return s.frames >= {first['frames']} + 3 ? s : null; }})()",
+                             timeout=30)
+    assert later["frames"] > first["frames"]
+    valid = band_depth() > 0
+    for step in (2, 4):
+        browser.eval(f"(() => {{ const s = document.getElementById('decimate'); s.value = '{step}';"
+                     " s.dispatchEvent(new Event('change')); })()")
+        stats = browser.eval("window.depthcam.cloudStats()")
+        want = int(valid[::step, ::step].sum())
+        assert stats["step"] == step
+        assert abs(stats["points"] - want) <= 0.02 * want, (step, stats, want)
+    browser.wait_for(f"window.depthcam.cloudStats().frames > {later['frames']}", timeout=20)
+    shot = browser.screenshot()
+    box = browser.eval("(() => { const r = document.getElementById('cloud')"
+                       ".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })()")
+    x0, y0, x1, y1 = (int(v) for v in box)
+    canvas = shot[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(int)
+    background = canvas[2, 2]
+    lit = np.abs(canvas - background).sum(axis=2) > 60
+    assert lit.mean() > 0.01, f"the 3D view looks blank ({lit.mean():.4f} lit)"
+    # The points carry the color stream's colours: its red, green and blue quadrants.
+    colours = canvas[lit]
+    for ch in range(3):
+        pure = (colours[:, ch] > 200) & (np.delete(colours, ch, axis=1).max(axis=1) < 60)
+        assert pure.sum() > 50, f"no points in colour channel {ch}"
+
+
+def test_without_webgl2_the_3d_button_says_so(server: Server) -> None:
+    with Browser(extra_flags=("--disable-3d-apis",)) as b:  # a Chromium without WebGL
+        b.goto(f"{server.base}/?token={TOKEN}")
+        b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=20)
+        if b.eval("window.depthcam.webgl2"):
+            pytest.fail("--disable-3d-apis left WebGL2 on; the check cannot run")
+        button = b.eval("(() => { const e = document.getElementById('view-3d');"
+                        " return [e.disabled, e.textContent]; })()")
+        assert button[0] is True and "WebGL2" in button[1]
+        assert b.wait_for("window.depthcam.depthAt(20, 20)") == pytest.approx(0.4, rel=0.01)
+
+
 def test_a_source_without_depth_answers_409() -> None:
     port = free_port()
     with running("--source", f"tcp://127.0.0.1:{port}", "--width", "640", "--height", "480",
                  need_frames=False) as srv:
+        deadline = time.monotonic() + 20
+        while not srv.status()["source"]:  # the capture process describes its source
+            assert time.monotonic() < deadline, "the tcp source never started"
+            time.sleep(0.1)
         for path in ("/depth.png", "/camera.json", "/metric.jpg"):
             code, headers, body = srv.get(path)
             assert code == 409, path
