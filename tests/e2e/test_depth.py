@@ -9,6 +9,7 @@ depth bit for bit (its color and depth intrinsics are the same).
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 
@@ -19,7 +20,7 @@ import pytest
 from encoder.hue import HUE_MODES, decode_hue_depth
 from tests.browser import Browser
 from tests.camera.rs_recording import FOCAL, make_recording
-from tests.helpers import MjpegReader, Server, free_port, running
+from tests.helpers import PYTHON, ROOT, MjpegReader, Server, free_port, running
 
 W, H = 640, 480
 TOKEN = "depth-s3cret"
@@ -230,6 +231,45 @@ def test_without_webgl2_the_3d_button_says_so(server: Server) -> None:
                         " return [e.disabled, e.textContent]; })()")
         assert button[0] is True and "WebGL2" in button[1]
         assert b.wait_for("window.depthcam.depthAt(20, 20)") == pytest.approx(0.4, rel=0.01)
+
+
+# ---- the Python client ------------------------------------------------------------------
+
+def test_client_frames_pair_color_and_metres(server: Server) -> None:
+    from depthclient import DepthClient  # noqa: PLC0415
+
+    with DepthClient(server.base, token=TOKEN) as cam:
+        frames = list(cam.frames(max_frames=3))
+    truth = band_depth() / 1000.0
+    valid = truth > 0
+    for color, depth_m, ts in frames:
+        assert color.shape == (H, W, 3) and depth_m.shape == (H, W) and ts > 0
+        close = np.abs(depth_m[valid] - truth[valid]) <= 0.01 * truth[valid]
+        assert close.mean() >= 0.95
+        assert tuple(int(c) for c in color[H // 4, W // 4]) == pytest.approx((0, 0, 255), abs=8)
+
+
+def test_ply_from_the_client_reads_back_with_plyfile(server: Server, tmp_path) -> None:  # noqa: ANN001
+    from plyfile import PlyData  # noqa: PLC0415
+
+    out = tmp_path / "cloud.ply"
+    res = subprocess.run([PYTHON, "-m", "depthclient.ply", server.base, str(out), "--token", TOKEN],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    v = PlyData.read(str(out))["vertex"]
+    depth = band_depth()
+    rows, cols = np.nonzero(depth > 0)
+    assert v.count == len(rows)
+    xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(float)
+    z = depth[rows, cols] / 1000.0
+    want = np.stack([(cols - W / 2) / FOCAL * z, (rows - H / 2) / FOCAL * z, z], axis=1)
+    err = np.linalg.norm(xyz - want, axis=1) / np.linalg.norm(want, axis=1)
+    assert err.max() <= 0.01
+    red = (rows < H // 2) & (cols < W // 2)  # the top-left quadrant is red
+    assert np.median(v["red"][red]) > 200 and np.median(v["blue"][red]) < 50
+    bad = subprocess.run([PYTHON, "-m", "depthclient.ply", server.base, str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "401" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_a_source_without_depth_answers_409() -> None:
