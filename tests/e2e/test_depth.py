@@ -9,9 +9,12 @@ depth bit for bit (its color and depth intrinsics are the same).
 from __future__ import annotations
 
 import json
+import re
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,6 +23,7 @@ import pytest
 from encoder.hue import HUE_MODES, decode_hue_depth
 from tests.browser import Browser
 from tests.camera.rs_recording import FOCAL, make_recording
+from tests.conftest import require
 from tests.helpers import PYTHON, ROOT, MjpegReader, Server, free_port, running
 
 W, H = 640, 480
@@ -291,3 +295,39 @@ def test_a_source_without_depth_answers_409() -> None:
         finally:
             r.close()
         assert "Traceback" not in srv.log()
+
+
+def test_page_depth_tools_work_behind_nginx(browser: Browser, server: Server,
+                                            tmp_path: Path) -> None:
+    """The documented nginx site in front: same origin, streams read with fetch()."""
+    nginx = require("nginx")
+    site = (ROOT / "deploy" / "nginx-camera.conf").read_text()
+    proxy_port = free_port()
+    site = site.replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
+    site = re.sub(r"listen 8080;", f"listen 127.0.0.1:{proxy_port};", site)
+    for d in ("logs", "tmp"):
+        (tmp_path / d).mkdir()
+    conf = tmp_path / "nginx.conf"
+    temp = "".join(f"  {k}_temp_path {tmp_path}/tmp/{k};\n"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\n"
+                    "worker_processes 1;\nevents { worker_connections 64; }\n"
+                    f"http {{\n  access_log off;\n{temp}{site}\n}}\n")
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until nginx listens
+            try:
+                socket.create_connection(("127.0.0.1", proxy_port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert proc.poll() is None and time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        browser.goto(f"http://127.0.0.1:{proxy_port}/?token={TOKEN}")
+        got = browser.wait_for("window.depthcam && window.depthcam.depthReady"
+                               " && window.depthcam.depthAt(20, 20)", timeout=20)
+        assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)
+    finally:
+        proc.terminate()
+        proc.wait(10)
