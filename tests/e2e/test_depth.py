@@ -225,16 +225,35 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
         assert pure.sum() > 50, f"no points in colour channel {ch}"
 
 
-def test_without_webgl2_the_3d_button_says_so(server: Server) -> None:
-    with Browser(extra_flags=("--disable-3d-apis",)) as b:  # a Chromium without WebGL
-        b.goto(f"{server.base}/?token={TOKEN}")
-        b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=20)
+def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: Path) -> None:
+    """The page over TLS in a Chromium without WebGL: the 3D button says so, depth reads."""
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([require("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    with running("--source", recording["path"], "--width", str(W), "--height", str(H),
+                 "--no-align", "--depth-max", "10", "--token", TOKEN, "--cert", str(crt),
+                 "--key", str(key), ready=False) as srv, \
+            Browser(extra_flags=("--disable-3d-apis", "--ignore-certificate-errors")) as b:
+        deadline = time.monotonic() + 30
+        while True:  # until the TLS port answers
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log()
+                time.sleep(0.1)
+        b.goto(f"https://127.0.0.1:{srv.port}/?token={TOKEN}")
+        b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=30)
         if b.eval("window.depthcam.webgl2"):
             pytest.fail("--disable-3d-apis left WebGL2 on; the check cannot run")
         button = b.eval("(() => { const e = document.getElementById('view-3d');"
                         " return [e.disabled, e.textContent]; })()")
         assert button[0] is True and "WebGL2" in button[1]
-        assert b.wait_for("window.depthcam.depthAt(20, 20)") == pytest.approx(0.4, rel=0.01)
+        assert b.eval("location.protocol") == "https:"
+        got = b.wait_for("window.depthcam.depthAt(20, 20)", timeout=30)
+        assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)
 
 
 # ---- the Python client ------------------------------------------------------------------
