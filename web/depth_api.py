@@ -76,7 +76,9 @@ def depth_api(cfg: Config, control: Control, raw: FrameRing | None) -> Blueprint
     @bp.before_app_request
     def _metric_needs_depth() -> None:
         if request.path in ("/metric", "/metric.jpg"):
-            model_or_abort()
+            info = control.info()
+            if info and camera_model(info) is None:  # before the source starts: let it wait
+                abort(409, description=f"the source ({info.get('kind', '?')}) has no depth")
 
     def latest_meta() -> SlotMeta | None:
         if raw is None:

@@ -46,13 +46,15 @@ let camera = null;  // /camera.json
 let metric = null;  // LatestFrame of /metric
 let canvas2d = null;
 
+// /camera.json, retried while the server answers 503 (the source is starting).
 async function loadCamera() {
-  const r = await fetch(url("camera.json"), {cache: "no-store"});
-  if (!r.ok) {
+  for (;;) {
+    const r = await fetch(url("camera.json"), {cache: "no-store"});
+    if (r.ok) return r.json();
     const detail = await r.json().catch(() => ({}));
-    throw new Error(detail.detail || `camera.json: ${r.status}`);
+    if (r.status !== 503) throw new Error(detail.detail || `camera.json: ${r.status}`);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
   }
-  return r.json();
 }
 
 // RGBA pixels of the newest metric frame, read back once per frame and only when asked.
