@@ -209,6 +209,19 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
         want = int(valid[::step, ::step].sum())
         assert stats["step"] == step
         assert abs(stats["points"] - want) <= 0.02 * want, (step, stats, want)
+    # The metres the vertex shader decoded, read back from the GPU (every 4th pixel).
+    gpu = browser.eval("(() => { const g = window.depthcam.cloud.gpuDepth();"
+                       " return g && {w: g.width, h: g.height, data: Array.from(g.data)}; })()")
+    assert gpu is not None, "no float render targets in this WebGL2"
+    z = np.array(gpu["data"]).reshape(gpu["h"], gpu["w"])
+    truth = band_depth()[::4, ::4] / 1000.0
+    inner = np.zeros_like(truth, bool)  # grid points at least MARGIN pixels inside a band
+    for i in range(len(BANDS_MM)):
+        inner[:(H - INVALID_ROWS - MARGIN) // 4, (EDGES[i] + MARGIN + 3) // 4:
+              (EDGES[i + 1] - MARGIN) // 4] = True
+    close = np.abs(z[inner] - truth[inner]) <= 0.01 * truth[inner]
+    assert close.mean() >= 0.95, close.mean()
+    assert (z[truth == 0] == 0).mean() > 0.98
     browser.wait_for(f"window.depthcam.cloudStats().frames > {later['frames']}", timeout=20)
     shot = browser.screenshot()
     box = browser.eval("(() => { const r = document.getElementById('cloud')"

@@ -18,6 +18,7 @@ uniform mat4 uView;
 uniform mat4 uProj;
 uniform float uPointScale; // pixels per metre at distance 1
 uniform int uCountSide;    // > 0: the counting pass, into a uCountSide^2 target
+uniform bool uReadout;     // metres of each grid point into a grid-sized float target
 out vec3 vColor;
 
 float hueIndex(vec3 c) {
@@ -53,6 +54,12 @@ void main() {
     return;
   }
   float z = metres(i);
+  if (uReadout) {                      // one pixel per grid point, holding its metres
+    gl_Position = vec4((vec2(g) + 0.5) / vec2(uGrid) * 2.0 - 1.0, 0.0, 1.0);
+    gl_PointSize = 1.0;
+    vColor = vec3(z, 0.0, 0.0);
+    return;
+  }
   if (uCountSide > 0) {                // one hit per valid point, spread over the target
     int cell = gl_VertexID % (uCountSide * uCountSide);
     vec2 xy = (vec2(cell % uCountSide, cell / uCountSide) + 0.5) / float(uCountSide);
@@ -70,7 +77,7 @@ void main() {
 }`;
 
 const FRAGMENT = `#version 300 es
-precision mediump float;
+precision highp float;
 in vec3 vColor;
 out vec4 outColor;
 void main() { outColor = vec4(vColor, 1.0); }`;
@@ -199,7 +206,7 @@ export class Cloud {
     if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
     this.u = {};
     for (const name of ["uDepth", "uColor", "uGrid", "uStep", "uIntr", "uRange", "uView", "uProj",
-      "uPointScale", "uCountSide"]) this.u[name] = gl.getUniformLocation(prog, name);
+      "uPointScale", "uCountSide", "uReadout"]) this.u[name] = gl.getUniformLocation(prog, name);
     this.vao = gl.createVertexArray();
     this.depthTex = texture(gl);
     this.colorTex = texture(gl);
@@ -253,8 +260,9 @@ export class Cloud {
     return [Math.ceil(w / s), Math.ceil(h / s)];
   }
 
-  // One draw of every (decimated) pixel: to the screen, or counting valid points.
-  _draw(countSide) {
+  // One draw of every (decimated) pixel: to the screen, counting valid points, or (readout)
+  // each point's metres into the bound grid-sized float target.
+  _draw(countSide, readout = false) {
     const gl = this.gl, u = this.u, k = this.camera.intrinsics, m = this.camera.metric;
     const [gw, gh] = this._grid();
     const dw = this.depthFrame.width, dh = this.depthFrame.height;
@@ -275,7 +283,13 @@ export class Cloud {
     gl.uniform3f(u.uRange, parseFloat(h["x-depth-min"]) || m.min,
       parseFloat(h["x-depth-max"]) || m.max, MAPPINGS[mode || m.mapping]);
     gl.uniform1i(u.uCountSide, countSide);
-    if (countSide) {
+    gl.uniform1i(u.uReadout, readout ? 1 : 0);
+    if (readout) {
+      gl.viewport(0, 0, gw, gh);
+      gl.clearColor(0, 0, 0, 0);
+      gl.clear(gl.COLOR_BUFFER_BIT);
+      gl.disable(gl.BLEND);
+    } else if (countSide) {
       gl.viewport(0, 0, countSide, countSide);
       gl.clearColor(0, 0, 0, 0);
       gl.clear(gl.COLOR_BUFFER_BIT);
@@ -322,6 +336,29 @@ export class Cloud {
     let n = 0;
     for (let i = 0; i < out.length; i += 4) n += out[i];
     return n;
+  }
+
+  // Metres the shader decoded at every grid point of the frame shown now (0: no depth), read
+  // back from a float target: {width, height, step, data}; null without float targets.
+  gpuDepth() {
+    const gl = this.gl;
+    if (!this.depthFrame || !gl.getExtension("EXT_color_buffer_float")) return null;
+    const [gw, gh] = this._grid();
+    const tex = texture(gl);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R32F, gw, gh, 0, gl.RED, gl.FLOAT, null);
+    const fbo = gl.createFramebuffer();
+    gl.bindFramebuffer(gl.FRAMEBUFFER, fbo);
+    gl.framebufferTexture2D(gl.FRAMEBUFFER, gl.COLOR_ATTACHMENT0, gl.TEXTURE_2D, tex, 0);
+    this._draw(0, true);
+    const out = new Float32Array(gw * gh * 4);
+    gl.readPixels(0, 0, gw, gh, gl.RGBA, gl.FLOAT, out);
+    gl.bindFramebuffer(gl.FRAMEBUFFER, null);
+    gl.deleteFramebuffer(fbo);
+    gl.deleteTexture(tex);
+    this.dirty = true;
+    const data = new Float32Array(gw * gh);
+    for (let i = 0; i < data.length; i++) data[i] = out[4 * i];
+    return {width: gw, height: gh, step: this.step, data};
   }
 
   stats() {
