@@ -6,7 +6,8 @@ at 640x480 and 1280x720 and measures:
   uint8 rgb point cloud of the same size (what Intel's REST viewer sends);
 - frames per second the 3D view renders in headless Chromium (WebGL2 on SwiftShader, so
   only the ratio between sizes means anything), at one point per pixel and every 2nd;
-- the browser's hue decoder against the Python decoder and the truth, on the same JPEG.
+- the browser's hue decoder (JavaScript, and the 3D view's shader read back from the GPU)
+  against the Python decoder and the truth.
 
     .venv/bin/python bench/bench_depth_web.py --runs 3 --seconds 8
 """
@@ -102,10 +103,22 @@ def accuracy(b: Browser, srv, truth: np.ndarray) -> dict[str, float]:  # noqa: A
     web = np.frombuffer(base64.b64decode(raw), np.float32).reshape(truth.shape).astype(float)
     py = decode_hue_depth(jpeg, dmin, dmax, depth_scale=dmax / 65000,
                           mapping="log").astype(float) * dmax / 65000
+    b.goto(f"{srv.base}/?view=3d&token={TOKEN}")
+    b.wait_for("window.depthcam && window.depthcam.cloud && window.depthcam.cloud.frames > 0",
+               timeout=60)
+    b.eval("(() => { const s = document.getElementById('decimate'); s.value = '1';"
+           " s.dispatchEvent(new Event('change')); })()")
+    g = b.eval("(() => { const g = window.depthcam.cloud.gpuDepth(); const u8 = new Uint8Array("
+               "g.data.buffer); let s = ''; for (let i = 0; i < u8.length; i += 8192)"
+               " s += String.fromCharCode(...u8.subarray(i, i + 8192)); return btoa(s); })()",
+               timeout=120)
+    gpu = np.frombuffer(base64.b64decode(g), np.float32).reshape(truth.shape).astype(float)
     valid = truth > 0
     both = (web > 0) & (py > 0)
     t = truth[valid]
     return {
+        "gpu_within_1pct": float(np.mean(np.abs(gpu[valid] - t) <= 0.01 * t)),
+        "gpu_same_validity_as_py": float(np.mean((gpu > 0) == (py > 0))),
         "web_within_1pct": float(np.mean(np.abs(web[valid] - t) <= 0.01 * t)),
         "py_within_1pct": float(np.mean(np.abs(py[valid] - t) <= 0.01 * t)),
         "same_validity": float(np.mean((web > 0) == (py > 0))),
