@@ -222,6 +222,29 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
     close = np.abs(z[inner] - truth[inner]) <= 0.01 * truth[inner]
     assert close.mean() >= 0.95, close.mean()
     assert (z[truth == 0] == 0).mean() > 0.98
+    # Orbit (drag), zoom (wheel), pan (right-drag) and pinch (two touches), as real input.
+    orbit = ("(() => { const o = window.depthcam.cloud.orbit;"
+             " return [o.yaw, o.pitch, o.distance, ...o.target]; })()")
+    start = browser.eval(orbit)
+    mouse = [("mousePressed", 400, 300, "left", 1), ("mouseMoved", 500, 350, "left", 1),
+             ("mouseReleased", 500, 350, "left", 0), ("mousePressed", 400, 300, "right", 2),
+             ("mouseMoved", 450, 300, "right", 2), ("mouseReleased", 450, 300, "right", 0)]
+    for kind, x, y, button, buttons in mouse:
+        browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button=button,
+                     buttons=buttons, clickCount=1)
+    browser.call("Input.dispatchMouseEvent", type="mouseWheel", x=450, y=300, deltaX=0,
+                 deltaY=300)
+    moved = browser.eval(orbit)
+    assert moved[0] > start[0] and moved[1] > start[1], "dragging did not orbit"
+    assert moved[2] > start[2], "the wheel did not zoom out"
+    assert moved[3:] != start[3:], "right-dragging did not pan"
+    browser.call("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=5)
+    for kind, spread in (("touchStart", 50), ("touchMove", 100)):
+        browser.call("Input.dispatchTouchEvent", type=kind, touchPoints=[
+            {"x": 450 - spread, "y": 300, "id": 1}, {"x": 450 + spread, "y": 300, "id": 2}])
+    browser.call("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+    browser.call("Emulation.setTouchEmulationEnabled", enabled=False)
+    assert browser.eval(orbit)[2] == pytest.approx(moved[2] / 2, rel=0.05), "pinch did not zoom"
     browser.wait_for(f"window.depthcam.cloudStats().frames > {later['frames']}", timeout=20)
     shot = browser.screenshot()
     box = browser.eval("(() => { const r = document.getElementById('cloud')"
