@@ -34,8 +34,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p = OneLineParser(
         prog="app_mp.py",
         description="Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: "
-        "/ (page), /color, /depth, /combined (multipart), /color.jpg etc. (snapshots), "
-        "/status (JSON).",
+        "/ (page), /color, /depth, /combined, /metric (multipart), /color.jpg etc. (snapshots), "
+        "/depth.png (exact depth), /camera.json, /status (JSON).",
     )
     add_source_args(p)
     add_encoder_args(p)

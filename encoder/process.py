@@ -65,6 +65,11 @@ class FrameEncoder:
                  chain: FilterChain) -> None:
         self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
+        self._blank: dict[tuple[int, int], np.ndarray] = {}
+        m = cfg.metric
+        # The metric JPEG equals the depth JPEG when both use the same coding: encode once.
+        self._metric_is_depth = (cfg.depth_mode, cfg.depth_quality, cfg.depth_subsampling) == (
+            m.mode, m.quality, m.subsampling)
 
     def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
         h, w = meta.height, meta.width
@@ -80,6 +85,22 @@ class FrameEncoder:
         return render_depth(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
                             meta.depth_scale or 0.001)
 
+    def _metric_image(self, meta: SlotMeta, view: memoryview) -> np.ndarray:
+        """Depth in the metric stream's hue coding; all black (invalid) without depth."""
+        h, w = meta.height, meta.width
+        if meta.flags & FLAG_NO_SIGNAL or not meta.flags & FLAG_HAS_DEPTH:
+            if (w, h) not in self._blank:
+                self._blank[(w, h)] = np.zeros((h, w, 3), np.uint8)
+            return self._blank[(w, h)]
+        depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
+        cfg = self.cfg
+        return render_depth(depth, cfg.metric.mode, cfg.depth_min, cfg.depth_max,
+                            meta.depth_scale or 0.001)
+
+    def _metric_jpeg(self, meta: SlotMeta, view: memoryview) -> bytes:
+        m = self.cfg.metric
+        return self.codec.encode(self._metric_image(meta, view), m.quality, m.subsampling)
+
     def encode(self, meta: SlotMeta, view: memoryview,
                wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
         """(JPEG bytes, width, height) for each wanted stream of this frame."""
@@ -92,7 +113,11 @@ class FrameEncoder:
         if need_depth:
             depth_f = self.pool.submit(self._depth_image, meta, view, color)
         jobs: dict[str, Future[bytes]] = {}
-        sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0])}
+        sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0]),
+                                             "metric": (meta.width, meta.height)}
+        share = self._metric_is_depth and "depth" in wanted and meta.flags & FLAG_HAS_DEPTH
+        if "metric" in wanted and not share:
+            jobs["metric"] = self.pool.submit(self._metric_jpeg, meta, view)
         if "color" in wanted:
             jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
         if depth_f is not None:
@@ -105,7 +130,10 @@ class FrameEncoder:
             sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
             sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
                                  // max(depth_img.shape[0], 1), color.shape[0])
-        return {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        out = {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        if "metric" in wanted and share:
+            out["metric"] = out["depth"]
+        return out
 
     def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
         if depth_img.shape[0] != color.shape[0]:

@@ -21,6 +21,23 @@ D455_SIZES = ((1280, 720), (848, 480), (640, 480))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 
 
+METRIC_MODES = ("hue-log", "hue", "hue-inverse")
+"""Depth codings of the metric stream, each decodable back to metres (encoder/hue.py)."""
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """The machine-readable depth stream (/metric): its hue coding and JPEG quality.
+
+    Always 4:4:4 and quality 90 or more, where hue-log decodes within 1 % (docs/DEPTH_HUE.md);
+    its range is --depth-min/--depth-max.
+    """
+
+    mode: str = "hue-log"
+    quality: int = 90
+    subsampling: str = "444"
+
+
 @dataclass
 class Config:
     """Everything the capture, encoder and sink processes need, picklable for spawn."""
@@ -50,6 +67,7 @@ class Config:
     host: str = "0.0.0.0"
     port: int = 5000
     log_level: str = "info"
+    metric: MetricOptions = field(default_factory=MetricOptions)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -61,6 +79,21 @@ class Config:
             "X-Depth-Max": f"{self.depth_max:g}",
             "X-Depth-Units": "m",
         }
+
+    @property
+    def metric_headers(self) -> dict[str, str]:
+        """Headers on every part of the metric stream: how to decode it to metres."""
+        return {
+            "X-Depth-Mode": self.metric.mode,
+            "X-Depth-Min": f"{self.depth_min:g}",
+            "X-Depth-Max": f"{self.depth_max:g}",
+            "X-Depth-Units": "m",
+        }
+
+    @property
+    def stream_headers(self) -> dict[str, dict[str, str]]:
+        """Extra headers per stream (its parts and its snapshot)."""
+        return {"depth": self.streams_depth_headers, "metric": self.metric_headers}
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -157,6 +190,12 @@ def add_encoder_args(p: argparse.ArgumentParser) -> None:
                    help="JPEG backend (default auto: libjpeg-turbo, else OpenCV)")
     g.add_argument("--filter", dest="filters", type=_name_list, default=(), metavar="LIST",
                    help="OpenCV filters applied to color before encoding, comma-separated")
+    m = p.add_argument_group("metric depth stream (/metric)")
+    m.add_argument("--metric-mode", choices=METRIC_MODES, default="hue-log",
+                   help="depth coding of /metric, which clients decode to metres "
+                   "(default hue-log: within 1 %% over 0.3-10 m); range --depth-min/--depth-max")
+    m.add_argument("--metric-quality", type=ranged(int, 90, 100, "a whole number"), default=90,
+                   help="JPEG quality of /metric, 90-100 (default 90; always 4:4:4)")
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -167,6 +206,8 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 
 def finish(p: argparse.ArgumentParser, ns: argparse.Namespace, cfg: Config) -> Config:
     """Cross-option checks shared by every entry point."""
+    cfg.metric = MetricOptions(mode=cfg.extra.pop("metric_mode", "hue-log"),
+                               quality=cfg.extra.pop("metric_quality", 90))
     if cfg.depth_min >= cfg.depth_max:
         p.error(f"--depth-min ({cfg.depth_min:g}) must be less than --depth-max "
                 f"({cfg.depth_max:g})")

@@ -21,19 +21,28 @@ from typing import Any
 
 import numpy as np
 
-STREAMS = ("color", "depth", "combined")
+STREAMS = ("color", "depth", "combined", "metric")
+"""JPEG streams: color, depth drawn for eyes, side by side, and depth coded for machines."""
+_FIRST_STREAMS = STREAMS[:3]  # the fields of streams added later are appended at the end
+
+
+def _stream_fields(stream: str) -> tuple[str, ...]:
+    """The encoder's and the sinks' fields of one stream added after the first three."""
+    return (*(f"{k}_{stream}" for k in ("encoded", "encode_fps", "encode_ms")),
+            f"viewers_{stream}", f"sink_{stream}")
+
 
 FIELDS: tuple[str, ...] = (
     # capture
     "hb_capture", "frames_captured", "capture_fps", "capture_ms", "source_ok",
     # encoder
     "hb_encoder",
-    *(f"{k}_{s}" for s in STREAMS for k in ("encoded", "encode_fps", "encode_ms")),
+    *(f"{k}_{s}" for s in _FIRST_STREAMS for k in ("encoded", "encode_fps", "encode_ms")),
     # web / push sink (viewers per stream are what make the encoder work)
     "hb_web",
-    *(f"viewers_{s}" for s in STREAMS),
+    *(f"viewers_{s}" for s in _FIRST_STREAMS),
     # a sink besides the web (push, recorder) wants a stream encoded
-    *(f"sink_{s}" for s in STREAMS),
+    *(f"sink_{s}" for s in _FIRST_STREAMS),
     "hb_tap", "restarts_tap", "pid_tap",
     # supervisor
     "started_at", "restarts_capture", "restarts_encoder", "restarts_web",
@@ -42,6 +51,8 @@ FIELDS: tuple[str, ...] = (
     "info_version", "settings_version",
     # display child: heartbeat, supervision, and the streams its window shows
     "hb_display", "restarts_display", "pid_display", "display_color", "display_depth",
+    # the metric depth stream
+    *_stream_fields("metric"),
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

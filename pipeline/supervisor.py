@@ -28,6 +28,8 @@ log = logging.getLogger("supervisor")
 
 RAW_SLOTS = 4
 JPEG_SLOTS = 3
+WIDE = ("combined", "metric")
+"""Streams whose JPEG may be twice a color frame's: side by side, or 4:4:4 at quality 90+."""
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
 BACKOFF_FIRST_S = 0.2
@@ -64,7 +66,7 @@ class Resources:
             pixels = raw_capacity // 5  # a raw slot holds BGR (3 B) + depth (2 B) per pixel
             self.jpeg = {
                 s: self._ring(segment_name(pid, f"jpeg-{s}"), JPEG_SLOTS,
-                              max(pixels * 3 // 2 * (2 if s == "combined" else 1), 1 << 18))
+                              max(pixels * 3 // 2 * (2 if s in WIDE else 1), 1 << 18))
                 for s in STREAMS
             }
         except BaseException:

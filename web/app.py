@@ -15,7 +15,9 @@ from flask import Flask, Response, abort, jsonify, render_template, request
 
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
+from pipeline.shm import FrameRing
 from web.auth import Authenticator
+from web.depth_api import PAGE_VIEWS, depth_api
 from web.hub import BOUNDARY, FrameHub
 from web.metrics import metrics_response
 
@@ -75,8 +77,8 @@ def _check_query(allowed: set[str]) -> None:
 
 
 def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
-               opts: WebOptions | None = None) -> Flask:
-    """Build the app around an existing hub and control block."""
+               opts: WebOptions | None = None, *, raw: FrameRing | None = None) -> Flask:
+    """Build the app around an existing hub and control block (and the raw ring, if given)."""
     opts = opts or WebOptions()
     auth = opts.auth
     app = Flask(__name__)
@@ -115,6 +117,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.errorhandler(400)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(409)
     @app.errorhandler(413)
     @app.errorhandler(503)
     def _error(err: Any) -> tuple[Response, int]:
@@ -124,10 +127,13 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     @app.get("/")
     def index() -> str:
+        view = request.args.get("view", "2d")
+        if view not in PAGE_VIEWS:
+            abort(404, description=f"unknown view {view!r}; choose from {', '.join(PAGE_VIEWS)}")
         token = request.args.get("token")
         query = f"?token={quote(token)}" if token else ""
         page_config = {"query": query, "depth_mode": cfg.depth_mode,
-                       "depth_min": cfg.depth_min, "depth_max": cfg.depth_max}
+                       "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view}
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
@@ -160,8 +166,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         resp = Response(jpeg, mimetype="image/jpeg")
         resp.headers["Cache-Control"] = "no-store"
         resp.headers["X-Timestamp"] = f"{meta.ts_capture:.6f}"
-        if name == "depth":
-            resp.headers.update(cfg.streams_depth_headers)
+        resp.headers.update(cfg.stream_headers.get(name, {}))
         return resp
 
     for stream in STREAMS:
@@ -169,6 +174,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                          lambda s=stream: stream_response(s))
         app.add_url_rule(f"/{stream}.jpg", f"snapshot_{stream}",
                          lambda s=stream: snapshot_response(s))
+
+    app.register_blueprint(depth_api(cfg, control, raw))
 
     @app.get("/filters")
     def get_filters() -> Response:

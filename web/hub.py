@@ -108,16 +108,15 @@ class Channel:
 
 
 class FrameHub:
-    """Channels for color, depth and combined, fed from the JPEG rings."""
+    """One channel per stream (pipeline.control.STREAMS), fed from the JPEG rings."""
 
     def __init__(self, control: Control, rings: dict[str, FrameRing], wake_r: Any,
-                 depth_headers: dict[str, str] | None = None) -> None:
+                 stream_headers: dict[str, dict[str, str]] | None = None) -> None:
         self.control = control
         self.rings = rings
         self.wake_r = wake_r
-        headers = {s: None for s in STREAMS}
-        headers["depth"] = depth_headers
-        self.channels = {s: Channel(s, headers[s]) for s in STREAMS}
+        headers = stream_headers or {}
+        self.channels = {s: Channel(s, headers.get(s)) for s in STREAMS}
         self._pump: gevent.Greenlet | None = None
 
     def start(self) -> None:

@@ -18,7 +18,7 @@ import gevent.socket
 
 from pipeline.child import Handles, run_child
 from pipeline.config import Config
-from pipeline.control import Control
+from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
 from web.app import create_app, web_options
 from web.hub import FrameHub
@@ -66,9 +66,9 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
     def body() -> None:
         control = Control.attach(handles.control)
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
-        hub = FrameHub(control, rings, handles.jpeg_wake_r,
-                       cfg.streams_depth_headers)
-        app = create_app(cfg, hub, control, backend, web_options(cfg))
+        hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers)
+        app = create_app(cfg, hub, control, backend, web_options(cfg),
+                         raw=FrameRing.attach(handles.raw))
         sock = gevent.socket.socket(listener.family, listener.type, 0,
                                     fileno=listener.detach())
         server = gevent.pywsgi.WSGIServer(
@@ -83,7 +83,7 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
 
         gevent.signal_handler(signal.SIGTERM, stop)
         gevent.signal_handler(signal.SIGINT, stop)
-        for s in ("color", "depth", "combined"):
+        for s in STREAMS:
             control[f"viewers_{s}"] = 0
         hub.start()
         log.info("serving on %s", _addr(sock))

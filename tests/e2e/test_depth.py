@@ -1,0 +1,388 @@
+"""Depth for machines, end to end: a librealsense recording of known depth served by
+app_mp.py, read back as the metric stream, /depth.png and /camera.json.
+
+The recording holds vertical bands of constant depth from 0.4 to 9.5 m over a strip of
+invalid pixels; the server runs with --no-align so the served depth is the recording's
+depth bit for bit (its color and depth intrinsics are the same).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from encoder.hue import HUE_MODES, decode_hue_depth
+from tests.browser import Browser
+from tests.camera.rs_recording import FOCAL, make_recording
+from tests.conftest import require
+from tests.helpers import PYTHON, ROOT, MjpegReader, Server, free_port, running
+
+W, H = 640, 480
+TOKEN = "depth-s3cret"
+BANDS_MM = np.round(np.geomspace(400, 9500, 12)).astype(np.uint16)
+EDGES = np.linspace(0, W, len(BANDS_MM) + 1).astype(int)
+INVALID_ROWS = 40  # the bottom rows carry no depth
+MARGIN = 4  # pixels kept away from band edges (JPEG ringing)
+
+
+def band_depth(_n: int = 0) -> np.ndarray:
+    """The recording's depth image (z16, mm)."""
+    depth = np.zeros((H, W), np.uint16)
+    for i, mm in enumerate(BANDS_MM):
+        depth[: H - INVALID_ROWS, EDGES[i] : EDGES[i + 1]] = mm
+    return depth
+
+
+def inside_bands(n: int, seed: int = 1) -> np.ndarray:
+    """n random (x, y) pixels at least MARGIN pixels inside a band."""
+    rng = np.random.default_rng(seed)
+    band = rng.integers(0, len(BANDS_MM), n)
+    x = rng.integers(EDGES[band] + MARGIN, EDGES[band + 1] - MARGIN)
+    y = rng.integers(MARGIN, H - INVALID_ROWS - MARGIN, n)
+    return np.stack([x, y], axis=1)
+
+
+def point(x: float, y: float) -> np.ndarray:
+    """The true 3D point (metres) at pixel (x, y) of the recording."""
+    z = band_depth()[int(y), int(x)] / 1000.0
+    return np.array([(x - W / 2) / FOCAL * z, (y - H / 2) / FOCAL * z, z])
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    path = tmp_path_factory.mktemp("bands") / "bands.db3"
+    return make_recording(path, W, H, 30, frames=30, depth_fn=band_depth, baseline=0.0)
+
+
+@pytest.fixture(scope="module")
+def server(recording: dict) -> Iterator[Server]:
+    with running("--source", recording["path"], "--width", str(W), "--height", str(H),
+                 "--no-align", "--depth-max", "10", "--token", TOKEN) as srv:
+        yield srv
+
+
+def test_metric_stream_carries_decodable_depth(server: Server) -> None:
+    r = MjpegReader(server.port, f"/metric?token={TOKEN}")
+    try:
+        parts = [r.next_part() for _ in range(3)]
+    finally:
+        r.close()
+    headers, jpeg = parts[-1]
+    for h, _ in parts:
+        assert (h["x-depth-mode"], h["x-depth-min"], h["x-depth-max"], h["x-depth-units"]) == (
+            "hue-log", "0.3", "10", "m")
+    img = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (H, W, 3)
+    got = decode_hue_depth(jpeg, float(headers["x-depth-min"]), float(headers["x-depth-max"]),
+                           mapping=HUE_MODES[headers["x-depth-mode"]]).astype(float)
+    truth = band_depth().astype(float)
+    valid = truth > 0
+    close = np.abs(got[valid] - truth[valid]) <= 0.01 * truth[valid]
+    assert close.mean() >= 0.95, close.mean()
+    assert (got[~valid] == 0).mean() > 0.99
+    # The people's /depth stays as drawn for eyes, with its own headers.
+    code, hdrs, _ = server.get(f"/depth.jpg?token={TOKEN}")
+    assert code == 200 and hdrs["x-depth-mode"] == "colormap"
+    code, hdrs, body = server.get(f"/metric.jpg?token={TOKEN}")
+    assert code == 200 and hdrs["x-depth-mode"] == "hue-log" and body[:2] == b"\xff\xd8"
+
+
+def test_depth_png_is_the_recordings_depth_exactly(server: Server) -> None:
+    code, headers, body = server.get(f"/depth.png?token={TOKEN}")
+    assert code == 200 and headers["content-type"] == "image/png"
+    depth = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert depth.dtype == np.uint16 and depth.shape == (H, W)
+    assert np.array_equal(depth, band_depth())
+    assert float(headers["x-depth-scale"]) == pytest.approx(0.001)
+    assert float(headers["x-timestamp"]) > 0
+
+
+def test_camera_json_has_the_recordings_intrinsics_and_the_metric_coding(server: Server) -> None:
+    code, _, body = server.get(f"/camera.json?token={TOKEN}")
+    assert code == 200
+    cam = json.loads(body)
+    intr = cam["intrinsics"]
+    assert (intr["width"], intr["height"]) == (W, H)
+    assert (intr["fx"], intr["fy"], intr["ppx"], intr["ppy"]) == pytest.approx(
+        (FOCAL, FOCAL, W / 2, H / 2))
+    assert cam["depth_scale"] == pytest.approx(0.001)
+    assert cam["metric"] == {**cam["metric"], "route": "/metric", "mode": "hue-log",
+                             "mapping": "log", "min": 0.3, "max": 10.0, "units": "m"}
+    assert cam["metric"]["quality"] >= 90 and cam["metric"]["subsampling"] == "444"
+    # Credentials are needed like everywhere else.
+    assert server.get("/camera.json")[0] == 401
+    assert server.get("/depth.png")[0] == 401
+
+
+def test_bad_requests_get_json_errors(server: Server) -> None:
+    for path, want in ((f"/?view=4d&token={TOKEN}", 404), (f"/nosuch?token={TOKEN}", 404),
+                       (f"/depth.png?token={TOKEN}&x=1", 400),
+                       (f"/camera.json?token={TOKEN}&frame=2", 400)):
+        code, headers, body = server.get(path)
+        assert code == want, path
+        assert headers["content-type"] == "application/json" and json.loads(body)["detail"]
+
+
+# ---- the page, in headless Chromium with WebGL2 (SwiftShader) ---------------------------
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with Browser(webgl=True, width=1280, height=800) as b:
+        yield b
+
+
+def open_page(browser: Browser, server: Server, view: str = "2d") -> None:
+    browser.goto(f"{server.base}/?view={view}&token={TOKEN}")
+    browser.wait_for("window.depthcam && window.depthcam.depthReady"
+                     " && window.depthcam.depthAt(20, 20) !== null", timeout=20)
+
+
+def test_depth_at_reads_metres_in_the_browser(browser: Browser, server: Server) -> None:
+    open_page(browser, server)
+    pts = inside_bands(300)
+    got = browser.eval(f"{pts.tolist()}.map(([x, y]) => window.depthcam.depthAt(x, y))")
+    truth = np.array([band_depth()[y, x] / 1000.0 for x, y in pts])
+    ok = np.array([g is not None and abs(g - t) <= 0.01 * t
+                   for g, t in zip(got, truth, strict=True)])
+    bad = [(g, t) for g, t, o in zip(got, truth, ok, strict=True) if not o]
+    assert ok.mean() >= 0.95, (ok.mean(), bad[:5])
+    assert browser.eval(f"window.depthcam.depthAt(300, {H - 10})") is None
+    # Hovering the color image shows the same figure under the cursor.
+    x, y = int(pts[0][0]), int(pts[0][1])
+    text = browser.eval(f"""(() => {{
+        const img = document.getElementById('color'), r = img.getBoundingClientRect();
+        img.dispatchEvent(new MouseEvent('mousemove', {{bubbles: true,
+            clientX: r.left + ({x} + 0.5) * r.width / {W},
+            clientY: r.top + ({y} + 0.5) * r.height / {H}}}));
+        return document.getElementById('depth-hover').textContent; }})()""")
+    shown = float(text.split(":")[1].split()[0])
+    assert shown == pytest.approx(truth[0], rel=0.01), text
+
+
+def test_ruler_measures_the_3d_distance(browser: Browser, server: Server) -> None:
+    open_page(browser, server)
+    pairs = [((40, 60), (600, 400)), ((100, 300), (330, 50)), ((250, 200), (520, 220))]
+    for p1, p2 in pairs:
+        truth = float(np.linalg.norm(point(*p1) - point(*p2)))
+        got = browser.eval(f"window.depthcam.measure({list(p1)}, {list(p2)})")
+        assert got == pytest.approx(truth, rel=0.02), (p1, p2, got, truth)
+    # Two clicks on the depth image place the ruler; its label follows the live frames.
+    p1, p2 = pairs[0]
+    browser.eval(f"""(() => {{
+        const img = document.getElementById('depth'), r = img.getBoundingClientRect();
+        for (const [x, y] of [{list(p1)}, {list(p2)}]) img.dispatchEvent(new MouseEvent('click',
+            {{bubbles: true, clientX: r.left + (x + 0.5) * r.width / {W},
+              clientY: r.top + (y + 0.5) * r.height / {H}}}));
+    }})()""")
+    truth = float(np.linalg.norm(point(*p1) - point(*p2)))
+    text = browser.wait_for("document.getElementById('depth-ruler').textContent.includes(' m')"
+                            " && document.getElementById('depth-ruler').textContent")
+    assert float(text.split(":")[1].split()[0]) == pytest.approx(truth, rel=0.02), text
+    drawn = browser.eval("""(() => { const c = document.querySelector('.depth-overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; })()""")
+    assert drawn > 100, "the ruler's segment is not drawn"
+
+
+def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -> None:
+    open_page(browser, server, "3d")
+    first = browser.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0"
+                             " && window.depthcam.cloudStats()", timeout=20)
+    later = browser.wait_for(f"(() => {{ const s = window.depthcam.cloudStats();"
+                             f" return s.frames >= {first['frames']} + 3 ? s : null; }})()",
+                             timeout=30)
+    assert later["frames"] > first["frames"]
+    valid = band_depth() > 0
+    for step in (2, 4):
+        browser.eval(f"(() => {{ const s = document.getElementById('decimate'); s.value = '{step}';"
+                     " s.dispatchEvent(new Event('change')); })()")
+        stats = browser.eval("window.depthcam.cloudStats()")
+        want = int(valid[::step, ::step].sum())
+        assert stats["step"] == step
+        assert abs(stats["points"] - want) <= 0.02 * want, (step, stats, want)
+    # The metres the vertex shader decoded, read back from the GPU (every 4th pixel).
+    gpu = browser.eval("(() => { const g = window.depthcam.cloud.gpuDepth();"
+                       " return g && {w: g.width, h: g.height, data: Array.from(g.data)}; })()")
+    assert gpu is not None, "no float render targets in this WebGL2"
+    z = np.array(gpu["data"]).reshape(gpu["h"], gpu["w"])
+    truth = band_depth()[::4, ::4] / 1000.0
+    inner = np.zeros_like(truth, bool)  # grid points at least MARGIN pixels inside a band
+    for i in range(len(BANDS_MM)):
+        inner[:(H - INVALID_ROWS - MARGIN) // 4, (EDGES[i] + MARGIN + 3) // 4:
+              (EDGES[i + 1] - MARGIN) // 4] = True
+    close = np.abs(z[inner] - truth[inner]) <= 0.01 * truth[inner]
+    assert close.mean() >= 0.95, close.mean()
+    assert (z[truth == 0] == 0).mean() > 0.98
+    # Orbit (drag), zoom (wheel), pan (right-drag) and pinch (two touches), as real input.
+    orbit = ("(() => { const o = window.depthcam.cloud.orbit;"
+             " return [o.yaw, o.pitch, o.distance, ...o.target]; })()")
+    start = browser.eval(orbit)
+    mouse = [("mousePressed", 400, 300, "left", 1), ("mouseMoved", 500, 350, "left", 1),
+             ("mouseReleased", 500, 350, "left", 0), ("mousePressed", 400, 300, "right", 2),
+             ("mouseMoved", 450, 300, "right", 2), ("mouseReleased", 450, 300, "right", 0)]
+    for kind, x, y, button, buttons in mouse:
+        browser.call("Input.dispatchMouseEvent", type=kind, x=x, y=y, button=button,
+                     buttons=buttons, clickCount=1)
+    browser.call("Input.dispatchMouseEvent", type="mouseWheel", x=450, y=300, deltaX=0,
+                 deltaY=300)
+    moved = browser.eval(orbit)
+    assert moved[0] > start[0] and moved[1] > start[1], "dragging did not orbit"
+    assert moved[2] > start[2], "the wheel did not zoom out"
+    assert moved[3:] != start[3:], "right-dragging did not pan"
+    browser.call("Emulation.setTouchEmulationEnabled", enabled=True, maxTouchPoints=5)
+    for kind, spread in (("touchStart", 50), ("touchMove", 100)):
+        browser.call("Input.dispatchTouchEvent", type=kind, touchPoints=[
+            {"x": 450 - spread, "y": 300, "id": 1}, {"x": 450 + spread, "y": 300, "id": 2}])
+    browser.call("Input.dispatchTouchEvent", type="touchEnd", touchPoints=[])
+    browser.call("Emulation.setTouchEmulationEnabled", enabled=False)
+    assert browser.eval(orbit)[2] == pytest.approx(moved[2] / 2, rel=0.05), "pinch did not zoom"
+    browser.wait_for(f"window.depthcam.cloudStats().frames > {later['frames']}", timeout=20)
+    shot = browser.screenshot()
+    box = browser.eval("(() => { const r = document.getElementById('cloud')"
+                       ".getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; })()")
+    x0, y0, x1, y1 = (int(v) for v in box)
+    canvas = shot[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(int)
+    background = canvas[2, 2]
+    lit = np.abs(canvas - background).sum(axis=2) > 60
+    assert lit.mean() > 0.01, f"the 3D view looks blank ({lit.mean():.4f} lit)"
+    # The points carry the color stream's colours: its red, green and blue quadrants.
+    colours = canvas[lit]
+    for ch in range(3):
+        pure = (colours[:, ch] > 200) & (np.delete(colours, ch, axis=1).max(axis=1) < 60)
+        assert pure.sum() > 50, f"no points in colour channel {ch}"
+
+
+def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: Path) -> None:
+    """The page over TLS in a Chromium without WebGL: the 3D button says so, depth reads."""
+    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
+    subprocess.run([require("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                    "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj",
+                    "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    with running("--source", recording["path"], "--width", str(W), "--height", str(H),
+                 "--no-align", "--depth-max", "10", "--token", TOKEN, "--cert", str(crt),
+                 "--key", str(key), ready=False) as srv, \
+            Browser(extra_flags=("--disable-3d-apis", "--ignore-certificate-errors")) as b:
+        deadline = time.monotonic() + 30
+        while True:  # until the TLS port answers
+            try:
+                socket.create_connection(("127.0.0.1", srv.port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log()
+                time.sleep(0.1)
+        b.goto(f"https://127.0.0.1:{srv.port}/?token={TOKEN}")
+        b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=30)
+        if b.eval("window.depthcam.webgl2"):
+            pytest.fail("--disable-3d-apis left WebGL2 on; the check cannot run")
+        button = b.eval("(() => { const e = document.getElementById('view-3d');"
+                        " return [e.disabled, e.textContent]; })()")
+        assert button[0] is True and "WebGL2" in button[1]
+        assert b.eval("location.protocol") == "https:"
+        got = b.wait_for("window.depthcam.depthAt(20, 20)", timeout=30)
+        assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)
+
+
+# ---- the Python client ------------------------------------------------------------------
+
+def test_client_frames_pair_color_and_metres(server: Server) -> None:
+    from depthclient import DepthClient  # noqa: PLC0415
+
+    with DepthClient(server.base, token=TOKEN) as cam:
+        frames = list(cam.frames(max_frames=3))
+    truth = band_depth() / 1000.0
+    valid = truth > 0
+    for color, depth_m, ts in frames:
+        assert color.shape == (H, W, 3) and depth_m.shape == (H, W) and ts > 0
+        close = np.abs(depth_m[valid] - truth[valid]) <= 0.01 * truth[valid]
+        assert close.mean() >= 0.95
+        assert tuple(int(c) for c in color[H // 4, W // 4]) == pytest.approx((0, 0, 255), abs=8)
+
+
+def test_ply_from_the_client_reads_back_with_plyfile(server: Server, tmp_path) -> None:  # noqa: ANN001
+    from plyfile import PlyData  # noqa: PLC0415
+
+    out = tmp_path / "cloud.ply"
+    res = subprocess.run([PYTHON, "-m", "depthclient.ply", server.base, str(out), "--token", TOKEN],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    v = PlyData.read(str(out))["vertex"]
+    depth = band_depth()
+    rows, cols = np.nonzero(depth > 0)
+    assert v.count == len(rows)
+    xyz = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(float)
+    z = depth[rows, cols] / 1000.0
+    want = np.stack([(cols - W / 2) / FOCAL * z, (rows - H / 2) / FOCAL * z, z], axis=1)
+    err = np.linalg.norm(xyz - want, axis=1) / np.linalg.norm(want, axis=1)
+    assert err.max() <= 0.01
+    red = (rows < H // 2) & (cols < W // 2)  # the top-left quadrant is red
+    assert np.median(v["red"][red]) > 200 and np.median(v["blue"][red]) < 50
+    bad = subprocess.run([PYTHON, "-m", "depthclient.ply", server.base, str(out)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "401" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_source_without_depth_answers_409() -> None:
+    port = free_port()
+    with running("--source", f"tcp://127.0.0.1:{port}", "--width", "640", "--height", "480",
+                 need_frames=False) as srv:
+        deadline = time.monotonic() + 20
+        while not srv.status()["source"]:  # the capture process describes its source
+            assert time.monotonic() < deadline, "the tcp source never started"
+            time.sleep(0.1)
+        for path in ("/depth.png", "/camera.json", "/metric.jpg"):
+            code, headers, body = srv.get(path)
+            assert code == 409, path
+            assert headers["content-type"] == "application/json"
+            assert "no depth" in json.loads(body)["detail"]
+        r = MjpegReader(srv.port, "/metric")
+        try:
+            assert r.status == 409
+        finally:
+            r.close()
+        assert "Traceback" not in srv.log()
+
+
+def test_page_depth_tools_work_behind_nginx(browser: Browser, server: Server,
+                                            tmp_path: Path) -> None:
+    """The documented nginx site in front: same origin, streams read with fetch()."""
+    nginx = require("nginx")
+    site = (ROOT / "deploy" / "nginx-camera.conf").read_text()
+    proxy_port = free_port()
+    site = site.replace("127.0.0.1:5000", f"127.0.0.1:{server.port}")
+    site = re.sub(r"listen 8080;", f"listen 127.0.0.1:{proxy_port};", site)
+    for d in ("logs", "tmp"):
+        (tmp_path / d).mkdir()
+    conf = tmp_path / "nginx.conf"
+    temp = "".join(f"  {k}_temp_path {tmp_path}/tmp/{k};\n"
+                   for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf.write_text(f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/logs/error.log;\n"
+                    "worker_processes 1;\nevents { worker_connections 64; }\n"
+                    f"http {{\n  access_log off;\n{temp}{site}\n}}\n")
+    proc = subprocess.Popen([nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                            stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while True:  # until nginx listens
+            try:
+                socket.create_connection(("127.0.0.1", proxy_port), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                assert proc.poll() is None and time.monotonic() < deadline, "nginx did not start"
+                time.sleep(0.05)
+        browser.goto(f"http://127.0.0.1:{proxy_port}/?token={TOKEN}")
+        got = browser.wait_for("window.depthcam && window.depthcam.depthReady"
+                               " && window.depthcam.depthAt(20, 20)", timeout=20)
+        assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -1,0 +1,125 @@
+// A multipart/x-mixed-replace reader over fetch(): each part's headers and JPEG as it
+// arrives, decoded to an ImageBitmap off the main thread. The newest frame wins: while one
+// is being decoded, later parts replace each other and only the last one is decoded next.
+const CRLF2 = [13, 10, 13, 10];
+const latin1 = new TextDecoder("latin1");
+
+function indexOf(buf, pattern, from) {
+  outer: for (let i = from; i <= buf.length - pattern.length; i++) {
+    for (let j = 0; j < pattern.length; j++) if (buf[i + j] !== pattern[j]) continue outer;
+    return i;
+  }
+  return -1;
+}
+
+function parseHeaders(text) {
+  const headers = {};
+  for (const line of text.split("\r\n")) {
+    const at = line.indexOf(":");
+    if (at > 0) headers[line.slice(0, at).trim().toLowerCase()] = line.slice(at + 1).trim();
+  }
+  return headers;
+}
+
+// Calls onPart({headers, bytes}) for every part of the stream at `url` until `signal`
+// aborts or the stream ends; rejects on an HTTP error with its JSON detail.
+export async function readParts(url, onPart, signal) {
+  const resp = await fetch(url, {cache: "no-store", signal});
+  if (!resp.ok) {
+    let detail = resp.statusText;
+    try { detail = (await resp.json()).detail || detail; } catch (e) { /* not JSON */ }
+    throw new Error(`${url}: ${resp.status} ${detail}`);
+  }
+  const reader = resp.body.getReader();
+  let buf = new Uint8Array(0);
+  let need = null;  // {headers, length} once a part's headers are read
+  for (;;) {
+    const {value, done} = await reader.read();
+    if (done) return;
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf);
+    joined.set(value, buf.length);
+    buf = joined;
+    for (;;) {
+      if (need === null) {
+        const end = indexOf(buf, CRLF2, 0);
+        if (end < 0) break;
+        const headers = parseHeaders(latin1.decode(buf.subarray(0, end)));
+        const length = parseInt(headers["content-length"], 10);
+        buf = buf.subarray(end + 4);
+        if (!(length >= 0)) continue;  // the preamble or a part without length
+        need = {headers, length};
+      }
+      if (buf.length < need.length) break;
+      onPart({headers: need.headers, bytes: buf.slice(0, need.length)});
+      buf = buf.subarray(need.length);
+      need = null;
+    }
+  }
+}
+
+const BITMAP_OPTIONS = {colorSpaceConversion: "none", premultiplyAlpha: "none"};
+
+// Follows a stream, keeping its newest decoded frame: {bitmap, headers, frame, time}.
+// onFrame(frame) runs after each decode. stop() ends it.
+export class LatestFrame {
+  constructor(url, onFrame = () => {}) {
+    this.url = url;
+    this.onFrame = onFrame;
+    this.frame = null;
+    this.frames = 0;
+    this.bytes = 0;
+    this.error = null;
+    this._next = null;
+    this._busy = false;
+    this._abort = new AbortController();
+    this.done = this._run();
+  }
+
+  async _run() {
+    while (!this._abort.signal.aborted) {
+      try {
+        await readParts(this.url, (part) => this._part(part), this._abort.signal);
+      } catch (e) {
+        if (this._abort.signal.aborted) return;
+        this.error = String(e.message || e);
+      }
+      await new Promise((r) => setTimeout(r, 1000));  // reconnect after a drop
+    }
+  }
+
+  _part(part) {
+    this.bytes += part.bytes.length;
+    this._next = part;
+    if (!this._busy) this._decode();
+  }
+
+  async _decode() {
+    this._busy = true;
+    while (this._next) {
+      const part = this._next;
+      this._next = null;
+      try {
+        const blob = new Blob([part.bytes], {type: "image/jpeg"});
+        const bitmap = await createImageBitmap(blob, BITMAP_OPTIONS);
+        if (this.frame) this.frame.bitmap.close();
+        this.frame = {bitmap, headers: part.headers, pixels: null,
+                      width: bitmap.width, height: bitmap.height, size: part.bytes.length,
+                      frame: parseInt(part.headers["x-frame"] || "0", 10),
+                      time: parseFloat(part.headers["x-timestamp"] || "0")};
+        this.frames++;
+        this.error = null;
+        this.onFrame(this.frame);
+      } catch (e) {
+        this.error = String(e.message || e);
+      }
+    }
+    this._busy = false;
+  }
+
+  stop() {
+    this._abort.abort();
+    if (this.frame) this.frame.bitmap.close();
+    this.frame = null;
+  }
+}
