@@ -34,6 +34,9 @@ FIELDS: tuple[str, ...] = (
     "pid_capture", "pid_encoder", "pid_web",
     "hb_push", "restarts_push", "pid_push", "restarts_gps", "pid_gps",
     "info_version", "settings_version",
+    # Foxglove WebSocket and MCAP recorder children (sink_<stream>_<child>: one writer each)
+    "hb_foxglove", "restarts_foxglove", "pid_foxglove", "sink_color_foxglove",
+    "hb_mcap", "restarts_mcap", "pid_mcap", "sink_color_mcap",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128
@@ -43,6 +46,9 @@ _INFO_OFF = _NUM_BYTES
 _SETTINGS_OFF = _NUM_BYTES + _TEXT_BYTES
 SIZE = _NUM_BYTES + 2 * _TEXT_BYTES
 assert len(FIELDS) <= NUM_FIELDS
+# Every field that makes the encoder produce a stream: viewers_<s>, sink_<s>, sink_<s>_<child>.
+_WANT = {s: [i for i, name in enumerate(FIELDS) if name in (f"viewers_{s}", f"sink_{s}")
+             or name.startswith(f"sink_{s}_")] for s in STREAMS}
 
 
 class Control:
@@ -88,7 +94,7 @@ class Control:
 
     def viewers(self, stream: str) -> int:
         """Web viewers plus other sinks (push, recorder) that want this stream."""
-        return int(self._arr[_INDEX[f"viewers_{stream}"]] + self._arr[_INDEX[f"sink_{stream}"]])
+        return int(self._arr[_WANT[stream]].sum())
 
     # -- JSON documents -------------------------------------------------------------
     def _write_doc(self, offset: int, version_key: str, doc: dict[str, Any]) -> None:
