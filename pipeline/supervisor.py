@@ -34,8 +34,6 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
 TERM_WAIT_S = 2.0
-SINK_WAKES = ("foxglove", "mcap")
-"""Sink children with a wake-up pipe of their own, written by both capture and encoder."""
 
 
 @dataclass
@@ -76,7 +74,8 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        sink_wakes = {name: ctx.Pipe(duplex=False) for name in SINK_WAKES}
+        sink_wakes = {name: ctx.Pipe(duplex=False) for name in
+                      (cfg.robotics.children() if cfg.robotics is not None else ())}
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
                       *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(

@@ -27,11 +27,15 @@ class RoboticsOptions:
     record_mcap_depth: str = "raw"
     record_mcap_compression: str = "zstd"
     gps: str | None = None
-    gps_interval: float = 1.0
 
     @property
     def enabled(self) -> bool:
-        return self.foxglove_host is not None or self.record_mcap is not None
+        return bool(self.children())
+
+    def children(self) -> tuple[str, ...]:
+        """Names of the sink children these options start (each gets its own wake-up pipe)."""
+        return (("foxglove",) if self.foxglove_host is not None else ()) + (
+            ("mcap",) if self.record_mcap else ())
 
 
 def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:

@@ -21,7 +21,7 @@ from websockets.sync.client import connect
 from tests.camera.rs_recording import FOCAL, make_recording
 from tests.e2e.test_lifecycle import run_cli
 from tests.helpers import Server, children_of, free_port, running
-from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient
+from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient, listener_pid
 
 LAT, LON = 48.137154, 11.576124
 TOPICS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglove.RawImage",
@@ -176,7 +176,7 @@ def test_garbage_and_unknown_operations_do_not_kill_the_child(server: Server) ->
 
 def test_a_stalled_client_gets_fewer_frames_and_memory_stays_bounded(server: Server) -> None:
     """A client that never reads holds at most the server's short per-client backlog."""
-    fox = _foxglove_pid(server)
+    fox = listener_pid(server.pid, server.fox_port)  # type: ignore[attr-defined]
     stalled = client(server)
     try:
         rss0 = _rss_mb(fox)
@@ -193,25 +193,6 @@ def test_a_stalled_client_gets_fewer_frames_and_memory_stays_bounded(server: Ser
         assert grown < 40, f"the Foxglove child grew by {grown:.0f} MB for a stalled client"
     finally:
         stalled.close()
-
-
-def _foxglove_pid(srv: Server) -> int:
-    """The child whose sockets include the Foxglove port's listener."""
-    port_hex = f":{srv.fox_port:04X}"  # type: ignore[attr-defined]
-    listening = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        parts = line.split()
-        if parts[1].endswith(port_hex) and parts[3] == "0A":
-            listening.add(parts[9])
-    for pid in children_of(srv.pid):
-        for fd in Path(f"/proc/{pid}/fd").iterdir():
-            try:
-                target = fd.readlink().as_posix()
-            except OSError:
-                continue
-            if target.startswith("socket:[") and target[8:-1] in listening:
-                return pid
-    raise AssertionError("no child listens on the Foxglove port")
 
 
 def _rss_mb(pid: int) -> float:

@@ -11,6 +11,7 @@ import base64
 import json
 import struct
 import time
+from pathlib import Path
 from typing import Any
 
 from mcap.records import Schema
@@ -122,3 +123,25 @@ class FoxgloveClient:
 
     def close(self) -> None:
         self.ws.close()
+
+
+def listener_pid(parent: int, port: int) -> int:
+    """The child of `parent` that holds the listening socket of a TCP port (from /proc)."""
+    from tests.helpers import children_of  # noqa: PLC0415
+
+    port_hex = f":{port:04X}"
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            parts = line.split()
+            if parts[1].endswith(port_hex) and parts[3] == "0A":
+                listening.add(parts[9])
+    for pid in children_of(parent):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            try:
+                target = fd.readlink().as_posix()
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in listening:
+                return pid
+    raise AssertionError(f"no child of {parent} listens on port {port}")
