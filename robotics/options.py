@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 DEPTH_CHOICES = ("raw", "off")
 COMPRESSIONS = ("zstd", "lz4", "none")
+PROFILES = ("foxglove", "ros2")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class RoboticsOptions:
     record_mcap: str | None = None
     record_mcap_depth: str = "raw"
     record_mcap_compression: str = "zstd"
+    record_mcap_profile: str = "foxglove"
     gps: str | None = None
 
     @property
@@ -54,6 +56,9 @@ def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
                    "chunks, default) or off")
     g.add_argument("--record-mcap-compression", choices=COMPRESSIONS, default="zstd",
                    help="MCAP chunk compression (default zstd; lz4 costs less CPU)")
+    g.add_argument("--record-mcap-profile", choices=PROFILES, default="foxglove",
+                   help="message types in the MCAP file: foxglove (Foxglove schemas in "
+                   "protobuf, default) or ros2 (sensor_msgs in CDR, for ros2 bag play)")
     if gps:
         g.add_argument("--gps", metavar="SPEC",
                        help="publish GPS fixes as /gps: gpsd://HOST:PORT, "
@@ -97,7 +102,8 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
     return RoboticsOptions(
         foxglove_host=host, foxglove_port=port, foxglove_depth=ns.foxglove_depth,
         record_mcap=path, record_mcap_depth=ns.record_mcap_depth,
-        record_mcap_compression=ns.record_mcap_compression, gps=gps,
+        record_mcap_compression=ns.record_mcap_compression,
+        record_mcap_profile=ns.record_mcap_profile, gps=gps,
     )
 
 

@@ -41,29 +41,90 @@ CALIBRATION_PERIOD_S = 1.0
 MCAP_CHUNK_BYTES = 4 << 20
 
 
+class FoxgloveFlavour:
+    """Foxglove's own schemas in protobuf: what the Foxglove app reads natively."""
+
+    profile = ""
+
+    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
+                ) -> Any:
+        from foxglove import channels as c  # noqa: PLC0415
+
+        cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
+               "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel}[kind]
+        return cls(topic, context=ctx, metadata=metadata)
+
+    color = staticmethod(m.color_message)
+    depth = staticmethod(m.depth_message)
+    calibration = staticmethod(m.calibration_message)
+
+    @staticmethod
+    def gps(lat: float, lon: float, alt: float | None, ts: float) -> Any:
+        return m.gps_message(lat, lon, alt, ts)
+
+
+class Ros2Flavour:
+    """sensor_msgs types in CDR: what `ros2 bag play` replays (Foxglove reads them too)."""
+
+    profile = "ros2"
+    TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
+             "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix"}
+
+    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
+                ) -> Any:
+        import foxglove  # noqa: PLC0415
+
+        from robotics.ros2 import SCHEMAS  # noqa: PLC0415
+
+        name = self.TYPES[kind]
+        schema = foxglove.Schema(name=name, encoding="ros2msg", data=SCHEMAS[name].encode())
+        return foxglove.Channel(topic, schema=schema, message_encoding="cdr", context=ctx,
+                                metadata=metadata)
+
+    @staticmethod
+    def color(jpeg: bytes, ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import compressed_image  # noqa: PLC0415
+
+        return compressed_image(jpeg, ts, frame_id)
+
+    @staticmethod
+    def depth(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import image  # noqa: PLC0415
+
+        return image(data, width, height, ts, frame_id)
+
+    @staticmethod
+    def calibration(model: dict[str, Any], ts: float) -> bytes:
+        from robotics.ros2 import camera_info  # noqa: PLC0415
+
+        return camera_info(m.calibration_fields(model), ts)
+
+    @staticmethod
+    def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
+        from robotics.ros2 import nav_sat_fix  # noqa: PLC0415
+
+        return nav_sat_fix(lat, lon, alt, ts, m.GPS_FRAME_ID)
+
+
+FLAVOURS = {"foxglove": FoxgloveFlavour, "ros2": Ros2Flavour}
+
+
 class Publisher:
     """Reads the newest frames from the rings and logs them on the channels that have sinks."""
 
     def __init__(self, role: str, ctx: Any, control: Control, raw: FrameRing,
                  color: FrameRing, *, depth: bool, gps: Any = None,
-                 live: bool = False) -> None:
-        from foxglove.channels import (  # noqa: PLC0415
-            CameraCalibrationChannel,
-            CompressedImageChannel,
-            LocationFixChannel,
-            RawImageChannel,
-        )
-
+                 live: bool = False, flavour: str = "foxglove") -> None:
         self.role, self.control, self.raw, self.color_ring = role, control, raw, color
         self.live = live
         self.sink_field = f"sink_color_{role}"
-        self.color = CompressedImageChannel(m.TOPIC_COLOR, context=ctx)
+        self.make = FLAVOURS[flavour]()
+        self.color = self.make.channel("color", m.TOPIC_COLOR, ctx)
         self.ctx, self.want_depth = ctx, depth
-        self._depth_channel = RawImageChannel
         self.depth: Any = None
-        self.calibration = CameraCalibrationChannel(m.TOPIC_CALIBRATION, context=ctx)
+        self.calibration = self.make.channel("calibration", m.TOPIC_CALIBRATION, ctx)
         self.gps = gps
-        self.location = LocationFixChannel(m.TOPIC_GPS, context=ctx) if gps else None
+        self.location = self.make.channel("gps", m.TOPIC_GPS, ctx) if gps else None
         self.last_color = color.counter()
         self.last_raw = 0
         self.last_ts: dict[str, float] = {}
@@ -110,7 +171,7 @@ class Publisher:
         if meta.flags & FLAG_KEEPALIVE or (meta.flags & FLAG_NO_SIGNAL and not self.live):
             return
         if self._fresh("color", meta.ts_capture):
-            self.color.log(m.color_message(jpeg, meta.ts_capture, FRAME_ID),
+            self.color.log(self.make.color(jpeg, meta.ts_capture, FRAME_ID),
                            log_time=_ns(meta.ts_capture))
             self.counts["color"] += 1
 
@@ -130,8 +191,8 @@ class Publisher:
             return
         if self.depth is None:
             # Created with the first depth frame, whose slot carries the depth scale.
-            self.depth = self._depth_channel(
-                m.TOPIC_DEPTH, context=self.ctx,
+            self.depth = self.make.channel(
+                "depth", m.TOPIC_DEPTH, self.ctx,
                 metadata={"depth_scale": f"{meta.depth_scale or 0.001:g}",
                           "depth_units": "metres per count"})
         if not self.depth.has_sinks():
@@ -144,7 +205,7 @@ class Publisher:
         if not self.raw.still_valid(slot, seq):
             return
         if self._fresh("depth", meta.ts_capture):
-            self.depth.log(m.depth_message(data, meta.width, meta.height, meta.ts_capture,
+            self.depth.log(self.make.depth(data, meta.width, meta.height, meta.ts_capture,
                                            FRAME_ID), log_time=_ns(meta.ts_capture))
             self.counts["depth"] += 1
 
@@ -162,7 +223,7 @@ class Publisher:
         self.calibration_due = now + CALIBRATION_PERIOD_S
         ts = self.newest_ts
         if self._fresh("calibration", ts):
-            self.calibration.log(m.calibration_message(self.model, ts), log_time=_ns(ts))
+            self.calibration.log(self.make.calibration(self.model, ts), log_time=_ns(ts))
             self.counts["calibration"] += 1
 
     def _gps(self) -> None:
@@ -175,7 +236,7 @@ class Publisher:
             now = time.time()
             ts = m.fix_time(fix.time, now)
             if self._fresh("gps", now) and self.location.has_sinks():
-                self.location.log(m.gps_message(fix.lat, fix.lon, fix.alt, ts),
+                self.location.log(self.make.gps(fix.lat, fix.lon, fix.alt, ts),
                                   log_time=_ns(now))
                 self.counts["gps"] += 1
 
@@ -291,17 +352,21 @@ def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
             writer = foxglove.open_mcap(
                 path, allow_overwrite=True, context=ctx,
                 writer_options=MCAPWriteOptions(compression=compression,
+                                                profile=FLAVOURS[opts.record_mcap_profile].profile
+                                                or None,
                                                 chunk_size=MCAP_CHUNK_BYTES,
                                                 compression_threads=0))
         except (RuntimeError, OSError) as exc:
             raise CannotStart(f"--record-mcap {path}: {_reason(exc)}") from None
-        log.info("recording MCAP to %s (%s chunks)", path, opts.record_mcap_compression)
+        log.info("recording MCAP to %s (%s messages, %s chunks)", path,
+                 opts.record_mcap_profile, opts.record_mcap_compression)
         gps = None
         pub = None
         try:
             gps = _gps_reader(opts.gps)
             pub = Publisher("mcap", ctx, control, raw, color,
-                            depth=opts.record_mcap_depth == "raw", gps=gps)
+                            depth=opts.record_mcap_depth == "raw", gps=gps,
+                            flavour=opts.record_mcap_profile)
             _loop(pub, control, "hb_mcap", handles.sink_wakes["mcap"][0], stop)
         finally:
             if pub is not None:

@@ -1,4 +1,8 @@
-"""--record-mcap on the real server, read back with the `mcap` reader and its protobuf decoders."""
+"""--record-mcap on the real server, read back with the `mcap` reader and its decoders.
+
+Foxglove schemas (protobuf) are decoded by `mcap-protobuf-support`, the ROS 2 profile
+(sensor_msgs in CDR) by `mcap-ros2-support`, the decoder ROS 2 tooling in Python uses.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 from mcap_protobuf.decoder import DecoderFactory
+from mcap_ros2.decoder import DecoderFactory as Ros2DecoderFactory
 
 from tests.helpers import Server
 
@@ -18,12 +23,28 @@ LAT, LON = -33.8568, 151.2153
 FPS = 15
 SCHEMAS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglove.RawImage",
            "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix"}
+ROS2_SCHEMAS = {"/camera/color": "sensor_msgs/msg/CompressedImage",
+                "/camera/depth": "sensor_msgs/msg/Image",
+                "/camera/calibration": "sensor_msgs/msg/CameraInfo",
+                "/gps": "sensor_msgs/msg/NavSatFix"}
+
+
+def stamp_ns(msg: object) -> int:
+    """A message's own timestamp: Foxglove's `timestamp` or ROS's `header.stamp`."""
+    if hasattr(msg, "header"):
+        return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec  # type: ignore[attr-defined]
+    return msg.timestamp.seconds * 10**9 + msg.timestamp.nanos  # type: ignore[attr-defined]
+
+
+def frame_id(msg: object) -> str:
+    return msg.header.frame_id if hasattr(msg, "header") else msg.frame_id  # type: ignore[attr-defined]
 
 
 def read_mcap(path: Path) -> tuple[dict, Counter, dict]:
     """Schema names, message counts and decoded messages per topic; checks log-time order."""
     with path.open("rb") as f:
-        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        reader = make_reader(f, decoder_factories=[DecoderFactory(), Ros2DecoderFactory()])
+        profile = reader.get_header().profile
         summary = reader.get_summary()
         assert summary is not None, "no summary: the file was not finalized"
         schemas = {ch.topic: (summary.schemas[ch.schema_id].name, ch.message_encoding)
@@ -40,16 +61,17 @@ def read_mcap(path: Path) -> tuple[dict, Counter, dict]:
             first.setdefault(topic, message.log_time)
             counts[topic] += 1
             if topic in ("/camera/color", "/camera/depth"):
-                stamp = msg.timestamp.seconds * 10**9 + msg.timestamp.nanos
-                assert abs(stamp - message.log_time) < 1000, topic
+                assert abs(stamp_ns(msg) - message.log_time) < 1000, topic
             decoded.setdefault(topic, []).append(msg if topic != "/camera/depth" else
                                                  (msg.width, msg.height, msg.encoding,
                                                   len(msg.data)))
             if topic == "/camera/color":
-                decoded[topic][-1] = (msg.format, msg.data[:2], msg.frame_id)
+                decoded[topic][-1] = (msg.format, bytes(msg.data[:2]), frame_id(msg))
         assert summary.statistics.message_count == sum(counts.values())
     seconds = {t: (last[t] - first[t]) / 1e9 for t in last}
-    return {"schemas": schemas, "compressions": compressions, "seconds": seconds}, counts, decoded
+    meta = {"schemas": schemas, "compressions": compressions, "seconds": seconds,
+            "profile": profile}
+    return meta, counts, decoded
 
 
 def record(tmp_path: Path, *extra: str) -> tuple[Server, Path]:
@@ -59,9 +81,14 @@ def record(tmp_path: Path, *extra: str) -> tuple[Server, Path]:
     return srv, out
 
 
-def check_common(path: Path, span: float, compression: str) -> tuple[Counter, dict]:
+def check_common(path: Path, span: float, compression: str, profile: str = ""
+                 ) -> tuple[Counter, dict]:
     meta, counts, decoded = read_mcap(path)
-    assert meta["schemas"] == {t: (s, "protobuf") for t, s in SCHEMAS.items()}
+    assert meta["profile"] == profile
+    if profile == "ros2":
+        assert meta["schemas"] == {t: (s, "cdr") for t, s in ROS2_SCHEMAS.items()}
+    else:
+        assert meta["schemas"] == {t: (s, "protobuf") for t, s in SCHEMAS.items()}
     assert meta["compressions"] == {compression}
     # The file covers most of the run, at the source's rate, once a second for the rest.
     seconds = meta["seconds"]["/camera/depth"]
@@ -72,8 +99,9 @@ def check_common(path: Path, span: float, compression: str) -> tuple[Counter, di
     fix = decoded["/gps"][-1]
     assert (fix.latitude, fix.longitude) == (pytest.approx(LAT), pytest.approx(LON))
     cal = decoded["/camera/calibration"][-1]
-    assert (cal.width, cal.height, cal.frame_id) == (640, 480, "camera_color_optical_frame")
-    assert list(cal.K)[8] == 1 and cal.K[0] > 0
+    assert (cal.width, cal.height, frame_id(cal)) == (640, 480, "camera_color_optical_frame")
+    k = list(cal.k if profile == "ros2" else cal.K)
+    assert k[8] == 1 and k[0] > 0 and k[2] == 320 and k[5] == 240
     assert decoded["/camera/depth"][-1] == (640, 480, "16UC1", 640 * 480 * 2)
     assert decoded["/camera/color"][-1] == ("jpeg", b"\xff\xd8", "camera_color_optical_frame")
     return counts, meta["seconds"]
@@ -95,8 +123,9 @@ def test_record_mcap_for_5_s_then_sigint(tmp_path: Path) -> None:
     assert counts["/camera/color"] <= FPS * seconds["/camera/color"] * 1.1 + 2
 
 
-def test_record_mcap_survives_a_killed_encoder_and_sigterm(tmp_path: Path) -> None:
-    srv, out = record(tmp_path, "--record-mcap-compression", "lz4")
+def test_ros2_recording_survives_a_killed_encoder_and_sigterm(tmp_path: Path) -> None:
+    srv, out = record(tmp_path, "--record-mcap-compression", "lz4",
+                      "--record-mcap-profile", "ros2")
     try:
         st = srv.wait_ready()
         t0 = time.monotonic()
@@ -114,7 +143,7 @@ def test_record_mcap_survives_a_killed_encoder_and_sigterm(tmp_path: Path) -> No
     log = srv.log()
     assert "encoder process died" in log and "mcap process died" not in log
     assert "MCAP finalized" in log
-    counts, seconds = check_common(out, span, "lz4")
+    counts, seconds = check_common(out, span, "lz4", "ros2")
     # Depth comes from the raw ring, so the encoder's death does not interrupt it
     # (checked above); color resumes after the restart.
     assert counts["/camera/color"] >= 0.3 * FPS * seconds["/camera/depth"]
