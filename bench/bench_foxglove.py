@@ -47,14 +47,16 @@ def mcap_pid(parent: int, path: Path) -> int:
     raise RuntimeError("no child holds the MCAP file open")
 
 
-def mcap_rate(path: Path) -> float:
-    """Bytes per second of recording: the finalized file's size over its time span."""
+def mcap_rate(path: Path) -> tuple[float, float]:
+    """(bytes, depth frames) per second of recording: the finalized file over its time span."""
     from mcap.reader import make_reader  # noqa: PLC0415
 
     with path.open("rb") as f:
-        stats = make_reader(f).get_summary().statistics
+        summary = make_reader(f).get_summary()
+    stats = summary.statistics
     span = (stats.message_end_time - stats.message_start_time) / 1e9
-    return path.stat().st_size / span
+    depth = next(i for i, c in summary.channels.items() if c.topic == "/camera/depth")
+    return path.stat().st_size / span, stats.channel_message_counts[depth] / span
 
 
 def one_run(width: int, height: int, seconds: float, compression: str) -> dict[str, float]:
@@ -96,7 +98,7 @@ def one_run(width: int, height: int, seconds: float, compression: str) -> dict[s
                 "encoded_fps": (srv.status()["streams"]["color"]["frames_encoded"] - enc0) / dt,
             }
             c.close()
-        res["mcap_Bps"] = mcap_rate(out)
+        res["mcap_Bps"], res["mcap_fps"] = mcap_rate(out)
     log.info("run: %s", {k: round(v, 3) for k, v in res.items()})
     return res
 
@@ -151,20 +153,29 @@ def main() -> None:
     med = {c: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
            for c, rs in results.items()}
     z = med["zstd"]
+    for v in med.values():
+        v["fox_ms"] = v["fox_cpu"] * 1000 / v["depth_fps"]
+        v["mcap_ms"] = v["mcap_cpu"] * 1000 / v["mcap_fps"]
     print(f"\n{args.width}x{args.height} at 30 fps, synthetic scene, one client on color + "
           f"depth, median of {args.runs} runs of {args.seconds:g} s "
           f"(load average before: {os.getloadavg()[0]:.1f})\n")
     print("| figure | value |\n|---|---|")
     print(f"| Foxglove child CPU, no subscriber | {z['fox_idle_cpu'] * 100:.1f} % of a core |")
     print(f"| Foxglove child CPU, color + depth subscribed | {z['fox_cpu'] * 100:.1f} % "
-          "of a core |")
-    print(f"| /camera/color on the WebSocket | {z['color_Bps'] / 1e6:.2f} MB/s, "
-          f"{z['color_fps']:.1f} msg/s (encoder {z['encoded_fps']:.1f} fps) |")
-    print(f"| /camera/depth on the WebSocket | {z['depth_Bps'] / 1e6:.2f} MB/s, "
-          f"{z['depth_fps']:.1f} msg/s |")
+          f"of a core ({z['fox_ms']:.1f} ms per color + depth frame) |")
+    for topic, key in (("/camera/color", "color"), ("/camera/depth", "depth")):
+        per = z[f"{key}_Bps"] / max(z[f"{key}_fps"], 1e-9)
+        print(f"| {topic} on the WebSocket | {z[f'{key}_Bps'] / 1e6:.2f} MB/s at "
+              f"{z[f'{key}_fps']:.1f} msg/s ({per / 1e3:.0f} kB per message; "
+              f"{per * 30 / 1e6:.1f} MB/s at 30 fps) |")
+    print(f"| color frames encoded while subscribed | {z['encoded_fps']:.1f} fps |")
     for c, v in med.items():
-        print(f"| MCAP child CPU, {c} chunks | {v['mcap_cpu'] * 100:.1f} % of a core |")
-        print(f"| MCAP file growth, {c} chunks | {v['mcap_Bps'] / 1e6:.2f} MB/s |")
+        per = v["mcap_Bps"] / max(v["mcap_fps"], 1e-9)
+        print(f"| MCAP child CPU, {c} chunks | {v['mcap_cpu'] * 100:.1f} % of a core "
+              f"({v['mcap_ms']:.1f} ms per recorded frame) |")
+        print(f"| MCAP file, {c} chunks | {v['mcap_Bps'] / 1e6:.2f} MB/s at "
+              f"{v['mcap_fps']:.1f} fps ({per / 1e3:.0f} kB per frame; "
+              f"{per * 30 / 1e6:.1f} MB/s at 30 fps) |")
     print(f"\nLossless depth encodings of one {args.width}x{args.height} synthetic frame "
           "(median of 10):\n")
     print("| encoding | bytes per frame | ms per frame | MB/s at 30 fps |\n|---|---|---|---|")
