@@ -23,7 +23,7 @@ import logging
 import select
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from camera.geometry import FRAME_ID, camera_model
 from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
@@ -32,6 +32,9 @@ from pipeline.control import Control
 from pipeline.shm import FLAG_HAS_DEPTH, FLAG_KEEPALIVE, FLAG_NO_SIGNAL, FrameRing, TornRead
 from robotics import messages as m
 from robotics.options import RoboticsOptions
+
+if TYPE_CHECKING:
+    from pipeline.supervisor import ChildSpec
 
 log = logging.getLogger("robotics")
 
@@ -391,13 +394,14 @@ def _reason(exc: BaseException) -> str:
     return text.split(": ", 1)[1] if text.startswith("FoxgloveError: ") else text
 
 
-def robotics_children(cfg: Config, handles: Handles, opts: RoboticsOptions | None) -> list:
+def robotics_children(cfg: Config, handles: Handles, opts: RoboticsOptions | None
+                      ) -> list[ChildSpec]:
     """The ChildSpecs for the Foxglove server and the MCAP recorder the options ask for."""
     from pipeline.supervisor import ChildSpec  # noqa: PLC0415
 
     if opts is None or not opts.enabled:
         return []
-    specs = []
+    specs: list[ChildSpec] = []
     if opts.foxglove_host is not None:
         specs.append(ChildSpec("foxglove", foxglove_main, (cfg, handles, opts),
                                heartbeat="hb_foxglove"))
