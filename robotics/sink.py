@@ -137,6 +137,8 @@ class Publisher:
         self.calibration_due = 0.0
         self.counts = {"color": 0, "depth": 0, "calibration": 0, "gps": 0}
         self.wanting = False
+        self.live_signal = False
+        self.on_signal_lost: Any = None
 
     def calibrate_now(self) -> None:
         """Send the calibration with the next frame (a client just subscribed)."""
@@ -188,7 +190,11 @@ class Publisher:
             return
         self.last_raw = counter
         if meta.flags & FLAG_NO_SIGNAL:
+            if self.live_signal and self.on_signal_lost is not None:
+                self.on_signal_lost()
+            self.live_signal = False
             return
+        self.live_signal = True
         self.newest_ts = max(self.newest_ts, meta.ts_capture)
         if not self.want_depth or not meta.flags & FLAG_HAS_DEPTH or not meta.len1:
             return
@@ -370,6 +376,14 @@ def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
             pub = Publisher("mcap", ctx, control, raw, color,
                             depth=opts.record_mcap_depth == "raw", gps=gps,
                             flavour=opts.record_mcap_profile)
+
+            def flush() -> None:
+                # The source ended or was lost: put every frame so far on disk in whole
+                # chunks, so even a later SIGKILL leaves them readable.
+                writer.flush()
+                log.info("source lost: MCAP chunks flushed (%s)", _counts(pub))
+
+            pub.on_signal_lost = flush
             _loop(pub, control, "hb_mcap", handles.sink_wakes["mcap"][0], stop)
         finally:
             if pub is not None:

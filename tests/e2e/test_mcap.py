@@ -7,6 +7,7 @@ Foxglove schemas (protobuf) are decoded by `mcap-protobuf-support`, the ROS 2 pr
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -17,6 +18,7 @@ from mcap.reader import make_reader
 from mcap_protobuf.decoder import DecoderFactory
 from mcap_ros2.decoder import DecoderFactory as Ros2DecoderFactory
 
+from tests.camera.rs_recording import make_recording
 from tests.helpers import Server
 
 LAT, LON = -33.8568, 151.2153
@@ -81,8 +83,23 @@ def record(tmp_path: Path, *extra: str) -> tuple[Server, Path]:
     return srv, out
 
 
-def check_common(path: Path, span: float, compression: str, profile: str = ""
-                 ) -> tuple[Counter, dict]:
+def watch(srv: Server, seconds: float) -> float:
+    """Wait `seconds`, sampling the capture rate each second; the mean rate captured.
+
+    On a loaded machine capture itself may fall short of --fps: the recorder is judged
+    against what was captured, which is what it can be asked to record.
+    """
+    rates = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(min(1.0, max(end - time.monotonic(), 0)))
+        rates.append(srv.status()["fps_captured"])
+    return sum(rates) / len(rates)
+
+
+def check_common(path: Path, span: tuple[float, float], compression: str, rate: float,
+                 profile: str = "") -> tuple[Counter, dict]:
+    """`span`: seconds from ready to the stop signal and to the exit; `rate`: fps captured."""
     meta, counts, decoded = read_mcap(path)
     assert meta["profile"] == profile
     if profile == "ros2":
@@ -92,8 +109,9 @@ def check_common(path: Path, span: float, compression: str, profile: str = ""
     assert meta["compressions"] == {compression}
     # The file covers most of the run, at the source's rate, once a second for the rest.
     seconds = meta["seconds"]["/camera/depth"]
-    assert span - 4 <= seconds <= span
-    assert FPS * seconds * 0.85 <= counts["/camera/depth"] <= FPS * seconds * 1.1 + 2
+    assert span[0] - 4 <= seconds <= span[1]
+    assert rate * seconds * 0.85 <= counts["/camera/depth"] <= FPS * seconds * 1.1 + 2
+    assert rate > FPS / 3, f"capture ran at {rate:.1f} fps: the machine is overloaded"
     assert counts["/camera/calibration"] >= seconds - 1
     assert counts["/gps"] >= seconds - 2
     fix = decoded["/gps"][-1]
@@ -112,14 +130,15 @@ def test_record_mcap_for_5_s_then_sigint(tmp_path: Path) -> None:
     try:
         srv.wait_ready()
         t0 = time.monotonic()
-        time.sleep(5.0)
+        rate = watch(srv, 5.0)
+        signalled = time.monotonic() - t0
         assert srv.stop(signal.SIGINT, timeout=15) == 0
-        span = time.monotonic() - t0
+        span = (signalled, time.monotonic() - t0)
     finally:
         srv.kill()
     assert "MCAP finalized" in srv.log()
-    counts, seconds = check_common(out, span, "zstd")
-    assert FPS * seconds["/camera/color"] * 0.85 <= counts["/camera/color"]
+    counts, seconds = check_common(out, span, "zstd", rate)
+    assert rate * seconds["/camera/color"] * 0.85 <= counts["/camera/color"]
     assert counts["/camera/color"] <= FPS * seconds["/camera/color"] * 1.1 + 2
 
 
@@ -129,21 +148,56 @@ def test_ros2_recording_survives_a_killed_encoder_and_sigterm(tmp_path: Path) ->
     try:
         st = srv.wait_ready()
         t0 = time.monotonic()
-        time.sleep(2.0)
+        rate = watch(srv, 2.0)
         os.kill(st["pids"]["encoder"], signal.SIGKILL)
         deadline = time.monotonic() + 15
         while srv.status()["restarts"]["encoder"] < 1:
             assert time.monotonic() < deadline, "the encoder was not restarted"
             time.sleep(0.2)
-        time.sleep(2.0)
+        rate = (rate + watch(srv, 2.0)) / 2
+        signalled = time.monotonic() - t0
         assert srv.stop(signal.SIGTERM, timeout=15) == 0
-        span = time.monotonic() - t0
+        span = (signalled, time.monotonic() - t0)
     finally:
         srv.kill()
     log = srv.log()
     assert "encoder process died" in log and "mcap process died" not in log
     assert "MCAP finalized" in log
-    counts, seconds = check_common(out, span, "lz4", "ros2")
+    counts, seconds = check_common(out, span, "lz4", rate, "ros2")
     # Depth comes from the raw ring, so the encoder's death does not interrupt it
     # (checked above); color resumes after the restart.
-    assert counts["/camera/color"] >= 0.3 * FPS * seconds["/camera/depth"]
+    assert counts["/camera/color"] >= 0.3 * rate * seconds["/camera/depth"]
+
+
+def test_source_end_flushes_so_a_killed_server_loses_nothing(tmp_path: Path) -> None:
+    """At the end of a --no-loop recording every frame so far is on disk in whole chunks."""
+    from mcap.stream_reader import StreamReader  # noqa: PLC0415
+
+    rec = tmp_path / "short.db3"
+    make_recording(rec, 640, 480, 30, frames=75)
+    srv, out = record(tmp_path, "--source", str(rec), "--no-loop")
+    try:
+        deadline = time.monotonic() + 30
+        while "MCAP chunks flushed" not in srv.log():
+            assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+        srv.kill()  # SIGKILL to the whole group: no finalization at all
+    finally:
+        srv.kill()
+    logged = re.search(r"MCAP chunks flushed \((.*)\)", srv.log())
+    assert logged, srv.log()
+    counts = {k: int(v) for k, v in (part.split() for part in logged.group(1).split(", "))}
+    with out.open("rb") as f:
+        found: Counter = Counter()
+        topics: dict[int, str] = {}
+        try:
+            for record_ in StreamReader(f).records:
+                if type(record_).__name__ == "Channel":
+                    topics[record_.id] = record_.topic  # type: ignore[attr-defined]
+                elif type(record_).__name__ == "Message":
+                    found[topics[record_.channel_id]] += 1  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - the unfinished tail is expected to end badly
+            assert "Footer" not in repr(exc)
+    assert counts["depth"] > 10, srv.log()
+    assert found["/camera/depth"] >= counts["depth"]
+    assert found["/camera/color"] >= counts.get("color", 0)
