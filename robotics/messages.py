@@ -13,17 +13,25 @@ from typing import Any
 from foxglove.messages import (
     CameraCalibration,
     CompressedImage,
+    FrameTransform,
     LocationFix,
     LocationFixPositionCovarianceType,
+    Quaternion,
     RawImage,
     Timestamp,
+    Vector3,
 )
 
 TOPIC_COLOR = "/camera/color"
 TOPIC_DEPTH = "/camera/depth"
 TOPIC_CALIBRATION = "/camera/calibration"
 TOPIC_GPS = "/gps"
+TOPIC_TF = "/tf"
 GPS_FRAME_ID = "gps"
+BODY_FRAME_ID = "camera_link"
+"""The camera body (x forward, y left, z up), parent of the optical frame, as in realsense-ros."""
+OPTICAL_IN_BODY = (-0.5, 0.5, -0.5, 0.5)
+"""Rotation (x, y, z, w) of the optical frame (z forward, x right, y down) in the body frame."""
 
 
 def stamp(ts: float) -> Timestamp:
@@ -87,3 +95,11 @@ def gps_message(lat: float, lon: float, alt: float | None, ts: float) -> Locatio
         position_covariance=[0.0] * 9,
         position_covariance_type=LocationFixPositionCovarianceType.Unknown,
     )
+
+
+def optical_transform(ts: float, frame_id: str) -> FrameTransform:
+    """camera_link -> the optical frame, so a 3D view built in camera_link stands upright."""
+    x, y, z, w = OPTICAL_IN_BODY
+    return FrameTransform(timestamp=stamp(ts), parent_frame_id=BODY_FRAME_ID,
+                          child_frame_id=frame_id, translation=Vector3(x=0.0, y=0.0, z=0.0),
+                          rotation=Quaternion(x=x, y=y, z=z, w=w))

@@ -28,6 +28,14 @@ SCHEMAS: dict[str, str] = {
         "uint32 binning_y\nsensor_msgs/RegionOfInterest roi" + _SEP + _HEADER.rstrip("\n")
         + _SEP + "MSG: sensor_msgs/RegionOfInterest\nuint32 x_offset\nuint32 y_offset\n"
         "uint32 height\nuint32 width\nbool do_rectify\n",
+    "tf2_msgs/msg/TFMessage":
+        "geometry_msgs/TransformStamped[] transforms" + _SEP
+        + "MSG: geometry_msgs/TransformStamped\nstd_msgs/Header header\nstring child_frame_id\n"
+        "geometry_msgs/Transform transform" + _SEP + _HEADER.rstrip("\n") + _SEP
+        + "MSG: geometry_msgs/Transform\ngeometry_msgs/Vector3 translation\n"
+        "geometry_msgs/Quaternion rotation" + _SEP
+        + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z" + _SEP
+        + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n",
     "sensor_msgs/msg/NavSatFix":
         "std_msgs/Header header\nsensor_msgs/NavSatStatus status\nfloat64 latitude\n"
         "float64 longitude\nfloat64 altitude\nfloat64[9] position_covariance\n"
@@ -121,3 +129,10 @@ def nav_sat_fix(lat: float, lon: float, alt: float | None, ts: float, frame_id: 
     w = Cdr().header(ts, frame_id).i8(0).u16(1)
     w.f64(lat).f64(lon).f64(alt if alt is not None else float("nan"))
     return w.f64s([0.0] * 9, sequence=False).u8(0).bytes()
+
+
+def tf_message(parent: str, child: str, rotation: tuple[float, float, float, float],
+               ts: float) -> bytes:
+    """tf2_msgs/msg/TFMessage with one transform (no translation)."""
+    w = Cdr().u32(1).header(ts, parent).string(child)
+    return w.f64s([0.0, 0.0, 0.0, *rotation], sequence=False).bytes()

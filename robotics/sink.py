@@ -7,6 +7,7 @@ woken by their own pipe (capture writes a byte per raw frame, the encoder per JP
 - `/camera/color`: the encoder's JPEG, as it is (foxglove.CompressedImage, jpeg);
 - `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1);
 - `/camera/calibration`: CameraCalibration from `camera_model`, once a second;
+- `/tf`: camera_link -> the optical frame, once a second, so a 3D view stands upright;
 - `/gps`: LocationFix from the `push.gps` readers.
 
 A channel is read only while it has a sink (a subscribed client, or the MCAP file), and
@@ -54,12 +55,14 @@ class FoxgloveFlavour:
         from foxglove import channels as c  # noqa: PLC0415
 
         cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
-               "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel}[kind]
+               "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel,
+               "tf": c.FrameTransformChannel}[kind]
         return cls(topic, context=ctx, metadata=metadata)
 
     color = staticmethod(m.color_message)
     depth = staticmethod(m.depth_message)
     calibration = staticmethod(m.calibration_message)
+    transform = staticmethod(m.optical_transform)
 
     @staticmethod
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> Any:
@@ -71,7 +74,8 @@ class Ros2Flavour:
 
     profile = "ros2"
     TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
-             "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix"}
+             "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix",
+             "tf": "tf2_msgs/msg/TFMessage"}
 
     def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
                 ) -> Any:
@@ -103,6 +107,12 @@ class Ros2Flavour:
         return camera_info(m.calibration_fields(model), ts)
 
     @staticmethod
+    def transform(ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import tf_message  # noqa: PLC0415
+
+        return tf_message(m.BODY_FRAME_ID, frame_id, m.OPTICAL_IN_BODY, ts)
+
+    @staticmethod
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
         from robotics.ros2 import nav_sat_fix  # noqa: PLC0415
 
@@ -126,6 +136,7 @@ class Publisher:
         self.ctx, self.want_depth = ctx, depth
         self.depth: Any = None
         self.calibration = self.make.channel("calibration", m.TOPIC_CALIBRATION, ctx)
+        self.tf = self.make.channel("tf", m.TOPIC_TF, ctx)
         self.gps = gps
         self.location = self.make.channel("gps", m.TOPIC_GPS, ctx) if gps else None
         self.last_color = color.counter()
@@ -135,7 +146,7 @@ class Publisher:
         self.info_version = -1.0
         self.model: dict[str, Any] | None = None
         self.calibration_due = 0.0
-        self.counts = {"color": 0, "depth": 0, "calibration": 0, "gps": 0}
+        self.counts = {"color": 0, "depth": 0, "calibration": 0, "tf": 0, "gps": 0}
         self.wanting = False
         self.live_signal = False
         self.on_signal_lost: Any = None
@@ -224,14 +235,19 @@ class Publisher:
             self.info_version = version
             self.model = camera_model(self.control.info())
             self.calibration_due = 0.0
-        if self.model is None or not self.newest_ts or not self.calibration.has_sinks():
+        if not self.newest_ts or not (self.calibration.has_sinks() or self.tf.has_sinks()):
             return
         now = time.monotonic()
         if now < self.calibration_due:
             return
         self.calibration_due = now + CALIBRATION_PERIOD_S
         ts = self.newest_ts
-        if self._fresh("calibration", ts):
+        if not self._fresh("calibration", ts):
+            return
+        if self.tf.has_sinks():
+            self.tf.log(self.make.transform(ts, FRAME_ID), log_time=_ns(ts))
+            self.counts["tf"] += 1
+        if self.model is not None and self.calibration.has_sinks():
             self.calibration.log(self.make.calibration(self.model, ts), log_time=_ns(ts))
             self.counts["calibration"] += 1
 
@@ -280,7 +296,7 @@ class _Listener:
     def on_subscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.add((client.id, channel.id))
         log.info("client %d subscribed to %s", client.id, channel.topic)
-        if channel.topic == m.TOPIC_CALIBRATION and self.publisher is not None:
+        if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
             self.publisher.calibrate_now()
 
     def on_unsubscribe(self, client: Any, channel: Any) -> None:

@@ -25,7 +25,8 @@ from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient, listener_pid
 
 LAT, LON = 48.137154, 11.576124
 TOPICS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglove.RawImage",
-          "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix"}
+          "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix",
+          "/tf": "foxglove.FrameTransform"}
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +71,9 @@ def test_color_depth_and_calibration_decode_to_the_recording(server: Server,
                                                              recording: dict) -> None:
     c = client(server)
     try:
-        c.subscribe(["/camera/color", "/camera/depth", "/camera/calibration"])
-        got = c.collect({"/camera/color": 3, "/camera/depth": 3, "/camera/calibration": 1})
+        c.subscribe(["/camera/color", "/camera/depth", "/camera/calibration", "/tf"])
+        got = c.collect({"/camera/color": 3, "/camera/depth": 3, "/camera/calibration": 1,
+                         "/tf": 1})
     finally:
         c.close()
     now = time.time()
@@ -103,6 +105,11 @@ def test_color_depth_and_calibration_decode_to_the_recording(server: Server,
     assert list(cal.K) == pytest.approx([FOCAL, 0, 320, 0, FOCAL, 240, 0, 0, 1])
     assert list(cal.P)[:3] == pytest.approx([FOCAL, 0, 320])
     assert cal.frame_id == color.frame_id == depth.frame_id == "camera_color_optical_frame"
+    # The optical frame (z forward, y down) hangs under camera_link (x forward, z up).
+    _, tf = got["/tf"][-1]
+    assert (tf.parent_frame_id, tf.child_frame_id) == ("camera_link", cal.frame_id)
+    q = tf.rotation
+    assert (q.x, q.y, q.z, q.w) == (-0.5, 0.5, -0.5, 0.5)
 
 
 def test_color_is_encoded_only_while_a_client_subscribes(server: Server) -> None:

@@ -24,11 +24,12 @@ from tests.helpers import Server
 LAT, LON = -33.8568, 151.2153
 FPS = 15
 SCHEMAS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglove.RawImage",
-           "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix"}
+           "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix",
+           "/tf": "foxglove.FrameTransform"}
 ROS2_SCHEMAS = {"/camera/color": "sensor_msgs/msg/CompressedImage",
                 "/camera/depth": "sensor_msgs/msg/Image",
                 "/camera/calibration": "sensor_msgs/msg/CameraInfo",
-                "/gps": "sensor_msgs/msg/NavSatFix"}
+                "/gps": "sensor_msgs/msg/NavSatFix", "/tf": "tf2_msgs/msg/TFMessage"}
 
 
 def stamp_ns(msg: object) -> int:
@@ -113,6 +114,7 @@ def check_common(path: Path, span: tuple[float, float], compression: str, rate: 
     assert rate * seconds * 0.85 <= counts["/camera/depth"] <= FPS * seconds * 1.1 + 2
     assert rate > FPS / 3, f"capture ran at {rate:.1f} fps: the machine is overloaded"
     assert counts["/camera/calibration"] >= seconds - 1
+    assert counts["/tf"] == counts["/camera/calibration"]
     assert counts["/gps"] >= seconds - 2
     fix = decoded["/gps"][-1]
     assert (fix.latitude, fix.longitude) == (pytest.approx(LAT), pytest.approx(LON))

@@ -66,3 +66,17 @@ def test_ros2_messages_decode_whatever_the_padding(fid: str) -> None:
 def test_gps_fix_time_parses_gpsd_iso() -> None:
     assert m.fix_time("2026-12-01T12:00:00.500Z", 0.0) == pytest.approx(1796126400.5)
     assert m.fix_time("garbage", 7.0) == 7.0
+
+
+def test_ros2_tf_puts_the_optical_frame_under_camera_link() -> None:
+    msg = ros2_decode("tf2_msgs/msg/TFMessage",
+                      ros2.tf_message("camera_link", "optical", m.OPTICAL_IN_BODY, 12.25))
+    (t,) = msg.transforms  # type: ignore[attr-defined]
+    assert (t.header.frame_id, t.child_frame_id, t.header.stamp.sec) == ("camera_link",
+                                                                         "optical", 12)
+    r = t.transform.rotation
+    assert (r.x, r.y, r.z, r.w) == m.OPTICAL_IN_BODY
+    # The rotation maps the optical z axis (forward) onto camera_link's x axis.
+    x, y, z, w = m.OPTICAL_IN_BODY
+    forward = (2 * (x * z + w * y), 2 * (y * z - w * x), 1 - 2 * (x * x + y * y))
+    assert forward == pytest.approx((1, 0, 0))
