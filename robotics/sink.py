@@ -131,6 +131,7 @@ class Publisher:
         self.role, self.control, self.raw, self.color_ring = role, control, raw, color
         self.live = live
         self.sink_field = f"sink_color_{role}"
+        control[self.sink_field] = 0.0  # a crashed predecessor may have left it set
         self.make = FLAVOURS[flavour]()
         self.color = self.make.channel("color", m.TOPIC_COLOR, ctx)
         self.ctx, self.want_depth = ctx, depth
