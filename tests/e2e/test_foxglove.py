@@ -183,21 +183,21 @@ def test_garbage_and_unknown_operations_do_not_kill_the_child(server: Server) ->
 
 def test_a_stalled_client_gets_fewer_frames_and_memory_stays_bounded(server: Server) -> None:
     """A client that never reads holds at most the server's short per-client backlog."""
-    fox = listener_pid(server.pid, server.fox_port)  # type: ignore[attr-defined]
     stalled = client(server)
+    fox = listener_pid(server.pid, server.fox_port)  # type: ignore[attr-defined]
     try:
         rss0 = _rss_mb(fox)
         stalled.subscribe(["/camera/depth", "/camera/color"])
-        # 5 s of 640x480 depth is ~90 MB if queued: keep reading a second client meanwhile.
+        # 640x480 depth is ~18 MB/s if queued: keep reading a second client meanwhile.
         other = client(server)
         try:
             other.subscribe(["/camera/color"])
-            got = other.collect({"/camera/color": 60}, timeout=20)
+            got = other.collect({"/camera/color": 120}, timeout=30)
         finally:
             other.close()
-        assert len(got["/camera/color"]) >= 60
+        assert len(got["/camera/color"]) >= 120
         grown = _rss_mb(fox) - rss0
-        assert grown < 40, f"the Foxglove child grew by {grown:.0f} MB for a stalled client"
+        assert grown < 25, f"the Foxglove child grew by {grown:.0f} MB for a stalled client"
     finally:
         stalled.close()
 
