@@ -26,6 +26,7 @@ from pipeline.config import (
     ranged,
 )
 from push.urls import parse_destination, redact
+from robotics.options import add_robotics_args, robotics_options
 
 log = logging.getLogger("app_https_client")
 
@@ -69,6 +70,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="seconds between GPS posts (default 1)")
     add_source_args(p)
     add_encoder_args(p)
+    add_robotics_args(p, gps=False)
     add_common_args(p)
     ns = p.parse_args(argv)
     try:
@@ -89,7 +91,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
             parse_gps_spec(ns.gps)
         except ValueError as exc:
             p.error(f"--gps: {exc}")
-    return finish(p, ns, config_from(ns))
+    cfg = finish(p, ns, config_from(ns))
+    # /gps on Foxglove and in MCAP when a GPS is read anyway (-g) or --gps is given.
+    gps = ns.gps if ns.gps_url or "--gps" in (argv if argv is not None else sys.argv) else None
+    cfg.robotics = robotics_options(ns, p, gps=gps)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:

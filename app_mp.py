@@ -22,6 +22,7 @@ from pipeline.config import (
     config_from,
     finish,
 )
+from robotics.options import add_robotics_args, robotics_options
 from web.app import web_options
 
 log = logging.getLogger("app_mp")
@@ -66,9 +67,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="CORS: send Access-Control-Allow-Origin: ORIGIN (off by default)")
     s.add_argument("--fps-limit", type=_fps, default=None,
                    help="highest rate sent to any client (clients may ask lower with ?fps=)")
+    add_robotics_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
     cfg = finish(p, ns, config_from(ns))
+    cfg.robotics = robotics_options(ns, p, gps=ns.gps, web=(cfg.host, cfg.port))
     try:
         web_options(cfg)
     except ValueError as exc:

@@ -40,8 +40,10 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 5.0
 class RawWriter:
     """Writes frames into the raw ring and wakes the encoder."""
 
-    def __init__(self, ring: FrameRing, control: Control, waker: object) -> None:
+    def __init__(self, ring: FrameRing, control: Control, waker: object,
+                 also_wake: tuple[object, ...] = ()) -> None:
         self.ring, self.control, self.waker = ring, control, waker
+        self.also_wake = also_wake
         self.frame_no = 0
         self._fps_t = time.monotonic()
         self._fps_n = 0
@@ -70,6 +72,8 @@ class RawWriter:
         self.ring.end_write(slot, frame_no=self.frame_no, ts_capture=ts, width=w, height=h,
                             len0=n0, len1=n1, flags=flags, depth_scale=scale)
         wake(self.waker)
+        for also in self.also_wake:
+            wake(also)
         self._count()
 
     def _count(self) -> None:
@@ -213,7 +217,10 @@ def capture_main(cfg: Config, handles: Handles) -> None:
             source = make_source(cfg)
         except SourceConfigError as exc:
             raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
-        writer = RawWriter(ring, control, handles.raw_wake_w)
+        sink_wakes = tuple(w for _, w in handles.sink_wakes.values())
+        for w in sink_wakes:
+            set_nonblocking_writer(w)
+        writer = RawWriter(ring, control, handles.raw_wake_w, sink_wakes)
         loop = CaptureLoop(cfg, source, writer, control, stop)
         try:
             loop.run()

@@ -155,6 +155,8 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
         control = Control.attach(handles.control)
         set_nonblocking_writer(handles.jpeg_wake_w)
         set_nonblocking_writer(handles.tap_wake_w)
+        for _, w in handles.sink_wakes.values():
+            set_nonblocking_writer(w)
         codec = JpegCodec(backend)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
             enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)))
@@ -220,3 +222,5 @@ def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, 
             stats[name].record(t1 - t0)
         wake(handles.jpeg_wake_w)
         wake(handles.tap_wake_w)
+        for _, w in handles.sink_wakes.values():
+            wake(w)

@@ -13,7 +13,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 EXIT_OK = 0
@@ -48,6 +48,8 @@ class Handles:
     tap_wake_r: Connection
     tap_wake_w: Connection
     parent_pid: int
+    # (reader, writer) per sink child that reads both rings; capture and encoder wake them all
+    sink_wakes: dict[str, tuple[Connection, Connection]] = field(default_factory=dict)
 
 
 def setup_logging(level: str) -> None:

@@ -13,9 +13,12 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from encoder.depth import DEPTH_MODES
+
+if TYPE_CHECKING:
+    from robotics.options import RoboticsOptions
 
 D455_SIZES = ((1280, 720), (848, 480), (640, 480))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -68,6 +71,7 @@ class Config:
     port: int = 5000
     log_level: str = "info"
     metric: MetricOptions = field(default_factory=MetricOptions)
+    robotics: RoboticsOptions | None = None
     extra: dict = field(default_factory=dict)
 
     @property

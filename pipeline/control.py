@@ -53,6 +53,9 @@ FIELDS: tuple[str, ...] = (
     "hb_display", "restarts_display", "pid_display", "display_color", "display_depth",
     # the metric depth stream
     *_stream_fields("metric"),
+    # Foxglove WebSocket and MCAP recorder children (sink_<stream>_<child>: one writer each)
+    "hb_foxglove", "restarts_foxglove", "pid_foxglove", "sink_color_foxglove",
+    "hb_mcap", "restarts_mcap", "pid_mcap", "sink_color_mcap",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128
@@ -62,6 +65,11 @@ _INFO_OFF = _NUM_BYTES
 _SETTINGS_OFF = _NUM_BYTES + _TEXT_BYTES
 SIZE = _NUM_BYTES + 2 * _TEXT_BYTES
 assert len(FIELDS) <= NUM_FIELDS
+# Every field that makes the encoder produce a stream: viewers_<s>, sink_<s>, display_<s>,
+# sink_<s>_<child>.
+_WANT = {s: [i for i, name in enumerate(FIELDS)
+             if name in (f"viewers_{s}", f"sink_{s}", f"display_{s}")
+             or name.startswith(f"sink_{s}_")] for s in STREAMS}
 
 
 class Control:
@@ -106,10 +114,8 @@ class Control:
         return {name: values[i] for i, name in enumerate(FIELDS)}
 
     def viewers(self, stream: str) -> int:
-        """Web viewers plus other sinks (push, recorder, display) that want this stream."""
-        extra = _INDEX.get(f"display_{stream}")
-        return int(self._arr[_INDEX[f"viewers_{stream}"]] + self._arr[_INDEX[f"sink_{stream}"]]
-                   + (self._arr[extra] if extra is not None else 0.0))
+        """Web viewers plus every other sink (push, recorder, display, robotics) of a stream."""
+        return int(self._arr[_WANT[stream]].sum())
 
     # -- JSON documents -------------------------------------------------------------
     def _write_doc(self, offset: int, version_key: str, doc: dict[str, Any]) -> None:

@@ -10,8 +10,10 @@ from camera.capture import capture_main
 from camera.factory import raw_capacity
 from encoder.codec import pick_backend
 from encoder.process import encoder_main
+from pipeline.child import CannotStart
 from pipeline.config import Config
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
+from robotics.options import check_listen
 
 log = logging.getLogger("supervisor")
 
@@ -23,6 +25,11 @@ def run_pipeline(cfg: Config,
     """Run capture → encoder → sink under a supervisor; returns the exit code."""
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
+    robotics = cfg.robotics
+    if robotics is not None and robotics.foxglove_host is not None:
+        problem = check_listen(robotics.foxglove_host, robotics.foxglove_port)
+        if problem:
+            raise CannotStart(f"--foxglove: {problem}")
     listener = None
     if sink is None:
         listener = bind_listener(cfg.host, cfg.port)
@@ -50,6 +57,10 @@ def run_pipeline(cfg: Config,
                                           heartbeat="hb_display"))
         else:
             children.extend(sink(cfg, h, backend))
+        if robotics is not None and robotics.enabled:
+            from robotics.sink import robotics_children  # noqa: PLC0415
+
+            children.extend(robotics_children(cfg, h, robotics))
         return Supervisor(res.control, children).run()
     finally:
         if listener is not None:

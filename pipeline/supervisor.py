@@ -76,13 +76,16 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w)
+        sink_wakes = {name: ctx.Pipe(duplex=False) for name in
+                      (cfg.robotics.children() if cfg.robotics is not None else ())}
+        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
+                      *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
             jpeg={s: r.name for s, r in self.jpeg.items()},
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
-            parent_pid=pid,
+            parent_pid=pid, sink_wakes=sink_wakes,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

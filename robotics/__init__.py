@@ -1,0 +1,1 @@
+"""Robotics tools: Foxglove live view (WebSocket) and MCAP recording of the rings."""

@@ -1,0 +1,130 @@
+"""Command-line options of the robotics sinks: the Foxglove WebSocket server and MCAP recording.
+
+One frozen dataclass, built by its own argparse group, handed to the sink children as an
+argument; every check that can fail is done here so a bad value is one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+import socket
+from dataclasses import dataclass
+
+DEPTH_CHOICES = ("raw", "off")
+COMPRESSIONS = ("zstd", "lz4", "none")
+PROFILES = ("foxglove", "ros2")
+
+
+@dataclass(frozen=True)
+class RoboticsOptions:
+    """What the Foxglove server and the MCAP recorder publish, and where."""
+
+    foxglove_host: str | None = None
+    foxglove_port: int = 8765
+    foxglove_depth: str = "raw"
+    record_mcap: str | None = None
+    record_mcap_depth: str = "raw"
+    record_mcap_compression: str = "zstd"
+    record_mcap_profile: str = "foxglove"
+    gps: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.children())
+
+    def children(self) -> tuple[str, ...]:
+        """Names of the sink children these options start (each gets its own wake-up pipe)."""
+        return (("foxglove",) if self.foxglove_host is not None else ()) + (
+            ("mcap",) if self.record_mcap else ())
+
+
+def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
+    """The Foxglove/MCAP group; `gps=False` where the entry point has its own --gps."""
+    g = p.add_argument_group("robotics (Foxglove live view, MCAP recording)")
+    g.add_argument("--foxglove", metavar="HOST:PORT",
+                   help="serve a Foxglove WebSocket (ws://HOST:PORT) with /camera/color "
+                   "(JPEG), /camera/depth (16UC1), /camera/calibration and /gps; only "
+                   "subscribed topics are produced")
+    g.add_argument("--foxglove-depth", choices=DEPTH_CHOICES, default="raw",
+                   help="depth on the WebSocket: raw (16UC1 in device units, default) or off")
+    g.add_argument("--record-mcap", metavar="PATH.mcap",
+                   help="record the same topics to an MCAP file, finalized on every exit")
+    g.add_argument("--record-mcap-depth", choices=DEPTH_CHOICES, default="raw",
+                   help="depth in the MCAP file: raw (16UC1, compressed losslessly with the "
+                   "chunks, default) or off")
+    g.add_argument("--record-mcap-compression", choices=COMPRESSIONS, default="zstd",
+                   help="MCAP chunk compression (default zstd; lz4 costs less CPU)")
+    g.add_argument("--record-mcap-profile", choices=PROFILES, default="foxglove",
+                   help="message types in the MCAP file: foxglove (Foxglove schemas in "
+                   "protobuf, default) or ros2 (sensor_msgs in CDR, for ros2 bag play)")
+    if gps:
+        g.add_argument("--gps", metavar="SPEC",
+                       help="publish GPS fixes as /gps: gpsd://HOST:PORT, "
+                       "nmea:/dev/ttyUSB0[:BAUD] or fixed:LAT,LON[,ALT]")
+
+
+def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
+                     gps: str | None, web: tuple[str, int] | None = None) -> RoboticsOptions:
+    """Check the parsed group and build the options (p.error on a bad value: exit 2)."""
+    host, port = None, 8765
+    if ns.foxglove:
+        from camera.factory import parse_hostport  # noqa: PLC0415
+        from pipeline.config import _host  # noqa: PLC0415
+
+        try:
+            host, port = parse_hostport(ns.foxglove)
+            host = _host(host)
+        except (ValueError, argparse.ArgumentTypeError) as exc:
+            p.error(f"--foxglove {ns.foxglove}: {exc}")
+        if web is not None and port and port == web[1] and _overlap(host, web[0]):
+            p.error(f"--foxglove {ns.foxglove}: port {port} is the web server's port")
+    path = ns.record_mcap
+    if path:
+        if not path.endswith(".mcap"):
+            p.error(f"--record-mcap {path}: the file name must end in .mcap")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            p.error(f"--record-mcap {path}: directory {folder} is not writable")
+    if gps and gps.strip().lower() != "none":
+        from push.gps import parse_gps_spec  # noqa: PLC0415
+
+        try:
+            parse_gps_spec(gps)
+        except ValueError as exc:
+            p.error(f"--gps: {exc}")
+        if ns.foxglove and path and gps.strip().lower().startswith("nmea:"):
+            p.error("--gps nmea: with both --foxglove and --record-mcap: a serial port has "
+                    "one reader; share it through gpsd (--gps gpsd://127.0.0.1:2947)")
+    else:
+        gps = None
+    return RoboticsOptions(
+        foxglove_host=host, foxglove_port=port, foxglove_depth=ns.foxglove_depth,
+        record_mcap=path, record_mcap_depth=ns.record_mcap_depth,
+        record_mcap_compression=ns.record_mcap_compression,
+        record_mcap_profile=ns.record_mcap_profile, gps=gps,
+    )
+
+
+def _overlap(a: str, b: str) -> bool:
+    wild = ("0.0.0.0", "::", "")
+    return a == b or a in wild or b in wild
+
+
+def check_listen(host: str, port: int) -> str | None:
+    """Why host:port cannot be listened on right now, or None (checked before children start)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot listen on {host}:{port}: {exc.strerror}"
+    with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(infos[0][4])
+        except OSError as exc:
+            reason = "address already in use" if exc.errno == errno.EADDRINUSE else (
+                exc.strerror or str(exc))
+            return f"cannot listen on {host}:{port}: {reason}"
+    return None

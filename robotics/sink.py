@@ -1,0 +1,441 @@
+"""The Foxglove and MCAP sink children: read the rings, publish standard Foxglove messages.
+
+Each child owns one foxglove-sdk `Context` with one sink in it: the WebSocket server
+(`foxglove` child) or the MCAP writer (`mcap` child). Both run the same publisher loop,
+woken by their own pipe (capture writes a byte per raw frame, the encoder per JPEG):
+
+- `/camera/color`: the encoder's JPEG, as it is (foxglove.CompressedImage, jpeg);
+- `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1);
+- `/camera/calibration`: CameraCalibration from `camera_model`, once a second;
+- `/tf`: camera_link -> the optical frame, once a second, so a 3D view stands upright;
+- `/gps`: LocationFix from the `push.gps` readers.
+
+A channel is read only while it has a sink (a subscribed client, or the MCAP file), and
+the color stream counts as wanted (`sink_color_<child>`) only then, so nothing is encoded
+for nobody. A slow WebSocket client gets fewer frames: the server keeps a short backlog per
+client and drops the oldest. The MCAP file is closed in a `finally`, so Ctrl-C, SIGTERM,
+a crashed encoder or a fatal exit of another child all leave a readable file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import select
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from camera.geometry import FRAME_ID, camera_model
+from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
+from pipeline.config import Config
+from pipeline.control import Control
+from pipeline.shm import FLAG_HAS_DEPTH, FLAG_KEEPALIVE, FLAG_NO_SIGNAL, FrameRing, TornRead
+from robotics import messages as m
+from robotics.options import RoboticsOptions
+
+if TYPE_CHECKING:
+    from pipeline.supervisor import ChildSpec
+
+log = logging.getLogger("robotics")
+
+WS_BACKLOG = 8
+"""Messages queued per WebSocket client before the oldest is dropped (bounds memory)."""
+CALIBRATION_PERIOD_S = 1.0
+MCAP_CHUNK_BYTES = 4 << 20
+
+
+class FoxgloveFlavour:
+    """Foxglove's own schemas in protobuf: what the Foxglove app reads natively."""
+
+    profile = ""
+
+    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
+                ) -> Any:
+        from foxglove import channels as c  # noqa: PLC0415
+
+        cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
+               "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel,
+               "tf": c.FrameTransformChannel}[kind]
+        return cls(topic, context=ctx, metadata=metadata)
+
+    color = staticmethod(m.color_message)
+    depth = staticmethod(m.depth_message)
+    calibration = staticmethod(m.calibration_message)
+    transform = staticmethod(m.optical_transform)
+
+    @staticmethod
+    def gps(lat: float, lon: float, alt: float | None, ts: float) -> Any:
+        return m.gps_message(lat, lon, alt, ts)
+
+
+class Ros2Flavour:
+    """sensor_msgs types in CDR: what `ros2 bag play` replays (Foxglove reads them too)."""
+
+    profile = "ros2"
+    TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
+             "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix",
+             "tf": "tf2_msgs/msg/TFMessage"}
+
+    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
+                ) -> Any:
+        import foxglove  # noqa: PLC0415
+
+        from robotics.ros2 import SCHEMAS  # noqa: PLC0415
+
+        name = self.TYPES[kind]
+        schema = foxglove.Schema(name=name, encoding="ros2msg", data=SCHEMAS[name].encode())
+        return foxglove.Channel(topic, schema=schema, message_encoding="cdr", context=ctx,
+                                metadata=metadata)
+
+    @staticmethod
+    def color(jpeg: bytes, ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import compressed_image  # noqa: PLC0415
+
+        return compressed_image(jpeg, ts, frame_id)
+
+    @staticmethod
+    def depth(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import image  # noqa: PLC0415
+
+        return image(data, width, height, ts, frame_id)
+
+    @staticmethod
+    def calibration(model: dict[str, Any], ts: float) -> bytes:
+        from robotics.ros2 import camera_info  # noqa: PLC0415
+
+        return camera_info(m.calibration_fields(model), ts)
+
+    @staticmethod
+    def transform(ts: float, frame_id: str) -> bytes:
+        from robotics.ros2 import tf_message  # noqa: PLC0415
+
+        return tf_message(m.BODY_FRAME_ID, frame_id, m.OPTICAL_IN_BODY, ts)
+
+    @staticmethod
+    def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
+        from robotics.ros2 import nav_sat_fix  # noqa: PLC0415
+
+        return nav_sat_fix(lat, lon, alt, ts, m.GPS_FRAME_ID)
+
+
+FLAVOURS = {"foxglove": FoxgloveFlavour, "ros2": Ros2Flavour}
+
+
+class Publisher:
+    """Reads the newest frames from the rings and logs them on the channels that have sinks."""
+
+    def __init__(self, role: str, ctx: Any, control: Control, raw: FrameRing,
+                 color: FrameRing, *, depth: bool, gps: Any = None,
+                 live: bool = False, flavour: str = "foxglove") -> None:
+        self.role, self.control, self.raw, self.color_ring = role, control, raw, color
+        self.live = live
+        self.sink_field = f"sink_color_{role}"
+        control[self.sink_field] = 0.0  # a crashed predecessor may have left it set
+        self.make = FLAVOURS[flavour]()
+        self.color = self.make.channel("color", m.TOPIC_COLOR, ctx)
+        self.ctx, self.want_depth = ctx, depth
+        self.depth: Any = None
+        self.calibration = self.make.channel("calibration", m.TOPIC_CALIBRATION, ctx)
+        self.tf = self.make.channel("tf", m.TOPIC_TF, ctx)
+        self.gps = gps
+        self.location = self.make.channel("gps", m.TOPIC_GPS, ctx) if gps else None
+        self.last_color = color.counter()
+        self.last_raw = 0
+        self.last_ts: dict[str, float] = {}
+        self.newest_ts = 0.0
+        self.info_version = -1.0
+        self.model: dict[str, Any] | None = None
+        self.calibration_due = 0.0
+        self.counts = {"color": 0, "depth": 0, "calibration": 0, "tf": 0, "gps": 0}
+        self.wanting = False
+        self.live_signal = False
+        self.on_signal_lost: Any = None
+
+    def calibrate_now(self) -> None:
+        """Send the calibration with the next frame (a client just subscribed)."""
+        self.calibration_due = 0.0
+
+    def _fresh(self, topic: str, ts: float) -> bool:
+        """Log times only move forward per channel (a repeat or a clock step back is skipped)."""
+        if ts <= self.last_ts.get(topic, 0.0):
+            return False
+        self.last_ts[topic] = ts
+        return True
+
+    def step(self) -> None:
+        """Publish whatever is new and wanted; called at every wake-up."""
+        want_color = self.color.has_sinks()
+        if want_color != self.wanting:
+            self.control[self.sink_field] = 1.0 if want_color else 0.0
+            self.wanting = want_color
+            if want_color:
+                self.last_color = self.color_ring.counter()
+        if want_color:
+            self._color()
+        self._raw()
+        self._calibration()
+        self._gps()
+
+    def _color(self) -> None:
+        if self.color_ring.counter() == self.last_color:
+            return
+        got = self.color_ring.read_latest()
+        if got is None:
+            return
+        meta, jpeg = got
+        self.last_color = meta.counter
+        if meta.flags & FLAG_KEEPALIVE or (meta.flags & FLAG_NO_SIGNAL and not self.live):
+            return
+        if self._fresh("color", meta.ts_capture):
+            self.color.log(self.make.color(jpeg, meta.ts_capture, FRAME_ID),
+                           log_time=_ns(meta.ts_capture))
+            self.counts["color"] += 1
+
+    def _raw(self) -> None:
+        counter, slot = self.raw.latest()
+        if counter in (self.last_raw, 0):
+            return
+        try:
+            seq, meta = self.raw.read_meta(slot, counter)
+        except TornRead:
+            return
+        self.last_raw = counter
+        if meta.flags & FLAG_NO_SIGNAL:
+            if self.live_signal and self.on_signal_lost is not None:
+                self.on_signal_lost()
+            self.live_signal = False
+            return
+        self.live_signal = True
+        self.newest_ts = max(self.newest_ts, meta.ts_capture)
+        if not self.want_depth or not meta.flags & FLAG_HAS_DEPTH or not meta.len1:
+            return
+        if self.depth is None:
+            # Created with the first depth frame, whose slot carries the depth scale.
+            self.depth = self.make.channel(
+                "depth", m.TOPIC_DEPTH, self.ctx,
+                metadata={"depth_scale": f"{meta.depth_scale or 0.001:g}",
+                          "depth_units": "metres per count"})
+        if not self.depth.has_sinks():
+            return
+        view = self.raw.payload(slot)
+        try:
+            data = bytes(view[meta.len0 : meta.len0 + meta.len1])
+        finally:
+            view.release()
+        if not self.raw.still_valid(slot, seq):
+            return
+        if self._fresh("depth", meta.ts_capture):
+            self.depth.log(self.make.depth(data, meta.width, meta.height, meta.ts_capture,
+                                           FRAME_ID), log_time=_ns(meta.ts_capture))
+            self.counts["depth"] += 1
+
+    def _calibration(self) -> None:
+        version = self.control["info_version"]
+        if version != self.info_version:
+            self.info_version = version
+            self.model = camera_model(self.control.info())
+            self.calibration_due = 0.0
+        if not self.newest_ts or not (self.calibration.has_sinks() or self.tf.has_sinks()):
+            return
+        now = time.monotonic()
+        if now < self.calibration_due:
+            return
+        self.calibration_due = now + CALIBRATION_PERIOD_S
+        ts = self.newest_ts
+        if not self._fresh("calibration", ts):
+            return
+        if self.tf.has_sinks():
+            self.tf.log(self.make.transform(ts, FRAME_ID), log_time=_ns(ts))
+            self.counts["tf"] += 1
+        if self.model is not None and self.calibration.has_sinks():
+            self.calibration.log(self.make.calibration(self.model, ts), log_time=_ns(ts))
+            self.counts["calibration"] += 1
+
+    def _gps(self) -> None:
+        if self.gps is None or self.location is None:
+            return
+        while True:
+            fix = self.gps.get(timeout=0)
+            if fix is None:
+                return
+            now = time.time()
+            ts = m.fix_time(fix.time, now)
+            if self._fresh("gps", now) and self.location.has_sinks():
+                self.location.log(self.make.gps(fix.lat, fix.lon, fix.alt, ts),
+                                  log_time=_ns(now))
+                self.counts["gps"] += 1
+
+    def close(self) -> None:
+        """Stop wanting color; the channels go with their context."""
+        self.control[self.sink_field] = 0.0
+
+
+def _ns(ts: float) -> int:
+    return int(round(ts * 1e9))
+
+
+def _gps_reader(spec: str | None) -> Any:
+    if not spec:
+        return None
+    from push.gps import parse_gps_spec  # noqa: PLC0415
+
+    reader = parse_gps_spec(spec)
+    if reader is not None:
+        reader.start()
+        log.info("GPS from %s on %s", reader.describe(), m.TOPIC_GPS)
+    return reader
+
+
+class _Listener:
+    """WebSocket server callbacks: count clients, send calibration to a new subscriber."""
+
+    def __init__(self) -> None:
+        self.publisher: Publisher | None = None
+        self.subscriptions: set[tuple[int, int]] = set()
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:
+        self.subscriptions.add((client.id, channel.id))
+        log.info("client %d subscribed to %s", client.id, channel.topic)
+        if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
+            self.publisher.calibrate_now()
+
+    def on_unsubscribe(self, client: Any, channel: Any) -> None:
+        self.subscriptions.discard((client.id, channel.id))
+        log.info("client %d unsubscribed from %s", client.id, channel.topic)
+
+
+def _loop(pub: Publisher, control: Control, hb: str, wake_r: Any,
+          stop: threading.Event) -> None:
+    fd = wake_r.fileno()
+    while not stop.is_set():
+        control[hb] = time.time()
+        readable, _, _ = select.select([fd], [], [], 0.5)
+        if readable:
+            drain(wake_r)
+        pub.step()
+
+
+def foxglove_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
+    """Entry point of the Foxglove WebSocket child (spawned by the supervisor)."""
+
+    def body() -> None:
+        import foxglove  # noqa: PLC0415
+
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        control = Control.attach(handles.control)
+        raw = FrameRing.attach(handles.raw)
+        color = FrameRing.attach(handles.jpeg["color"])
+        ctx = foxglove.Context()
+        listener = _Listener()
+        host = opts.foxglove_host or "127.0.0.1"
+        try:
+            server = foxglove.start_server(
+                name="depth camera", host=host, port=opts.foxglove_port, context=ctx,
+                server_listener=listener, message_backlog_size=WS_BACKLOG)
+        except RuntimeError as exc:
+            raise CannotStart(f"--foxglove: cannot listen on {host}:{opts.foxglove_port}: "
+                              f"{_reason(exc)}") from None
+        shown = f"[{host}]" if ":" in host else host
+        log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
+        gps = _gps_reader(opts.gps)
+        pub = Publisher("foxglove", ctx, control, raw, color,
+                        depth=opts.foxglove_depth == "raw", gps=gps, live=True)
+        listener.publisher = pub
+        try:
+            _loop(pub, control, "hb_foxglove", handles.sink_wakes["foxglove"][0], stop)
+        finally:
+            pub.close()
+            if gps is not None:
+                gps.stop()
+            server.stop()
+            log.info("Foxglove WebSocket stopped (sent %s)", _counts(pub))
+
+    run_child("foxglove", cfg.log_level, handles.parent_pid, body)
+
+
+def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
+    """Entry point of the MCAP recorder child (spawned by the supervisor)."""
+
+    def body() -> None:
+        import foxglove  # noqa: PLC0415
+        from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
+
+        from pipeline.tap import unused_path  # noqa: PLC0415
+
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        control = Control.attach(handles.control)
+        raw = FrameRing.attach(handles.raw)
+        color = FrameRing.attach(handles.jpeg["color"])
+        assert opts.record_mcap is not None
+        path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
+        compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
+                       "none": None}[opts.record_mcap_compression]
+        ctx = foxglove.Context()
+        try:
+            writer = foxglove.open_mcap(
+                path, allow_overwrite=True, context=ctx,
+                writer_options=MCAPWriteOptions(compression=compression,
+                                                profile=FLAVOURS[opts.record_mcap_profile].profile
+                                                or None,
+                                                chunk_size=MCAP_CHUNK_BYTES,
+                                                compression_threads=0))
+        except (RuntimeError, OSError) as exc:
+            raise CannotStart(f"--record-mcap {path}: {_reason(exc)}") from None
+        log.info("recording MCAP to %s (%s messages, %s chunks)", path,
+                 opts.record_mcap_profile, opts.record_mcap_compression)
+        gps = None
+        pub = None
+        try:
+            gps = _gps_reader(opts.gps)
+            pub = Publisher("mcap", ctx, control, raw, color,
+                            depth=opts.record_mcap_depth == "raw", gps=gps,
+                            flavour=opts.record_mcap_profile)
+
+            def flush() -> None:
+                # The source ended or was lost: put every frame so far on disk in whole
+                # chunks, so even a later SIGKILL leaves them readable.
+                writer.flush()
+                log.info("source lost: MCAP chunks flushed (%s)", _counts(pub))
+
+            pub.on_signal_lost = flush
+            _loop(pub, control, "hb_mcap", handles.sink_wakes["mcap"][0], stop)
+        finally:
+            if pub is not None:
+                pub.close()
+                model = pub.model
+                if model is not None:
+                    writer.write_metadata("camera", {"model": json.dumps(model)})
+            if gps is not None:
+                gps.stop()
+            writer.close()
+            log.info("MCAP finalized: %s (%s)", path, _counts(pub) if pub else "nothing")
+
+    run_child("mcap", cfg.log_level, handles.parent_pid, body)
+
+
+def _counts(pub: Publisher) -> str:
+    return ", ".join(f"{k} {v}" for k, v in pub.counts.items() if v) or "nothing"
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    return text.split(": ", 1)[1] if text.startswith("FoxgloveError: ") else text
+
+
+def robotics_children(cfg: Config, handles: Handles, opts: RoboticsOptions | None
+                      ) -> list[ChildSpec]:
+    """The ChildSpecs for the Foxglove server and the MCAP recorder the options ask for."""
+    from pipeline.supervisor import ChildSpec  # noqa: PLC0415
+
+    if opts is None or not opts.enabled:
+        return []
+    specs: list[ChildSpec] = []
+    if opts.foxglove_host is not None:
+        specs.append(ChildSpec("foxglove", foxglove_main, (cfg, handles, opts),
+                               heartbeat="hb_foxglove"))
+    if opts.record_mcap:
+        specs.append(ChildSpec("mcap", mcap_main, (cfg, handles, opts), heartbeat="hb_mcap"))
+    return specs
