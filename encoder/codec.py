@@ -64,16 +64,17 @@ class JpegCodec:
         return tj
 
     def encode(self, img: np.ndarray, quality: int = 80, subsampling: str = "420") -> bytes:
-        """JPEG-encode a C-contiguous uint8 BGR (HxWx3) or gray (HxW) image."""
+        """JPEG-encode a C-contiguous uint8 BGR (HxWx3), BGRX (HxWx4, X ignored) or gray (HxW)
+        image. BGRX gives the same JPEG as its BGR part; libjpeg-turbo reads it directly."""
         if self.backend == "turbojpeg":
             if img.ndim == 2:
                 return self._handle().encode(
                     img[:, :, None], quality=quality, pixel_format=self._tj.TJPF_GRAY,
                     jpeg_subsample=self._tj.TJSAMP_GRAY,
                 )
+            fmt = self._tj.TJPF_BGRX if img.shape[2] == 4 else self._tj.TJPF_BGR
             return self._handle().encode(
-                img, quality=quality, pixel_format=self._tj.TJPF_BGR,
-                jpeg_subsample=self._samp[subsampling],
+                img, quality=quality, pixel_format=fmt, jpeg_subsample=self._samp[subsampling],
             )
         params = [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)]
         sampling = getattr(cv2, "IMWRITE_JPEG_SAMPLING_FACTOR", None)

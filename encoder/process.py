@@ -17,7 +17,7 @@ import numpy as np
 
 from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
-from encoder.depth import render_depth
+from encoder.depth import render_depth_bgrx
 from encoder.filters import FilterChain
 from pipeline.child import (
     Handles,
@@ -65,8 +65,10 @@ class FrameEncoder:
                  chain: FilterChain) -> None:
         self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
+        self._bgrx: np.ndarray | None = None  # depth picture, reused frame to frame
 
     def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
+        """The depth picture to encode: BGRX from the depth plane, or a BGR stand-in."""
         h, w = meta.height, meta.width
         if meta.flags & FLAG_NO_SIGNAL:
             return color
@@ -76,9 +78,17 @@ class FrameEncoder:
                 self._no_depth[key] = render_no_depth(w, h)
             return self._no_depth[key]
         depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
-        cfg = self.cfg
-        return render_depth(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
-                            meta.depth_scale or 0.001)
+        if self._bgrx is None or self._bgrx.shape[:2] != (h, w):
+            self._bgrx = np.empty((h, w, 4), np.uint8)
+        out, cfg = self._bgrx, self.cfg
+        args = (cfg.depth_mode, cfg.depth_min, cfg.depth_max, meta.depth_scale or 0.001)
+        # Both cores render half the rows each before the two encodes start: the depth
+        # encode is the longer one, so this is what shortens the frame.
+        half = h // 2
+        top = self.pool.submit(render_depth_bgrx, depth[:half], *args, out=out[:half])
+        render_depth_bgrx(depth[half:], *args, out=out[half:])
+        top.result()
+        return out
 
     def encode(self, meta: SlotMeta, view: memoryview,
                wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
@@ -87,16 +97,10 @@ class FrameEncoder:
         color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
         if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
             color = self.chain.apply(color)
-        need_depth = "depth" in wanted or "combined" in wanted
-        depth_f: Future[np.ndarray] | None = None
-        if need_depth:
-            depth_f = self.pool.submit(self._depth_image, meta, view, color)
         jobs: dict[str, Future[bytes]] = {}
         sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0])}
-        if "color" in wanted:
-            jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
-        if depth_f is not None:
-            depth_img = depth_f.result()
+        if "depth" in wanted or "combined" in wanted:
+            depth_img = self._depth_image(meta, view, color)
             if "depth" in wanted:
                 jobs["depth"] = self.pool.submit(
                     self.codec.encode, depth_img, cfg.depth_quality, cfg.depth_subsampling)
@@ -105,14 +109,18 @@ class FrameEncoder:
             sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
             sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
                                  // max(depth_img.shape[0], 1), color.shape[0])
+        if "color" in wanted:
+            jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
         return {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
 
     def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
+        depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
         if depth_img.shape[0] != color.shape[0]:
             import cv2  # noqa: PLC0415
 
             scale = color.shape[0] / depth_img.shape[0]
-            depth_img = cv2.resize(depth_img, (int(depth_img.shape[1] * scale), color.shape[0]))
+            depth_img = cv2.resize(np.ascontiguousarray(depth_img),
+                                   (int(depth_img.shape[1] * scale), color.shape[0]))
         return self.codec.encode(np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 
