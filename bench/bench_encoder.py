@@ -1,12 +1,13 @@
 """Cost of the encoder process per 720p frame, per depth mode, against raw libjpeg-turbo.
 
 For every depth mode it times, frame by frame and interleaved (so all columns see the same
-machine load): the depth render (`render_depth_bgrx`, one thread, and the old 3-byte table
-look-up for comparison), the depth and color JPEG encodes through `JpegCodec`, the whole
-`FrameEncoder.encode` of color + depth as the encoder process does it, and the floor: the
-same two images (depth pre-rendered) encoded by `tjCompress2` called directly, with one
-reused handle and output buffer per thread, once one after the other and once on two
-threads at the same time. Settings come from the real option parser (`finish()`).
+machine load): the depth render (`render_depth_bgrx` on one thread; as FrameEncoder does
+it, half the rows on each of two threads; and the old 3-byte table look-up), the depth and
+color JPEG encodes through `JpegCodec`, the whole `FrameEncoder.encode` of color + depth as
+the encoder process does it, and the floor: the same two images (depth pre-rendered)
+encoded by `tjCompress2` called directly, with one reused handle and output buffer per
+thread, once one after the other and once on two threads at the same time. Settings come
+from the real option parser (`finish()`).
 Run: .venv/bin/python bench/bench_encoder.py [--runs N] [--frames N] [--modes LIST]
 """
 
@@ -119,11 +120,10 @@ def timed(fn: Callable[[], Any]) -> float:
     return (time.perf_counter() - t0) * 1000.0
 
 
-def run_mode(mode: str, args: argparse.Namespace, frames: list[tuple[SlotMeta, memoryview]],
+def run_mode(cfg: Config, args: argparse.Namespace, frames: list[tuple[SlotMeta, memoryview]],
              raw: RawTurbo, floor_pool: ThreadPoolExecutor) -> dict[str, float]:
-    """Median per frame of each column over one run of `args.frames` frames, per run; the
-    result is the median of the run medians."""
-    cfg = make_config(mode, args.quality, args.encoder)
+    """Each column's median over the frames of a run, then the median over the runs."""
+    mode = cfg.depth_mode
     codec = JpegCodec(pick_backend(args.encoder))
     w, h = args.width, args.height
     out = np.empty((h, w, 4), np.uint8)
@@ -150,6 +150,8 @@ def run_mode(mode: str, args: argparse.Namespace, frames: list[tuple[SlotMeta, m
                     "render_old": timed(lambda d=depth: np.take(old_lut, d, axis=0)),
                     "render": timed(lambda d=depth, s=scale: render_depth_bgrx(
                         d, mode, cfg.depth_min, cfg.depth_max, s, out=out)),
+                    "render_2t": timed(lambda m=meta, v=view, c=color: enc._depth_image(  # noqa: SLF001
+                        m, v, c)),
                     "enc_depth": timed(lambda dq=dq, ds=ds: codec.encode(out, dq, ds)),
                     "enc_color": timed(lambda c=color: codec.encode(c, cfg.quality, "420")),
                     "ours": timed(lambda m=meta, v=view: enc.encode(m, v, ["color", "depth"])),
@@ -166,10 +168,7 @@ def run_mode(mode: str, args: argparse.Namespace, frames: list[tuple[SlotMeta, m
                     sample["ours"] / sample["floor_serial"])
             runs.append({k: statistics.median(v) if k != "kb_depth" else v[0]
                          for k, v in cols.items()})
-    result = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
-    result["depth_quality"], result["depth_subsampling"] = cfg.depth_quality, float(
-        cfg.depth_subsampling)
-    return result
+    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
 def main() -> None:
@@ -188,7 +187,7 @@ def main() -> None:
     logger.setLevel(logging.INFO)  # finish() sets the root level from --log-level
     frames = make_frames(args.width, args.height, 10)
     raw = RawTurbo()
-    cols = ("render_old", "render", "enc_depth", "enc_color", "ours", "floor_parallel",
+    cols = ("render_old", "render", "render_2t", "enc_depth", "enc_color", "ours", "floor_parallel",
             "floor_serial", "ratio_parallel", "ratio_serial", "kb_depth")
     logger.info("%dx%d, color q%d 4:2:0, %s, median of %d runs x %d frames (ms)",
                 args.width, args.height, args.quality, args.encoder, args.runs, args.frames)
@@ -196,9 +195,10 @@ def main() -> None:
     logger.info("|---|---|%s", "---|" * len(cols))
     with ThreadPoolExecutor(max_workers=2, thread_name_prefix="floor") as floor_pool:
         for mode in args.modes.split(","):
-            r = run_mode(mode, args, frames, raw, floor_pool)
-            logger.info("| %s | q%d %d | %s |", mode, r["depth_quality"],
-                        r["depth_subsampling"], " | ".join(f"{r[c]:.2f}" for c in cols))
+            cfg = make_config(mode, args.quality, args.encoder)
+            r = run_mode(cfg, args, frames, raw, floor_pool)
+            logger.info("| %s | q%d %s | %s |", mode, cfg.depth_quality, cfg.depth_subsampling,
+                        " | ".join(f"{r[c]:.2f}" for c in cols))
 
 
 if __name__ == "__main__":
