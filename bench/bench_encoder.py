@@ -1,12 +1,14 @@
 """Cost of the encoder process per 720p frame, per depth mode, against raw libjpeg-turbo.
 
 For every depth mode it times, frame by frame and interleaved (so all columns see the same
-machine load): the depth render (`render_depth_bgrx` on one thread; as FrameEncoder does
-it, half the rows on each of two threads; and the old 3-byte table look-up), the depth and
-color JPEG encodes through `JpegCodec`, the whole `FrameEncoder.encode` of color + depth as
-the encoder process does it, and the floor: the same two images (depth pre-rendered)
-encoded by `tjCompress2` called directly, with one reused handle and output buffer per
-thread, once one after the other and once on two threads at the same time. Settings come
+machine load): the depth render (`render_depth_bgrx` into a reused buffer, as FrameEncoder
+does it, and the old 3-byte table look-up for comparison), the depth and color JPEG
+encodes through `JpegCodec`, the whole `FrameEncoder.encode` of color + depth as the
+encoder process does it, and the floor: the same two images (depth pre-rendered) encoded
+by `tjCompress2` called directly, with one reused handle and output buffer per thread,
+once one after the other and once on two threads at the same time. Besides wall time it
+records the process's CPU time (all threads), which other load on the machine barely
+moves: ratio_cpu is the work the encoder adds over libjpeg-turbo alone. Settings come
 from the real option parser (`finish()`).
 Run: .venv/bin/python bench/bench_encoder.py [--runs N] [--frames N] [--modes LIST]
 """
@@ -114,16 +116,17 @@ def make_frames(width: int, height: int, count: int) -> list[tuple[SlotMeta, mem
     return frames
 
 
-def timed(fn: Callable[[], Any]) -> float:
-    t0 = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall ms, CPU ms of the whole process, all threads) of one call."""
+    w0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return (time.perf_counter() - t0) * 1000.0
+    return (time.perf_counter() - w0) * 1000.0, (time.process_time() - c0) * 1000.0
 
 
 def run_mode(cfg: Config, args: argparse.Namespace, frames: list[tuple[SlotMeta, memoryview]],
              raw: RawTurbo, floor_pool: ThreadPoolExecutor) -> dict[str, float]:
     """Each column's median over the frames of a run, then the median over the runs."""
-    mode = cfg.depth_mode
+    mode, q, dq, ds = cfg.depth_mode, cfg.quality, cfg.depth_quality, cfg.depth_subsampling
     codec = JpegCodec(pick_backend(args.encoder))
     w, h = args.width, args.height
     out = np.empty((h, w, 4), np.uint8)
@@ -137,37 +140,43 @@ def run_mode(cfg: Config, args: argparse.Namespace, frames: list[tuple[SlotMeta,
                 meta, view = frames[i % len(frames)]
                 color = np.ndarray((h, w, 3), np.uint8, buffer=view)
                 depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
-                scale = meta.depth_scale
                 bgr = np.take(old_lut, depth, axis=0)
-                dq, ds = cfg.depth_quality, cfg.depth_subsampling
 
-                def floor_parallel(color=color, bgr=bgr, dq=dq, ds=ds) -> None:
+                def floor_serial(color=color, bgr=bgr) -> None:
+                    raw.encode(bgr, dq, ds)
+                    raw.encode(color, q, "420")
+
+                def floor_parallel(color=color, bgr=bgr) -> None:
                     f = floor_pool.submit(raw.encode, bgr, dq, ds)
-                    g = floor_pool.submit(raw.encode, color, cfg.quality, "420")
+                    g = floor_pool.submit(raw.encode, color, q, "420")
                     f.result(), g.result()
 
-                sample = {
-                    "render_old": timed(lambda d=depth: np.take(old_lut, d, axis=0)),
-                    "render": timed(lambda d=depth, s=scale: render_depth_bgrx(
-                        d, mode, cfg.depth_min, cfg.depth_max, s, out=out)),
-                    "render_2t": timed(lambda m=meta, v=view, c=color: enc._depth_image(  # noqa: SLF001
-                        m, v, c)),
-                    "enc_depth": timed(lambda dq=dq, ds=ds: codec.encode(out, dq, ds)),
-                    "enc_color": timed(lambda c=color: codec.encode(c, cfg.quality, "420")),
-                    "ours": timed(lambda m=meta, v=view: enc.encode(m, v, ["color", "depth"])),
-                    "floor_serial": timed(lambda c=color, b=bgr, dq=dq, ds=ds: (
-                        raw.encode(b, dq, ds), raw.encode(c, cfg.quality, "420"))),
-                    "floor_parallel": timed(floor_parallel),
+                steps: dict[str, Callable[[], Any]] = {
+                    "render_old": lambda d=depth: np.take(old_lut, d, axis=0),
+                    "render": lambda d=depth, m=meta: render_depth_bgrx(
+                        d, mode, cfg.depth_min, cfg.depth_max, m.depth_scale, out=out),
+                    "enc_depth": lambda: codec.encode(out, dq, ds),
+                    "enc_color": lambda c=color: codec.encode(c, q, "420"),
+                    "ours": lambda m=meta, v=view: enc.encode(m, v, ["color", "depth"]),
+                    "floor_serial": floor_serial,
+                    "floor_parallel": floor_parallel,
                 }
-                sample["kb_depth"] = len(raw.encode(bgr, dq, ds)) / 1024 if i == 0 else 0.0
+                wall, cpu = {}, {}
+                for name, fn in steps.items():
+                    wall[name], cpu[name] = timed(fn)
+                sample = {
+                    **wall,
+                    "render_cpu": cpu["render"],
+                    "ours_cpu": cpu["ours"],
+                    "floor_cpu": cpu["floor_serial"],
+                    "ratio_parallel": wall["ours"] / wall["floor_parallel"],
+                    "ratio_serial": wall["ours"] / wall["floor_serial"],
+                    "ratio_cpu": cpu["ours"] / cpu["floor_serial"],
+                    "kb_depth": len(raw.encode(bgr, dq, ds)) / 1024,
+                }
                 for k, v in sample.items():
                     cols.setdefault(k, []).append(v)
-                cols.setdefault("ratio_parallel", []).append(
-                    sample["ours"] / sample["floor_parallel"])
-                cols.setdefault("ratio_serial", []).append(
-                    sample["ours"] / sample["floor_serial"])
-            runs.append({k: statistics.median(v) if k != "kb_depth" else v[0]
-                         for k, v in cols.items()})
+            runs.append({k: statistics.median(v) for k, v in cols.items()})
     return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
 
 
@@ -187,8 +196,9 @@ def main() -> None:
     logger.setLevel(logging.INFO)  # finish() sets the root level from --log-level
     frames = make_frames(args.width, args.height, 10)
     raw = RawTurbo()
-    cols = ("render_old", "render", "render_2t", "enc_depth", "enc_color", "ours", "floor_parallel",
-            "floor_serial", "ratio_parallel", "ratio_serial", "kb_depth")
+    cols = ("render_old", "render", "render_cpu", "enc_depth", "enc_color", "ours",
+            "floor_parallel", "floor_serial", "ours_cpu", "floor_cpu", "ratio_parallel",
+            "ratio_serial", "ratio_cpu", "kb_depth")
     logger.info("%dx%d, color q%d 4:2:0, %s, median of %d runs x %d frames (ms)",
                 args.width, args.height, args.quality, args.encoder, args.runs, args.frames)
     logger.info("| mode | depth q / sampling | %s |", " | ".join(cols))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -80,38 +80,43 @@ class FrameEncoder:
         depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
         if self._bgrx is None or self._bgrx.shape[:2] != (h, w):
             self._bgrx = np.empty((h, w, 4), np.uint8)
-        out, cfg = self._bgrx, self.cfg
-        args = (cfg.depth_mode, cfg.depth_min, cfg.depth_max, meta.depth_scale or 0.001)
-        # Both cores render half the rows each before the two encodes start: the depth
-        # encode is the longer one, so this is what shortens the frame.
-        half = h // 2
-        top = self.pool.submit(render_depth_bgrx, depth[:half], *args, out=out[:half])
-        render_depth_bgrx(depth[half:], *args, out=out[half:])
-        top.result()
-        return out
+        cfg = self.cfg
+        return render_depth_bgrx(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
+                                 meta.depth_scale or 0.001, out=self._bgrx)
 
     def encode(self, meta: SlotMeta, view: memoryview,
                wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
-        """(JPEG bytes, width, height) for each wanted stream of this frame."""
+        """(JPEG bytes, width, height) for each wanted stream of this frame.
+
+        Color goes to a pool thread first; this thread meanwhile renders depth and encodes
+        it itself, so the two encodes overlap at the cost of one thread hand-off.
+        """
         cfg = self.cfg
         color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
         if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
             color = self.chain.apply(color)
         jobs: dict[str, Future[bytes]] = {}
         sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0])}
-        if "depth" in wanted or "combined" in wanted:
-            depth_img = self._depth_image(meta, view, color)
-            if "depth" in wanted:
-                jobs["depth"] = self.pool.submit(
-                    self.codec.encode, depth_img, cfg.depth_quality, cfg.depth_subsampling)
-            if "combined" in wanted:
-                jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
-            sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
-            sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
-                                 // max(depth_img.shape[0], 1), color.shape[0])
         if "color" in wanted:
             jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
-        return {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        depth_jpeg: bytes | None = None
+        try:
+            if "depth" in wanted or "combined" in wanted:
+                depth_img = self._depth_image(meta, view, color)
+                sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
+                sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
+                                     // max(depth_img.shape[0], 1), color.shape[0])
+                if "combined" in wanted:
+                    jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
+                if "depth" in wanted:
+                    depth_jpeg = self.codec.encode(depth_img, cfg.depth_quality,
+                                                   cfg.depth_subsampling)
+        finally:
+            wait(jobs.values())  # nothing may still read the frame or the reused buffer
+        out = {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        if depth_jpeg is not None:
+            out["depth"] = (depth_jpeg, *sizes["depth"])
+        return out
 
     def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
         depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
