@@ -28,13 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from camera.synthetic import SyntheticSource  # noqa: E402
 from encoder.codec import JpegCodec, pick_backend  # noqa: E402
-from encoder.depth import DEPTH_MODES, _bgr_lut, render_depth_bgrx  # noqa: E402
+from encoder.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
 from encoder.filters import FilterChain  # noqa: E402
 from encoder.process import FrameEncoder  # noqa: E402
 from pipeline.config import (  # noqa: E402
@@ -130,7 +131,16 @@ def run_mode(cfg: Config, args: argparse.Namespace, frames: list[tuple[SlotMeta,
     codec = JpegCodec(pick_backend(args.encoder))
     w, h = args.width, args.height
     out = np.empty((h, w, 4), np.uint8)
-    old_lut = _bgr_lut(mode, cfg.depth_min, cfg.depth_max, frames[0][0].depth_scale)
+    scale = frames[0][0].depth_scale
+    old_lut = _bgr_lut(mode, cfg.depth_min, cfg.depth_max, scale)
+    gray_lut = _level_lut(cfg.depth_min, cfg.depth_max, scale, 0)
+
+    def render_old(depth: np.ndarray) -> np.ndarray:
+        """The render as it was: a 65536x3 table, or for gray a uint8 table plus cvtColor."""
+        if mode == "gray":
+            return cv2.cvtColor(np.take(gray_lut, depth), cv2.COLOR_GRAY2BGR)
+        return np.take(old_lut, depth, axis=0)
+
     runs: list[dict[str, float]] = []
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
         enc = FrameEncoder(cfg, codec, pool, FilterChain([]))
@@ -152,7 +162,7 @@ def run_mode(cfg: Config, args: argparse.Namespace, frames: list[tuple[SlotMeta,
                     f.result(), g.result()
 
                 steps: dict[str, Callable[[], Any]] = {
-                    "render_old": lambda d=depth: np.take(old_lut, d, axis=0),
+                    "render_old": lambda d=depth: render_old(d),
                     "render": lambda d=depth, m=meta: render_depth_bgrx(
                         d, mode, cfg.depth_min, cfg.depth_max, m.depth_scale, out=out),
                     "enc_depth": lambda: codec.encode(out, dq, ds),
