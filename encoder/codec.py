@@ -79,15 +79,15 @@ class _Compressor:
         self.handle = lib.tjInitCompress()
         if not self.handle:
             raise OSError("tjInitCompress failed")
-        self.buf: ctypes.Array[ctypes.c_ubyte] | None = None
+        self.buf = np.empty(0, np.uint8)  # np.empty: pages stay unmapped until written
 
     def encode(self, img: np.ndarray, pixel_format: int, subsamp: int, quality: int) -> bytes:
         """JPEG of an image whose rows are contiguous (any pitch); the JPEG is copied once."""
         h, w = img.shape[:2]
         need = self.lib.tjBufSize(w, h, subsamp)
-        if self.buf is None or len(self.buf) < need:
-            self.buf = (ctypes.c_ubyte * need)()
-        ptr = ctypes.c_void_p(ctypes.addressof(self.buf))
+        if len(self.buf) < need:
+            self.buf = np.empty(need, np.uint8)
+        ptr = ctypes.c_void_p(self.buf.ctypes.data)
         size = ctypes.c_ulong(len(self.buf))
         if self.lib.tjCompress2(self.handle, img.ctypes.data, w, img.strides[0], h, pixel_format,
                                 ctypes.byref(ptr), ctypes.byref(size), subsamp, quality,
