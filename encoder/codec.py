@@ -4,7 +4,7 @@ The backend is picked once per process (`pick_backend`) and reported in /status.
 TurboJPEG handles are not thread-safe and cost ~2 ms to create, so each thread keeps
 its own (`JpegCodec.encode` looks it up in a thread-local). Encoding calls tjCompress2
 itself with a per-thread handle and output buffer: PyTurboJPEG makes a handle, a
-worst-case output buffer and two copies of the result on every call (~0.2 ms a 720p frame).
+worst-case output buffer and two copies of the result on every call (0.1-0.2 ms at 720p).
 """
 
 from __future__ import annotations
