@@ -11,13 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
 from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
-from encoder.depth import render_depth
+from encoder.depth import render_depth_bgrx
 from encoder.filters import FilterChain
 from pipeline.child import (
     Handles,
@@ -65,6 +65,8 @@ class FrameEncoder:
                  chain: FilterChain) -> None:
         self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
+        self._bgrx: np.ndarray | None = None  # depth picture, reused frame to frame
+        self._metric_bgrx: np.ndarray | None = None  # metric picture (another thread's)
         self._blank: dict[tuple[int, int], np.ndarray] = {}
         m = cfg.metric
         # The metric JPEG equals the depth JPEG when both use the same coding: encode once.
@@ -72,6 +74,7 @@ class FrameEncoder:
             m.mode, m.quality, m.subsampling)
 
     def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
+        """The depth picture to encode: BGRX from the depth plane, or a BGR stand-in."""
         h, w = meta.height, meta.width
         if meta.flags & FLAG_NO_SIGNAL:
             return color
@@ -81,9 +84,11 @@ class FrameEncoder:
                 self._no_depth[key] = render_no_depth(w, h)
             return self._no_depth[key]
         depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
+        if self._bgrx is None or self._bgrx.shape[:2] != (h, w):
+            self._bgrx = np.empty((h, w, 4), np.uint8)
         cfg = self.cfg
-        return render_depth(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
-                            meta.depth_scale or 0.001)
+        return render_depth_bgrx(depth, cfg.depth_mode, cfg.depth_min, cfg.depth_max,
+                                 meta.depth_scale or 0.001, out=self._bgrx)
 
     def _metric_image(self, meta: SlotMeta, view: memoryview) -> np.ndarray:
         """Depth in the metric stream's hue coding; all black (invalid) without depth."""
@@ -93,9 +98,11 @@ class FrameEncoder:
                 self._blank[(w, h)] = np.zeros((h, w, 3), np.uint8)
             return self._blank[(w, h)]
         depth = np.ndarray((h, w), np.uint16, buffer=view, offset=meta.len0)
+        if self._metric_bgrx is None or self._metric_bgrx.shape[:2] != (h, w):
+            self._metric_bgrx = np.empty((h, w, 4), np.uint8)
         cfg = self.cfg
-        return render_depth(depth, cfg.metric.mode, cfg.depth_min, cfg.depth_max,
-                            meta.depth_scale or 0.001)
+        return render_depth_bgrx(depth, cfg.metric.mode, cfg.depth_min, cfg.depth_max,
+                                 meta.depth_scale or 0.001, out=self._metric_bgrx)
 
     def _metric_jpeg(self, meta: SlotMeta, view: memoryview) -> bytes:
         m = self.cfg.metric
@@ -103,15 +110,15 @@ class FrameEncoder:
 
     def encode(self, meta: SlotMeta, view: memoryview,
                wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
-        """(JPEG bytes, width, height) for each wanted stream of this frame."""
+        """(JPEG bytes, width, height) for each wanted stream of this frame.
+
+        Color goes to a pool thread first; this thread meanwhile renders depth and encodes
+        it itself, so the two encodes overlap at the cost of one thread hand-off.
+        """
         cfg = self.cfg
         color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
         if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
             color = self.chain.apply(color)
-        need_depth = "depth" in wanted or "combined" in wanted
-        depth_f: Future[np.ndarray] | None = None
-        if need_depth:
-            depth_f = self.pool.submit(self._depth_image, meta, view, color)
         jobs: dict[str, Future[bytes]] = {}
         sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0]),
                                              "metric": (meta.width, meta.height)}
@@ -120,27 +127,35 @@ class FrameEncoder:
             jobs["metric"] = self.pool.submit(self._metric_jpeg, meta, view)
         if "color" in wanted:
             jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
-        if depth_f is not None:
-            depth_img = depth_f.result()
-            if "depth" in wanted:
-                jobs["depth"] = self.pool.submit(
-                    self.codec.encode, depth_img, cfg.depth_quality, cfg.depth_subsampling)
-            if "combined" in wanted:
-                jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
-            sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
-            sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
-                                 // max(depth_img.shape[0], 1), color.shape[0])
+        depth_jpeg: bytes | None = None
+        try:
+            if "depth" in wanted or "combined" in wanted:
+                depth_img = self._depth_image(meta, view, color)
+                sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
+                sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
+                                     // max(depth_img.shape[0], 1), color.shape[0])
+                if "combined" in wanted:
+                    jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
+                if "depth" in wanted:
+                    depth_jpeg = self.codec.encode(depth_img, cfg.depth_quality,
+                                                   cfg.depth_subsampling)
+        finally:
+            wait(jobs.values())  # nothing may still read the frame or the reused buffer
         out = {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        if depth_jpeg is not None:
+            out["depth"] = (depth_jpeg, *sizes["depth"])
         if "metric" in wanted and share:
             out["metric"] = out["depth"]
         return out
 
     def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
+        depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
         if depth_img.shape[0] != color.shape[0]:
             import cv2  # noqa: PLC0415
 
             scale = color.shape[0] / depth_img.shape[0]
-            depth_img = cv2.resize(depth_img, (int(depth_img.shape[1] * scale), color.shape[0]))
+            depth_img = cv2.resize(np.ascontiguousarray(depth_img),
+                                   (int(depth_img.shape[1] * scale), color.shape[0]))
         return self.codec.encode(np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 

@@ -77,3 +77,49 @@ def test_depth_scale_is_honoured() -> None:
     a = render_depth(mm, "gray", 0.3, 6.0, 0.001)
     b = render_depth(quarter_mm, "gray", 0.3, 6.0, 0.00025)
     assert a.tolist() == b.tolist()
+
+
+def test_turbojpeg_encode_gives_pyturbojpegs_bytes_for_every_layout(scene: np.ndarray) -> None:
+    from turbojpeg import (  # noqa: PLC0415
+        TJPF_BGR,
+        TJPF_GRAY,
+        TJSAMP_420,
+        TJSAMP_444,
+        TJSAMP_GRAY,
+        TurboJPEG,
+    )
+
+    tj, codec = TurboJPEG(), JpegCodec("turbojpeg")
+    gray = np.ascontiguousarray(scene[:, :, 1])
+    assert codec.encode(gray, 85) == tj.encode(gray[:, :, None], 85, TJPF_GRAY, TJSAMP_GRAY)
+    for quality, samp, name in ((80, TJSAMP_420, "420"), (95, TJSAMP_444, "444")):
+        want = tj.encode(scene, quality, TJPF_BGR, samp)
+        assert codec.encode(scene, quality, name) == want
+        bgrx = np.zeros((*scene.shape[:2], 4), np.uint8)
+        bgrx[:, :, :3] = scene
+        assert codec.encode(bgrx, quality, name) == want
+        assert codec.encode(bgrx[:, :, :3], quality, name) == want  # strided view
+        wide = np.zeros((scene.shape[0], scene.shape[1] + 16, 3), np.uint8)
+        wide[:, :-16] = scene
+        assert codec.encode(wide[:, :-16], quality, name) == want  # padded rows
+        flipped = scene[::-1]
+        assert codec.encode(flipped, quality, name) == tj.encode(
+            np.ascontiguousarray(flipped), quality, TJPF_BGR, samp)
+    with pytest.raises(ValueError):
+        codec.encode(scene.astype(np.uint16), 80)
+    with pytest.raises(ValueError):
+        codec.encode(scene[:, :, :2], 80)
+
+
+def test_turbojpeg_encode_from_threads_and_growing_frames(scene: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    codec = JpegCodec("turbojpeg")
+    small = np.ascontiguousarray(scene[:120, :160])
+    big = np.ascontiguousarray(np.tile(scene, (2, 2, 1)))
+    want = {id(small): codec.encode(small, 90, "444"), id(big): codec.encode(big, 90, "444")}
+    assert codec.encode(small, 90, "444") == want[id(small)]  # after the buffer grew
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        jobs = [(img, pool.submit(codec.encode, img, 90, "444")) for img in [small, big] * 8]
+        assert all(f.result() == want[id(img)] for img, f in jobs)
+    assert codec.decode(want[id(big)]).shape == big.shape

@@ -3,6 +3,7 @@ after JPEG, deflying filter."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 
@@ -12,7 +13,8 @@ import pytest
 from turbojpeg import TJSAMP_444, TurboJPEG
 
 from encoder import hue
-from encoder.depth import DEPTH_MODES, render_depth
+from encoder.codec import JpegCodec
+from encoder.depth import DEPTH_MODES, render_depth, render_depth_bgrx
 from encoder.hue import (
     DEPTH_LEVELS,
     HUE_GUARD,
@@ -27,6 +29,15 @@ from encoder.hue import (
     hue_headers,
     hue_index,
     hue_index_lut,
+)
+from pipeline.config import (
+    Config,
+    OneLineParser,
+    add_common_args,
+    add_encoder_args,
+    add_source_args,
+    config_from,
+    finish,
 )
 
 DMIN, DMAX = 0.3, 10.0
@@ -313,6 +324,39 @@ def test_jpeg_q90_444_accuracy(scene: np.ndarray, mapping: str) -> None:
         assert frac["500-10000"] >= 0.95
         assert frac["300-500"] < 0.95
         assert frac["all"] >= 0.93
+
+
+def server_config(*argv: str) -> Config:
+    """The Config the server builds from these options (through finish())."""
+    p = OneLineParser()
+    add_source_args(p)
+    add_encoder_args(p)
+    add_common_args(p)
+    ns = p.parse_args(["--source", "synthetic", *argv])
+    root = logging.getLogger()
+    level = root.level
+    try:
+        return finish(p, ns, config_from(ns))
+    finally:
+        root.setLevel(level)
+
+
+def test_hue_log_meets_the_goal_at_the_server_defaults(scene: np.ndarray) -> None:
+    # hue-log goes out at q90 4:2:0; the 1 % / 95 % goal must hold at exactly that
+    cfg = server_config("--depth-mode", "hue-log")
+    assert (cfg.depth_quality, cfg.depth_subsampling) == (90, "420")
+    codec = JpegCodec("turbojpeg")
+    for depth in (scene, synthetic_depth_scene(seed=1, dropout=0.002)):
+        img = render_depth_bgrx(depth, "hue-log", DMIN, DMAX)
+        jpeg = codec.encode(img, cfg.depth_quality, cfg.depth_subsampling)
+        frac = within_1pct_by_range(depth, decode_hue_depth(jpeg, DMIN, DMAX, mapping="log"))
+        assert frac["all"] >= 0.97
+        for name in (f"{lo}-{hi}" for lo, hi in RANGES_MM):
+            assert frac[name] >= 0.95, name
+    assert server_config("--depth-mode", "hue-log", "--quality", "95").depth_quality == 95
+    for mode in ("hue", "hue-inverse"):  # these need full chroma to hold their ranges
+        cfg = server_config("--depth-mode", mode)
+        assert (cfg.depth_quality, cfg.depth_subsampling) == (90, "444")
 
 
 def test_deflying_snaps_flying_pixels_to_a_side_and_keeps_the_edge() -> None:
