@@ -19,6 +19,7 @@ from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
 from encoder.depth import render_depth
 from encoder.filters import FilterChain
+from encoder.shaping import requested_shape
 from pipeline.child import (
     Handles,
     drain,
@@ -62,8 +63,9 @@ class FrameEncoder:
     """Turns one raw frame into JPEGs for the requested streams."""
 
     def __init__(self, cfg: Config, codec: JpegCodec, pool: ThreadPoolExecutor,
-                 chain: FilterChain) -> None:
+                 chain: FilterChain, control: Control | None = None) -> None:
         self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
+        self.control = control
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
 
     def _depth_image(self, meta: SlotMeta, view: memoryview, color: np.ndarray) -> np.ndarray:
@@ -91,29 +93,31 @@ class FrameEncoder:
         depth_f: Future[np.ndarray] | None = None
         if need_depth:
             depth_f = self.pool.submit(self._depth_image, meta, view, color)
-        jobs: dict[str, Future[bytes]] = {}
-        sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0])}
+        jobs: dict[str, Future[tuple[bytes, int, int]]] = {}
         if "color" in wanted:
-            jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
+            jobs["color"] = self.pool.submit(self._jpeg, "color", color, cfg.quality, "420")
         if depth_f is not None:
             depth_img = depth_f.result()
             if "depth" in wanted:
-                jobs["depth"] = self.pool.submit(
-                    self.codec.encode, depth_img, cfg.depth_quality, cfg.depth_subsampling)
+                jobs["depth"] = self.pool.submit(self._jpeg, "depth", depth_img,
+                                                 cfg.depth_quality, cfg.depth_subsampling)
             if "combined" in wanted:
                 jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
-            sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
-            sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
-                                 // max(depth_img.shape[0], 1), color.shape[0])
-        return {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
+        return {name: f.result() for name, f in jobs.items()}
 
-    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
+    def _jpeg(self, stream: str, img: np.ndarray, quality: int,
+              subsampling: str) -> tuple[bytes, int, int]:
+        """Encode at the quality and width a sink asked for (encoder/shaping.py)."""
+        img, quality = requested_shape(self.control, stream, img, quality)
+        return self.codec.encode(img, quality, subsampling), img.shape[1], img.shape[0]
+
+    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> tuple[bytes, int, int]:
         if depth_img.shape[0] != color.shape[0]:
             import cv2  # noqa: PLC0415
 
             scale = color.shape[0] / depth_img.shape[0]
             depth_img = cv2.resize(depth_img, (int(depth_img.shape[1] * scale), color.shape[0]))
-        return self.codec.encode(np.hstack((color, depth_img)), self.cfg.quality, "420")
+        return self._jpeg("combined", np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 
 def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
@@ -129,7 +133,7 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
         set_nonblocking_writer(handles.tap_wake_w)
         codec = JpegCodec(backend)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
-            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)))
+            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)), control)
             stats = {s: StreamStats(control, s) for s in STREAMS}
             _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop)
 

@@ -34,6 +34,9 @@ FIELDS: tuple[str, ...] = (
     "pid_capture", "pid_encoder", "pid_web",
     "hb_push", "restarts_push", "pid_push", "restarts_gps", "pid_gps",
     "info_version", "settings_version",
+    # push sink: the quality and width it asks the encoder to use for its stream (0: as
+    # configured), so an adaptive push shrinks frames where they are encoded, once
+    *(f"push_{k}_{s}" for s in STREAMS for k in ("quality", "width")),
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128
