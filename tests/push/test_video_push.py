@@ -215,6 +215,12 @@ def test_raw_tcp_push_splits_into_the_expected_jpegs(tmp_path: Path) -> None:
     ("-v", "https://127.0.0.1:8443", "-g", "gopher://x/"),
     ("-v", "https://127.0.0.1:8443", "--ca-file", "/nonexistent.pem"),
     ("-v", "https://127.0.0.1:8443", "--format", "h264"),
+    ("-v", "rtmp://127.0.0.1/live/cam"), ("-v", "srt://127.0.0.1:9000"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "10k"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "fast"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "nan"),
+    ("-v", "https://127.0.0.1:8443", "--min-quality", "95"),
+    ("-v", "https://127.0.0.1:8443", "--min-width", "0"),
 ])
 def test_bad_options_one_line_exit_2(args: tuple[str, ...]) -> None:
     res = subprocess.run([PYTHON, str(ROOT / "app_https_client.py"), *args],
