@@ -80,7 +80,7 @@ class Adapter:
         self.frame_bytes = 0.0       # EWMA of frame sizes at the current level
         self.frame_level: Level | None = None
         self.capacity = 0.0          # estimated link rate, bytes/s (0: unknown yet)
-        self.t_up = self.t_down = 0.0
+        self.t_up = self.t_down = float("-inf")
         self.hold = UP_HOLD_S
 
     @property
