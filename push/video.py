@@ -18,6 +18,7 @@ import ssl
 import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -91,8 +92,9 @@ def with_comment(jpeg: bytes, meta: SlotMeta, quality: int) -> bytes:
 class Connection:
     """One push connection; `send` writes one frame or raises PushFailed."""
 
-    def __init__(self, opts: PushOptions) -> None:
+    def __init__(self, opts: PushOptions, beat: Callable[[], None] | None = None) -> None:
         self.opts = opts
+        self.beat = beat  # called as bytes go out, so a long frame on a slow link is not a hang
         scheme, self.host, self.port, self.path = parse_destination(
             opts.url, ("https", "http", "tcp"))
         self.scheme = scheme
@@ -149,6 +151,8 @@ class Connection:
         try:
             while view:
                 view = view[self.sock.send(view):]
+                if self.beat is not None:
+                    self.beat()
         except TimeoutError:
             raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s") from None
         except OSError as exc:
@@ -236,9 +240,11 @@ class Pusher:
         failures = 0
         down_since: float | None = None
         self.control[f"sink_{self.opts.stream}"] = 1
+        self.control[self._q_field] = 0  # a restarted push starts from full size
+        self.control[self._w_field] = 0
         try:
             while not self.stop.is_set():
-                conn = Connection(self.opts)
+                conn = Connection(self.opts, self._beat)
                 try:
                     conn.open()
                     log.info("connected to %s%s", redact(self.opts.url),
@@ -263,6 +269,9 @@ class Pusher:
         finally:
             self.control[self._q_field] = 0
             self.control[self._w_field] = 0
+
+    def _beat(self) -> None:
+        self.control["hb_push"] = time.time()
 
     def _stream(self, conn: Connection) -> None:
         assert conn.sock is not None
