@@ -39,6 +39,7 @@ pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"shaped-link tests: {_
 VIDEO = ("--stream", "color", "--width", "1280", "--height", "720", "--fps", "30")
 VIDEO_PORT, GPS_PORT, GPSD_PORT = 8000, 8001, 2947
 LATENCY_BOUND_S = 0.5
+GPS_CYCLE = 0.1  # gpsfake's delay per sentence: 4 sentences per fix -> 0.4 s per fix
 PHASE_S, SETTLE_S = 7.0, 5.0  # each rate step, and the time allowed to get back in bound
 
 GPS_RECEIVER = r"""
@@ -98,8 +99,8 @@ def link() -> Iterator[ShapedLink]:
 def shaped_run(link: ShapedLink, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """One pusher (720p color, adaptive) over the shaped link, start-up paid once.
 
-    12 s at 4 Mbit/s while gpsfake's route is posted over the same link, then the rate
-    steps 8 -> 2 -> 8 Mbit/s, PHASE_S each.
+    12 s at 4 Mbit/s, then the rate steps 8 -> 2 -> 8 Mbit/s, PHASE_S each; meanwhile
+    gpsfake's route is posted over the same link.
     """
     tmp = tmp_path_factory.mktemp("shaped")
     link.set_rate(4)
@@ -114,24 +115,25 @@ def shaped_run(link: ShapedLink, tmp_path_factory: pytest.TempPathFactory) -> di
                        "--gps", f"gpsd://127.0.0.1:{GPSD_PORT}",
                        "--gps-interval", str(CYCLE)):
             wait_until(lambda: len(rx.arrivals) > 0, 40, "the first frame", log)
-            time.sleep(2.0)  # start-up: the first full-size frames, the first estimate
-            # gpsfake waits for the pusher's GPS reader to connect, then replays the route
-            # (45 fixes, 9 s) while the video keeps the link full.
+            # gpsfake replays the route (45 fixes, 0.4 s apart) once the pusher's GPS
+            # reader (retrying with backoff until now) connects, while the video keeps
+            # the link full through all the phases below.
             fake = subprocess.Popen(
                 link.cmd(link.a, require("gpsfake"), "-P", str(GPSD_PORT), "-1", "-q",
-                         "-c", str(CYCLE), str(ROUTE)),
+                         "-c", str(GPS_CYCLE), str(ROUTE)),
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            time.sleep(2.0)  # start-up: the first full-size frames, the first estimate
             t0 = time.time()
             time.sleep(12.0)
             t1 = time.time()
-            last = load_route()[-1]["time"]
-            wait_until(lambda: any(f["fix"]["time"] == last for f in gps.fixes), 15,
-                       "the route's last fix", log)
             for rate in (8, 2, 8):
                 link.set_rate(rate)
                 changes.append((time.time(), rate))
                 time.sleep(PHASE_S)
             end = time.time()
+            last = load_route()[-1]["time"]
+            wait_until(lambda: any(f["fix"]["time"] == last for f in gps.fixes), 15,
+                       "the route's last fix", log)
         return {"frames": rx.window(t0, t1), "seconds": t1 - t0, "fixes": list(gps.fixes),
                 "changes": changes, "changed": rx.window(changes[0][0], end), "end": end,
                 "log": log.read_text(errors="replace")}
@@ -159,13 +161,15 @@ def test_4mbit_adaptive_mjpeg_keeps_fps_and_latency(shaped_run: dict[str, Any]) 
 def test_gps_fixes_all_arrive_in_order_over_the_shaped_link(
         shaped_run: dict[str, Any]) -> None:
     fixes = shaped_run["fixes"]
-    assert_matches_route([f["fix"] for f in fixes], load_route(), min_len=40,
+    # A contiguous run of the route up to its last fix: in order, none twice, none lost
+    # once the reader was connected (when it connects depends on its reconnect backoff).
+    assert_matches_route([f["fix"] for f in fixes], load_route(), min_len=25,
                          partial_first=True)
-    # Not starved behind the video: gpsfake sends one fix per 0.2 s, and they keep
-    # reaching the far side at that pace (no stall, no bunching after a wait).
+    # Not starved behind the video: one fix per 0.4 s leaves, and they keep reaching
+    # the far side at that pace through every rate (no stall, no bunching after a wait).
     arrivals = [f["t"] for f in fixes]
     gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
-    assert max(gaps) < 1.0, gaps
+    assert max(gaps) < 1.2, gaps
 
 
 def test_rate_changes_keep_frames_flowing_and_latency_recovers(
