@@ -33,12 +33,23 @@ def namespaces_unavailable() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} (iproute2) is not installed"
     probe = f"{PREFIX}probe{os.getpid() % 100000}"
-    res = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True,
-                         check=False)
-    if res.returncode != 0:
-        return f"cannot create a network namespace: {res.stderr.strip()}"
-    subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False)
-    return None
+    steps = (
+        (["ip", "netns", "add", probe], "cannot create a network namespace"),
+        (["ip", "-n", probe, "link", "add", "pv0", "type", "veth", "peer", "name", "pv1"],
+         "cannot create a veth pair"),
+        (["tc", "-n", probe, "qdisc", "add", "dev", "pv0", "root", "tbf", "rate", "1mbit",
+          "burst", "32kbit", "latency", "100ms"], "cannot add a tbf qdisc"),
+    )
+    try:
+        for argv, what in steps:
+            res = subprocess.run(argv, capture_output=True, text=True, check=False,
+                                 timeout=10)
+            if res.returncode != 0:
+                return f"{what}: {res.stderr.strip()}"
+        return None
+    finally:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False,
+                       timeout=10)
 
 
 def _ip(*args: str) -> None:
@@ -70,6 +81,9 @@ class ShapedLink:
 
     def _setup(self) -> None:
         for ns in (self.a, self.b):
+            # A run killed outright (SIGKILL) with the same pid may have left this name.
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False,
+                           timeout=10)
             _ip("netns", "add", ns)
             self._made.append(ns)
         va, vb = f"{self.name}x", f"{self.name}y"
