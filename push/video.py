@@ -45,6 +45,7 @@ STATS_EVERY_S = 10.0
 # Unsent bytes the kernel may hold: a new frame is written only once the previous one
 # has (nearly) left, so a slow link drops frames at the source instead of queueing them.
 NOTSENT_LOWAT = 16 * 1024
+SEND_PIECE = 16 * 1024
 
 
 class PushFailed(Exception):
@@ -150,7 +151,9 @@ class Connection:
         view = memoryview(data)
         try:
             while view:
-                view = view[self.sock.send(view):]
+                # Pieces of one TLS record at most: an SSL write's timeout covers the
+                # whole call, and the stall rule is about progress, not frame size.
+                view = view[self.sock.send(view[:SEND_PIECE]):]
                 if self.beat is not None:
                     self.beat()
         except TimeoutError:
