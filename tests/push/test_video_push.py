@@ -154,7 +154,12 @@ def test_client_reconnects_after_each_listener_restart(cert: dict[str, Path],
     retry = 1.0
     with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
                 "-r", str(retry), *SRC, log=tmp_path / "c.log"):
-        time.sleep(1.5)  # the destination is down at first: the client keeps retrying
+        # The destination is down at first: wait until the client is up and retrying
+        # (start-up is slow on a busy machine), then bring listeners up one by one.
+        deadline = time.monotonic() + 30
+        while not all(m in (tmp_path / "c.log").read_text() for m in ("streaming", "retrying")):
+            assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+            time.sleep(0.05)
         for i in range(3):
             out = tmp_path / f"out{i}.mjpeg"
             listener = start_listener(port, cert, out)
