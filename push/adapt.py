@@ -1,7 +1,7 @@
 """Adaptive MJPEG for a thin push link: estimate the link, pick a frame size that fits.
 
-The push sink measures what the link carries (bytes the kernel acknowledged, the time the
-sender spent blocked on a full socket, and the kernel's own delivery-rate samples from
+The push sink measures what the link carries (bytes written and the time the sender
+spent blocked on a full socket, and the kernel's own delivery-rate samples from
 TCP_INFO) and picks a (width, quality) level from a ladder so that frames keep flowing at
 a useful rate. It only *asks*: the encoder process applies the level (encoder/shaping.py),
 so every frame is still encoded once. `TokenBucket` enforces `--max-bitrate`.
@@ -178,33 +178,15 @@ class TokenBucket:
         return (min(nbytes, self.depth) - self.tokens) / self.rate
 
 
-@dataclass(frozen=True)
-class TcpInfo:
-    """The few TCP_INFO fields the push uses (Linux struct tcp_info offsets)."""
-
-    rtt_us: int
-    bytes_acked: int
-    notsent: int
-    unacked: int
-    delivery_rate: float
-    app_limited: bool
-
-
-def tcp_info(sock: socket.socket) -> TcpInfo | None:
-    """Read TCP_INFO (None where the kernel or platform does not offer it)."""
+def delivery_rate(sock: socket.socket) -> float | None:
+    """The kernel's latest delivery-rate sample in bytes/s (TCP_INFO; None if unavailable)."""
     try:
         raw = sock.getsockopt(socket.IPPROTO_TCP, _TCP_INFO, 232)
     except OSError:
         return None
-    if len(raw) < 168:
+    if len(raw) < 168:  # struct tcp_info before Linux 4.9 has no tcpi_delivery_rate
         return None
-    unacked = struct.unpack_from("<I", raw, 24)[0]
-    rtt = struct.unpack_from("<I", raw, 68)[0]
-    acked = struct.unpack_from("<Q", raw, 120)[0]
-    notsent = struct.unpack_from("<I", raw, 144)[0]
-    rate = struct.unpack_from("<Q", raw, 160)[0]
-    return TcpInfo(rtt_us=rtt, bytes_acked=acked, notsent=notsent, unacked=unacked,
-                   delivery_rate=float(rate), app_limited=bool(raw[7] & 1))
+    return float(struct.unpack_from("<Q", raw, 160)[0])
 
 
 def bound_socket_queue(sock: socket.socket, lowat: int) -> None:

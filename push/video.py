@@ -31,8 +31,8 @@ from push.adapt import (
     Adapter,
     TokenBucket,
     bound_socket_queue,
+    delivery_rate,
     jpeg_quality,
-    tcp_info,
 )
 from push.urls import parse_destination, redact
 
@@ -388,9 +388,9 @@ class _Tick:
 
     def sample(self) -> None:
         """Keep the kernel's delivery-rate sample (after each frame)."""
-        info = tcp_info(self.sock)
-        if info is not None and info.delivery_rate > 0:
-            self.rates.append(info.delivery_rate)
+        rate = delivery_rate(self.sock)
+        if rate:
+            self.rates.append(rate)
 
     def close(self, now: float) -> dict[str, float]:
         """This tick's figures (the median sample, robust to odd ones), and start anew."""
