@@ -189,6 +189,27 @@ def test_rate_changes_keep_frames_flowing_and_latency_recovers(
         assert settled and not late, (rate, late, summary(settled, PHASE_S - SETTLE_S))
 
 
+def test_without_adapting_a_slow_link_drops_frames_instead_of_queueing_them(
+        link: ShapedLink, tmp_path: Path) -> None:
+    rate = 4
+    link.set_rate(rate)
+    log = tmp_path / "push.log"
+    with FfmpegReceiver(link, VIDEO_PORT + 2, tmp_path / "ffmpeg.log") as rx, \
+            pusher(link, VIDEO_PORT + 2, log, *VIDEO, "--gps", "none", "--no-adapt"):
+        wait_until(lambda: len(rx.arrivals) > 0, 40, "the first frame", log)
+        t0 = time.time()
+        time.sleep(6.0)
+        frames = rx.window(t0, time.time())
+    s = summary(frames, 6.0)
+    assert s["width"] == 1280 and s["quality"] == 80, s
+    # Full-size frames take ~0.28 s each at 4 Mbit/s: a few per second get through, each
+    # within 0.5 s plus its own transfer time, where queued frames would age by seconds.
+    assert s["fps"] >= 2, s
+    bound = [LATENCY_BOUND_S + a.nbytes * 8 / (rate * 1e6) for a in frames]
+    assert sorted(a.latency for a in frames)[len(frames) // 2] <= min(bound), s
+    assert max(a.latency - b for a, b in zip(frames, bound, strict=True)) < 0.5, s
+
+
 def test_a_receiver_that_never_reads_still_trips_the_stall_rule(tmp_path: Path) -> None:
     srv = socket.create_server(("127.0.0.1", 0))
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
