@@ -24,6 +24,7 @@ UP_HOLD_S = 1.0       # least time before a step up (steps down are immediate)
 MAX_HOLD_S = 8.0      # the hold doubles after each step up the link could not carry
 UP_MARGIN = 0.85      # a level above the current one must fit with this much to spare
 BUSY_LIMITED = 0.7    # share of a tick blocked on the socket that means "link-limited"
+BUSY_IDLE = 0.3       # ... and a share below which the link clearly has room to spare
 WIDTH_STEPS = (1.0, 0.75, 0.5, 0.375, 0.25)
 
 # Relative JPEG size against quality (libjpeg tables, natural images; 80 -> 1).
@@ -82,6 +83,7 @@ class Adapter:
         self.capacity = 0.0          # estimated link rate, bytes/s (0: unknown yet)
         self.t_up = self.t_down = float("-inf")
         self.hold = UP_HOLD_S
+        self.idle_ticks = 0
 
     @property
     def level(self) -> Level | None:
@@ -114,6 +116,11 @@ class Adapter:
         kernel's delivery-rate samples (taken as frames burst out) say how much more, but
         the estimate may at most double what was sent, so a wrong sample costs one probe.
         """
+        # Two ticks with the socket mostly idle: the link has room now, whatever the
+        # probes at its old limit said, so steps up need no long hold any more.
+        self.idle_ticks = self.idle_ticks + 1 if busy < BUSY_IDLE else 0
+        if self.idle_ticks >= 2:
+            self.hold = UP_HOLD_S
         if busy >= BUSY_LIMITED and sent_rate > 0:
             est = sent_rate / busy
             self.capacity = est if not self.capacity else min(0.5 * (self.capacity + est),

@@ -103,9 +103,16 @@ class ShapedLink:
                         "latency", "100ms"], check=True, capture_output=True, timeout=10)
 
     def set_rate(self, rate_mbit: float) -> None:
-        """Change the shaped rate while traffic flows."""
+        """Change the shaped rate while traffic flows; 0 removes the shaping (a free link)."""
+        if rate_mbit == 0:
+            if self.rate_mbit:
+                subprocess.run(["tc", "-n", self.a, "qdisc", "del", "dev", self.dev, "root"],
+                               check=True, capture_output=True, timeout=10)
+        else:
+            verb = "change" if self.rate_mbit else "add"
+            self.rate_mbit = rate_mbit
+            self._tc(verb)
         self.rate_mbit = rate_mbit
-        self._tc("change")
 
     def cmd(self, ns: str, *argv: str) -> list[str]:
         """argv run inside namespace `ns`."""

@@ -80,6 +80,10 @@ def test_a_step_up_the_link_cannot_carry_makes_the_next_try_wait_longer() -> Non
     # ... which the link cannot carry: straight back down, and a longer hold.
     _tick(ad, 2.0, sent=2 * MBIT, busy=1.0, delivery=2 * MBIT)
     assert ad.index > up and ad.hold > 1.0
+    # Once the link clearly has room (the socket mostly idle), the hold is short again.
+    _tick(ad, 2.5, sent=2 * MBIT, busy=0.1, delivery=20 * MBIT)
+    _tick(ad, 3.0, sent=2 * MBIT, busy=0.1, delivery=20 * MBIT)
+    assert ad.hold == 1.0
 
 
 def test_token_bucket_paces_to_its_rate() -> None:
