@@ -36,7 +36,7 @@ FIELDS: tuple[str, ...] = (
     "info_version", "settings_version",
     # push sink: the quality and width it asks the encoder to use for its stream (0: as
     # configured), so an adaptive push shrinks frames where they are encoded, once
-    *(f"push_{k}_{s}" for s in STREAMS for k in ("quality", "width")),
+    *(f"push_{k}_{s}" for s in ("color", "depth", "combined") for k in ("quality", "width")),
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128
