@@ -10,6 +10,7 @@ process (and a GPS process when -g is given).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 import sys
@@ -32,6 +33,23 @@ log = logging.getLogger("app_https_client")
 
 
 _seconds = ranged(float, 0.05, 3600, "a number of seconds")
+MIN_BITRATE, MAX_BITRATE = 64_000, 10 * 10**9
+_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def _bitrate(text: str) -> float:
+    """Bits per second with an optional k/M/G suffix (decimal), within a sane range."""
+    t = text.strip().lower().removesuffix("bit/s").removesuffix("bps").removesuffix("b")
+    mult = _SUFFIX.get(t[-1:], 1.0)
+    num = t[:-1] if t[-1:] in _SUFFIX else t
+    try:
+        value = float(num) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a bit rate (e.g. 4M, 800k)") from None
+    if not MIN_BITRATE <= value <= MAX_BITRATE:  # also rejects NaN
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range ({MIN_BITRATE // 1000}k to {MAX_BITRATE // 10**9}G bit/s)")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> Config:
@@ -68,11 +86,27 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
     g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
                    help="seconds between GPS posts (default 1)")
+    a = p.add_argument_group("adaptive push")
+    a.add_argument("--max-bitrate", type=_bitrate, default=None, metavar="RATE",
+                   help="cap the video push at RATE bits/s (e.g. 4M, 800k, 2500000; "
+                   f"{MIN_BITRATE // 1000}k to {MAX_BITRATE // 10**9}G); frames that would "
+                   "exceed it are skipped and, when adapting, frames are made to fit it")
+    a.add_argument("--no-adapt", dest="adapt", action="store_false",
+                   help="always push at --quality and full size (default: measure the link "
+                   "and lower quality, then size, then rate to keep frames flowing)")
+    a.add_argument("--min-quality", type=ranged(int, 1, 100, "a whole number"), default=30,
+                   metavar="Q", help="lowest JPEG quality adapting may choose (default 30)")
+    a.add_argument("--min-width", type=ranged(int, 16, 7680, "a whole number"), default=320,
+                   metavar="PIXELS",
+                   help="narrowest frame adapting may choose (default 320; frames keep "
+                   "their aspect ratio)")
     add_source_args(p)
     add_encoder_args(p)
     add_robotics_args(p, gps=False)
     add_common_args(p)
     ns = p.parse_args(argv)
+    if ns.min_quality > ns.quality:
+        p.error(f"--min-quality {ns.min_quality} is above --quality {ns.quality}")
     try:
         parse_destination(ns.video, ("https", "http", "tcp"))
         if ns.gps_url:
@@ -110,10 +144,15 @@ def main(argv: list[str] | None = None) -> int:
     x = cfg.extra
     opts = PushOptions(url=x["video"], stream=x["stream"], fmt=x["fmt"], retry=x["retry"],
                        max_retries=x["max_retries"], ca_file=x["ca_file"],
-                       insecure=x["insecure"])
+                       insecure=x["insecure"], adapt=x["adapt"], max_bitrate=x["max_bitrate"],
+                       max_quality=cfg.quality, min_quality=x["min_quality"],
+                       min_width=x["min_width"])
     if opts.insecure and opts.url.startswith("https"):
         log.warning("--insecure: the listener's certificate is NOT verified")
-    log.info("pushing %s as %s to %s", opts.stream, opts.fmt, redact(opts.url))
+    cap = f", at most {opts.max_bitrate / 1e6:g} Mbit/s" if opts.max_bitrate else ""
+    how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
+           f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
+    log.info("pushing %s as %s to %s, %s%s", opts.stream, opts.fmt, redact(opts.url), how, cap)
 
     def sinks(cfg: Config, handles: object, backend: str) -> list[ChildSpec]:
         specs = [ChildSpec("push", push_main, (cfg, handles, opts), heartbeat="hb_push")]

@@ -19,6 +19,7 @@ from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
 from encoder.depth import render_depth_bgrx
 from encoder.filters import FilterChain
+from encoder.shaping import requested_shape
 from pipeline.child import (
     Handles,
     drain,
@@ -62,8 +63,9 @@ class FrameEncoder:
     """Turns one raw frame into JPEGs for the requested streams."""
 
     def __init__(self, cfg: Config, codec: JpegCodec, pool: ThreadPoolExecutor,
-                 chain: FilterChain) -> None:
+                 chain: FilterChain, control: Control | None = None) -> None:
         self.cfg, self.codec, self.pool, self.chain = cfg, codec, pool, chain
+        self.control = control
         self._no_depth: dict[tuple[int, int], np.ndarray] = {}
         self._bgrx: np.ndarray | None = None  # depth picture, reused frame to frame
         self._metric_bgrx: np.ndarray | None = None  # metric picture (another thread's)
@@ -104,9 +106,11 @@ class FrameEncoder:
         return render_depth_bgrx(depth, cfg.metric.mode, cfg.depth_min, cfg.depth_max,
                                  meta.depth_scale or 0.001, out=self._metric_bgrx)
 
-    def _metric_jpeg(self, meta: SlotMeta, view: memoryview) -> bytes:
+    def _metric_jpeg(self, meta: SlotMeta, view: memoryview) -> tuple[bytes, int, int]:
+        """The metric JPEG: never shaped by a sink, since its quality keeps depth decodable."""
         m = self.cfg.metric
-        return self.codec.encode(self._metric_image(meta, view), m.quality, m.subsampling)
+        jpeg = self.codec.encode(self._metric_image(meta, view), m.quality, m.subsampling)
+        return jpeg, meta.width, meta.height
 
     def encode(self, meta: SlotMeta, view: memoryview,
                wanted: list[str]) -> dict[str, tuple[bytes, int, int]]:
@@ -119,36 +123,41 @@ class FrameEncoder:
         color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=view)
         if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
             color = self.chain.apply(color)
-        jobs: dict[str, Future[bytes]] = {}
-        sizes: dict[str, tuple[int, int]] = {"color": (color.shape[1], color.shape[0]),
-                                             "metric": (meta.width, meta.height)}
-        share = self._metric_is_depth and "depth" in wanted and meta.flags & FLAG_HAS_DEPTH
+        jobs: dict[str, Future[tuple[bytes, int, int]]] = {}
+        share = (self._metric_is_depth and "depth" in wanted and meta.flags & FLAG_HAS_DEPTH
+                 and not self._shaped("depth"))
         if "metric" in wanted and not share:
             jobs["metric"] = self.pool.submit(self._metric_jpeg, meta, view)
         if "color" in wanted:
-            jobs["color"] = self.pool.submit(self.codec.encode, color, cfg.quality, "420")
-        depth_jpeg: bytes | None = None
+            jobs["color"] = self.pool.submit(self._jpeg, "color", color, cfg.quality, "420")
+        out: dict[str, tuple[bytes, int, int]] = {}
         try:
             if "depth" in wanted or "combined" in wanted:
                 depth_img = self._depth_image(meta, view, color)
-                sizes["depth"] = (depth_img.shape[1], depth_img.shape[0])
-                sizes["combined"] = (color.shape[1] + depth_img.shape[1] * color.shape[0]
-                                     // max(depth_img.shape[0], 1), color.shape[0])
                 if "combined" in wanted:
                     jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
                 if "depth" in wanted:
-                    depth_jpeg = self.codec.encode(depth_img, cfg.depth_quality,
-                                                   cfg.depth_subsampling)
+                    out["depth"] = self._jpeg("depth", depth_img, cfg.depth_quality,
+                                              cfg.depth_subsampling)
         finally:
             wait(jobs.values())  # nothing may still read the frame or the reused buffer
-        out = {name: (f.result(), *sizes[name]) for name, f in jobs.items()}
-        if depth_jpeg is not None:
-            out["depth"] = (depth_jpeg, *sizes["depth"])
+        out.update({name: f.result() for name, f in jobs.items()})
         if "metric" in wanted and share:
             out["metric"] = out["depth"]
         return out
 
-    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> bytes:
+    def _shaped(self, stream: str) -> bool:
+        """True while a sink asks for another quality or width of `stream`."""
+        c = self.control
+        return c is not None and bool(c[f"push_quality_{stream}"] or c[f"push_width_{stream}"])
+
+    def _jpeg(self, stream: str, img: np.ndarray, quality: int,
+              subsampling: str) -> tuple[bytes, int, int]:
+        """Encode at the quality and width a sink asked for (encoder/shaping.py)."""
+        img, quality = requested_shape(self.control, stream, img, quality)
+        return self.codec.encode(img, quality, subsampling), img.shape[1], img.shape[0]
+
+    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> tuple[bytes, int, int]:
         depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
         if depth_img.shape[0] != color.shape[0]:
             import cv2  # noqa: PLC0415
@@ -156,7 +165,7 @@ class FrameEncoder:
             scale = color.shape[0] / depth_img.shape[0]
             depth_img = cv2.resize(np.ascontiguousarray(depth_img),
                                    (int(depth_img.shape[1] * scale), color.shape[0]))
-        return self.codec.encode(np.hstack((color, depth_img)), self.cfg.quality, "420")
+        return self._jpeg("combined", np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 
 def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
@@ -174,7 +183,7 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
             set_nonblocking_writer(w)
         codec = JpegCodec(backend)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
-            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)))
+            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)), control)
             stats = {s: StreamStats(control, s) for s in STREAMS}
             _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop)
 

@@ -56,6 +56,9 @@ FIELDS: tuple[str, ...] = (
     # Foxglove WebSocket and MCAP recorder children (sink_<stream>_<child>: one writer each)
     "hb_foxglove", "restarts_foxglove", "pid_foxglove", "sink_color_foxglove",
     "hb_mcap", "restarts_mcap", "pid_mcap", "sink_color_mcap",
+    # push sink: the quality and width it asks the encoder to use for its stream (0: as
+    # configured), so an adaptive push shrinks frames where they are encoded, once
+    *(f"push_{k}_{s}" for s in ("color", "depth", "combined") for k in ("quality", "width")),
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

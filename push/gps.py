@@ -5,11 +5,13 @@ fixes with a valid position (mode 2 or 3) and a timestamp are published; a fix i
 identified by its timestamp, so a refined report for the same epoch replaces the
 latest fix instead of counting as a new one.
 
-`GpsPoster` *samples*: every ``interval`` seconds it takes the reader's newest fix,
-but only if its timestamp differs from the last fix taken, so a fix is never sent
-twice and a stalled receiver sends nothing.  With a receiver faster than the interval
-the intermediate fixes are skipped (the posting rate is what ``--gps-interval`` sets);
-with a receiver slower than the interval every fix is sent.  Taken fixes go through a
+`GpsPoster` *samples*: every ``interval`` seconds it takes the fixes that arrived
+since it last looked, keeping each one that is at least (nine tenths of) an interval
+newer, by its own timestamp, than the last fix taken, so a fix is never sent twice and
+a stalled receiver sends nothing.  With a receiver faster than the interval the
+intermediate fixes are skipped (the posting rate is what ``--gps-interval`` sets);
+with a receiver slower than the interval every fix is sent, even when a busy machine
+delivers several at once.  Taken fixes go through a
 bounded backlog that survives outages of the route: they are sent strictly in order,
 removed only after a 2xx, and the oldest are dropped (and counted) past the bound.
 The backlog lives in memory only.  A post that times out may still have reached the
@@ -100,6 +102,8 @@ class GpsReader:
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._queue: collections.deque[GpsFix] = collections.deque(maxlen=queue_size)
+        self._history: collections.deque[tuple[int, GpsFix]] = collections.deque(
+            maxlen=queue_size)
         self._latest: GpsFix | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,6 +141,11 @@ class GpsReader:
         with self._lock:
             return self._latest
 
+    def since(self, seq: int) -> list[tuple[int, GpsFix]]:
+        """(sequence number, fix) of every new fix after `seq`, oldest first (bounded)."""
+        with self._lock:
+            return [item for item in self._history if item[0] > seq]
+
     def get(self, timeout: float | None = None) -> GpsFix | None:
         """Pop the oldest queued new fix, waiting up to `timeout` s; None on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -156,6 +165,7 @@ class GpsReader:
             if not same_epoch:
                 self.fixes += 1
                 self._queue.append(fix)
+                self._history.append((self.fixes, fix))
                 self._cond.notify_all()
 
     def _run_guarded(self) -> None:
@@ -550,6 +560,7 @@ class GpsPoster:
         self.taken = 0
         self._backlog: collections.deque[GpsFix] = collections.deque()
         self._last_time: str | None = None
+        self._last_seq = 0
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -597,14 +608,30 @@ class GpsPoster:
             log.info("GPS poster stopped with %d unsent fixes", len(self._backlog))
 
     def sample(self) -> bool:
-        """Take the reader's newest fix into the backlog if it is new; True if taken."""
-        fix = self.reader.latest()
-        if fix is None or fix.time == self._last_time:
+        """Take new fixes into the backlog; True if any was taken.
+
+        From a reader that keeps its history, every fix at least 0.9 `interval` (in fix
+        time) after the last one taken is taken, so a burst of late deliveries (a busy machine,
+        a gpsd that lagged) loses nothing; otherwise the reader's newest fix, if new.
+        """
+        since = getattr(self.reader, "since", None)
+        if since is None:
+            fix = self.reader.latest()
+            fixes = [] if fix is None or fix.time == self._last_time else [fix]
+        else:
+            fixes = []
+            for seq, fix in since(self._last_seq):
+                self._last_seq = seq
+                if fix.time != self._last_time and self._due(fix.time):
+                    fixes.append(fix)
+                    self._last_time = fix.time
+        if not fixes:
             return False
-        self._last_time = fix.time
+        self._last_time = fixes[-1].time
         with self._cond:
-            self.taken += 1
-            self._backlog.append(fix)
+            for fix in fixes:
+                self.taken += 1
+                self._backlog.append(fix)
             while len(self._backlog) > self.max_backlog:
                 self._backlog.popleft()
                 self.dropped += 1
@@ -614,6 +641,17 @@ class GpsPoster:
                                 self.max_backlog)
             self._cond.notify_all()
         return True
+
+    def _due(self, stamp: str) -> bool:
+        """True if fix time `stamp` is at least 0.9 interval after the last fix taken."""
+        if self._last_time is None:
+            return True
+        try:
+            t = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+            last = datetime.fromisoformat(self._last_time.replace("Z", "+00:00"))
+        except ValueError:
+            return True
+        return (t - last).total_seconds() >= 0.9 * self.interval
 
     def _sample_loop(self) -> None:
         next_tick = time.monotonic()

@@ -15,8 +15,10 @@ import logging
 import select
 import socket
 import ssl
+import statistics
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -24,6 +26,14 @@ from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, r
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing, SlotMeta
+from push.adapt import (
+    TICK_S,
+    Adapter,
+    TokenBucket,
+    bound_socket_queue,
+    delivery_rate,
+    jpeg_quality,
+)
 from push.urls import parse_destination, redact
 
 log = logging.getLogger("push")
@@ -32,13 +42,17 @@ BOUNDARY = "frame"
 CONNECT_TIMEOUT_S = 5.0
 STALL_TIMEOUT_S = 5.0
 STATS_EVERY_S = 10.0
+# Unsent bytes the kernel may hold: a new frame is written only once the previous one
+# has (nearly) left, so a slow link drops frames at the source instead of queueing them.
+NOTSENT_LOWAT = 16 * 1024
+SEND_PIECE = 16 * 1024
 
 
 class PushFailed(Exception):
     """The destination refused, reset, stalled or closed the push."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class PushOptions:
     """What app_https_client.py's command line says about the video push."""
 
@@ -49,6 +63,11 @@ class PushOptions:
     max_retries: int | None = None
     ca_file: str | None = None
     insecure: bool = False
+    adapt: bool = True
+    max_bitrate: float | None = None  # bits/s
+    max_quality: int = 80
+    min_quality: int = 30
+    min_width: int = 320
 
 
 def ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
@@ -60,11 +79,23 @@ def ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
     return ctx
 
 
+def with_comment(jpeg: bytes, meta: SlotMeta, quality: int) -> bytes:
+    """The JPEG with a COM segment after SOI carrying the part headers.
+
+    Bare `mjpeg`/`tcp://` pushes have no headers, and a listener that records with
+    `-c copy` keeps the segment, so capture time, size and quality travel with the frame.
+    """
+    text = (f"X-Timestamp: {meta.ts_capture:.6f}; X-Resolution: {meta.width}x{meta.height}; "
+            f"X-Quality: {quality}").encode()
+    return jpeg[:2] + b"\xff\xfe" + (len(text) + 2).to_bytes(2, "big") + text + jpeg[2:]
+
+
 class Connection:
     """One push connection; `send` writes one frame or raises PushFailed."""
 
-    def __init__(self, opts: PushOptions) -> None:
+    def __init__(self, opts: PushOptions, beat: Callable[[], None] | None = None) -> None:
         self.opts = opts
+        self.beat = beat  # called as bytes go out, so a long frame on a slow link is not a hang
         scheme, self.host, self.port, self.path = parse_destination(
             opts.url, ("https", "http", "tcp"))
         self.scheme = scheme
@@ -78,6 +109,7 @@ class Connection:
         except OSError as exc:
             raise PushFailed(f"cannot connect: {exc.strerror or exc}") from None
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        bound_socket_queue(raw, NOTSENT_LOWAT)
         sock: socket.socket = raw
         if self.scheme == "https":
             ctx = ssl_context(self.opts.ca_file, self.opts.insecure)
@@ -110,25 +142,46 @@ class Connection:
         return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
     def _send(self, data: bytes) -> None:
+        """Write all of `data`; the stall rule is no progress at all for STALL_TIMEOUT_S.
+
+        (`sendall`'s timeout would bound the whole frame, which on a thin link may
+        rightly take longer than that.)
+        """
         assert self.sock is not None
+        view = memoryview(data)
         try:
-            self.sock.sendall(data)
+            while view:
+                # Pieces of one TLS record at most: an SSL write's timeout covers the
+                # whole call, and the stall rule is about progress, not frame size.
+                view = view[self.sock.send(view[:SEND_PIECE]):]
+                if self.beat is not None:
+                    self.beat()
         except TimeoutError:
             raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s") from None
         except OSError as exc:
             raise PushFailed(f"connection lost: {exc.strerror or exc}") from None
 
-    def send(self, jpeg: bytes, meta: SlotMeta) -> None:
-        """Write one frame in the configured format."""
+    def send(self, jpeg: bytes, meta: SlotMeta, quality: int) -> int:
+        """Write one frame in the configured format; returns the bytes written."""
+        jpeg = with_comment(jpeg, meta, quality)
         if self.fmt == "mpjpeg":
             body = (f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}"
-                    f"\r\nX-Timestamp: {meta.ts_capture:.6f}\r\n\r\n").encode() + jpeg + b"\r\n"
+                    f"\r\nX-Timestamp: {meta.ts_capture:.6f}\r\nX-Resolution: "
+                    f"{meta.width}x{meta.height}\r\nX-Quality: {quality}\r\n\r\n"
+                    ).encode() + jpeg + b"\r\n"
         else:
             body = jpeg
         if self.chunked:
             body = b"%x\r\n" % len(body) + body + b"\r\n"
         self._check_closed()
         self._send(body)
+        return len(body)
+
+    def wait_writable(self, timeout: float) -> bool:
+        """True once the kernel has room for a new frame (its unsent bytes drained)."""
+        assert self.sock is not None
+        _, writable, _ = select.select([], [self.sock], [], timeout)
+        return bool(writable)
 
     def _check_closed(self) -> None:
         """Notice a peer that hung up (EOF) before writing into the void."""
@@ -163,7 +216,13 @@ class Connection:
 
 
 class Pusher:
-    """Connect, push the newest frames, reconnect every `retry` seconds on failure."""
+    """Connect, push the newest frames, reconnect every `retry` seconds on failure.
+
+    At most about one frame waits in the kernel (NOTSENT_LOWAT): the next frame is taken
+    from the ring only when the socket can take it, so on a slow link frames are dropped
+    at the source, never queued. With `adapt`, the link is measured continuously and the
+    encoder is asked for a quality and width that fit it (push/adapt.py).
+    """
 
     def __init__(self, opts: PushOptions, ring: FrameRing, control: Control, wake_r: object,
                  stop: threading.Event) -> None:
@@ -171,60 +230,175 @@ class Pusher:
             opts, ring, control, wake_r, stop)
         self.sent = 0
         self.attempts = 0
+        self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
+                               opts.max_bitrate) if opts.adapt else None
+        self.bucket = (TokenBucket(opts.max_bitrate / 8.0, max(opts.max_bitrate / 8.0 * 0.25,
+                                                              32 * 1024))
+                       if opts.max_bitrate else None)
+        self._q_field = f"push_quality_{opts.stream}"
+        self._w_field = f"push_width_{opts.stream}"
 
     def run(self) -> None:
         """Until stopped (or out of retries)."""
         failures = 0
         down_since: float | None = None
         self.control[f"sink_{self.opts.stream}"] = 1
-        while not self.stop.is_set():
-            conn = Connection(self.opts)
-            try:
-                conn.open()
-                log.info("connected to %s%s", redact(self.opts.url),
-                         f" after {failures} failed attempt(s)" if failures else "")
-                failures, down_since = 0, None
-                self._stream(conn)
-                conn.finish()
-            except PushFailed as exc:
-                failures += 1
-                if down_since is None:
-                    down_since = time.monotonic()
-                    log.warning("push to %s failed: %s; retrying every %g s",
-                                redact(self.opts.url), exc, self.opts.retry)
-                else:
-                    log.debug("attempt %d failed: %s", failures, exc)
-                if self.opts.max_retries is not None and failures > self.opts.max_retries:
-                    raise CannotStart(f"giving up on {redact(self.opts.url)} after "
-                                      f"{failures} failed attempts: {exc}") from None
-                self.stop.wait(self.opts.retry)
-            finally:
-                conn.close()
+        self.control[self._q_field] = 0  # a restarted push starts from full size
+        self.control[self._w_field] = 0
+        try:
+            while not self.stop.is_set():
+                conn = Connection(self.opts, self._beat)
+                try:
+                    conn.open()
+                    log.info("connected to %s%s", redact(self.opts.url),
+                             f" after {failures} failed attempt(s)" if failures else "")
+                    failures, down_since = 0, None
+                    self._stream(conn)
+                    conn.finish()
+                except PushFailed as exc:
+                    failures += 1
+                    if down_since is None:
+                        down_since = time.monotonic()
+                        log.warning("push to %s failed: %s; retrying every %g s",
+                                    redact(self.opts.url), exc, self.opts.retry)
+                    else:
+                        log.debug("attempt %d failed: %s", failures, exc)
+                    if self.opts.max_retries is not None and failures > self.opts.max_retries:
+                        raise CannotStart(f"giving up on {redact(self.opts.url)} after "
+                                          f"{failures} failed attempts: {exc}") from None
+                    self.stop.wait(self.opts.retry)
+                finally:
+                    conn.close()
+        finally:
+            self.control[self._q_field] = 0
+            self.control[self._w_field] = 0
+
+    def _beat(self) -> None:
+        self.control["hb_push"] = time.time()
 
     def _stream(self, conn: Connection) -> None:
+        assert conn.sock is not None
         last = self.ring.counter()
-        t_stats, n_stats = time.monotonic(), 0
         fd = self.wake_r.fileno()  # type: ignore[attr-defined]
+        stats = _Stats(self.ring.counter())
+        tick = _Tick(conn.sock)
+        progress = time.monotonic()
         while not self.stop.is_set():
+            now = time.monotonic()
             self.control["hb_push"] = time.time()
-            readable, _, _ = select.select([fd], [], [], 0.5)
-            if readable:
-                drain(self.wake_r)  # type: ignore[arg-type]
+            if now - tick.t0 >= TICK_S:
+                self._adapt(tick.close(now))
+            if now - stats.t0 >= STATS_EVERY_S:
+                self._log_stats(stats, now)
+            # 1. Room in the kernel for a frame? Otherwise the link is the limit: wait.
+            t_wait = time.monotonic()
+            if not conn.wait_writable(0.25):
+                tick.busy += time.monotonic() - t_wait
+                if time.monotonic() - progress > STALL_TIMEOUT_S:
+                    raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s")
+                continue
+            tick.busy += time.monotonic() - t_wait
+            progress = time.monotonic()
+            # 2. A frame newer than the last one sent?
             if self.ring.counter() == last:
+                readable, _, _ = select.select([fd], [], [], 0.25)
+                if readable:
+                    drain(self.wake_r)  # type: ignore[arg-type]
                 continue
             got = self.ring.read_latest()
             if got is None:
                 continue
             meta, jpeg = got
+            # 3. --max-bitrate: wait for the bucket, then take whatever frame is newest.
+            if self.bucket is not None:
+                delay = self.bucket.wait_for(len(jpeg))
+                if delay > 0:
+                    self.stop.wait(min(delay, 0.25))
+                    continue
             last = meta.counter
-            conn.send(jpeg, meta)
+            quality = jpeg_quality(jpeg)
+            t_send = time.monotonic()
+            n = conn.send(jpeg, meta, quality)
+            done = time.monotonic()
+            tick.busy += done - t_send
+            tick.sent += n
+            tick.sample()
+            progress = done
             self.sent += 1
-            n_stats += 1
-            now = time.monotonic()
-            if now - t_stats >= STATS_EVERY_S:
-                log.info("pushed %d frames (%.1f fps) to %s", self.sent,
-                         n_stats / (now - t_stats), redact(self.opts.url))
-                t_stats, n_stats = now, 0
+            stats.frame(meta, quality, n)
+            if self.adapter is not None:
+                self.adapter.observe_frame(meta.width, quality, len(jpeg))
+
+    def _adapt(self, m: dict[str, float]) -> None:
+        """Fold one tick into the link estimate and ask the encoder for the chosen level."""
+        ad = self.adapter
+        if ad is None:
+            return
+        ad.update_capacity(sent_rate=m["sent_rate"], busy=m["busy"], delivery=m["delivery"])
+        src_fps = self.control[f"encode_fps_{self.opts.stream}"]
+        lv = ad.choose(src_fps)
+        if lv is None:
+            return
+        log.debug("tick: sent %.2f Mbit/s busy %.0f%% delivery %.2f Mbit/s -> link %.2f "
+                  "Mbit/s, budget %.0f B, %dw q%d", m["sent_rate"] * 8e-6, m["busy"] * 100,
+                  m["delivery"] * 8e-6, ad.capacity * 8e-6, ad.budget(src_fps), lv.width,
+                  lv.quality)
+        full = lv.width >= ad.native
+        self.control[self._w_field] = 0 if full else lv.width
+        self.control[self._q_field] = 0 if lv.quality >= self.opts.max_quality else lv.quality
+
+    def _log_stats(self, st: _Stats, now: float) -> None:
+        dt = now - st.t0
+        produced = self.ring.counter() - st.counter0
+        link = ""
+        if self.adapter is not None and self.adapter.capacity:
+            link = f", link ~{self.adapter.capacity * 8e-6:.2f} Mbit/s"
+        log.info("pushed %d frames (%.1f fps, %.2f Mbit/s%s), last %s q%d, %d of %d encoded "
+                 "frames skipped to keep latency low", self.sent, st.n / dt,
+                 st.bytes * 8e-6 / dt, link, st.res, st.quality, max(produced - st.n, 0),
+                 produced)
+        st.reset(now, self.ring.counter())
+
+
+class _Stats:
+    """What the 10-second log line reports."""
+
+    def __init__(self, counter: int) -> None:
+        self.reset(time.monotonic(), counter)
+        self.res, self.quality = "-", 0
+
+    def reset(self, now: float, counter: int) -> None:
+        self.t0, self.counter0, self.n, self.bytes = now, counter, 0, 0
+
+    def frame(self, meta: SlotMeta, quality: int, nbytes: int) -> None:
+        self.n += 1
+        self.bytes += nbytes
+        self.res, self.quality = f"{meta.width}x{meta.height}", quality
+
+
+class _Tick:
+    """One adaptation tick's measurements: bytes written, time blocked, delivery samples."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.t0 = time.monotonic()
+        self.busy = 0.0
+        self.sent = 0
+        self.rates: list[float] = []
+
+    def sample(self) -> None:
+        """Keep the kernel's delivery-rate sample (after each frame)."""
+        rate = delivery_rate(self.sock)
+        if rate:
+            self.rates.append(rate)
+
+    def close(self, now: float) -> dict[str, float]:
+        """This tick's figures (the median sample, robust to odd ones), and start anew."""
+        dt = max(now - self.t0, 1e-3)
+        out = {"sent_rate": self.sent / dt, "busy": min(self.busy / dt, 1.0),
+               "delivery": statistics.median(self.rates) if self.rates else 0.0}
+        self.t0, self.busy, self.sent, self.rates = now, 0.0, 0, []
+        return out
 
 
 def push_main(cfg: Config, handles: Handles, opts: PushOptions) -> None:

@@ -25,6 +25,7 @@ from push.gps import (
     GpsdReader,
     GpsFix,
     GpsPoster,
+    GpsReader,
     NmeaSerialReader,
     parse_gps_spec,
     redact_url,
@@ -638,3 +639,38 @@ def test_parse_gps_spec_invalid(spec: str, fragment: str) -> None:
     message = str(info.value)
     assert fragment in message and "\n" not in message
     assert repr(spec) in message
+
+
+class BurstReader(GpsReader):
+    """A reader whose fixes the test publishes directly, several at once."""
+
+    def _run(self) -> None:
+        self._stop.wait()
+
+    def publish(self, fix: GpsFix) -> None:
+        self._publish(fix)
+
+
+def route_fix(tenths: int) -> GpsFix:
+    """A fix at 10:00:00 plus `tenths` tenths of a second."""
+    return GpsFix(time=f"2024-01-01T10:00:{tenths // 10:02d}.{tenths % 10}00Z", lat=48.0,
+                  lon=11.0)
+
+
+def test_a_burst_of_late_fixes_is_taken_whole_when_slower_than_the_interval() -> None:
+    reader = BurstReader()
+    poster = GpsPoster("http://127.0.0.1:9/gps", reader, interval=0.2)
+    for i in range(0, 12, 2):  # a 5 Hz receiver whose fixes arrive in one go
+        reader.publish(route_fix(i))
+    assert poster.sample() and poster.taken == 6
+    assert not poster.sample()  # nothing new: nothing taken twice
+    reader.publish(route_fix(12))
+    assert poster.sample() and poster.taken == 7 and poster.backlog == 7
+
+
+def test_a_burst_faster_than_the_interval_is_thinned_by_fix_time() -> None:
+    reader = BurstReader()
+    poster = GpsPoster("http://127.0.0.1:9/gps", reader, interval=1.0)
+    for i in range(0, 32, 2):  # 5 Hz for 3 s, against one post per second
+        reader.publish(route_fix(i))
+    assert poster.sample() and poster.taken == 4  # 0.0, 1.0, 2.0 and 3.0 s

@@ -108,7 +108,11 @@ def test_push_lands_in_ffmpeg(cert: dict[str, Path], tmp_path: Path, fmt: str, s
         wait_listening(port)
         with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
                     "--format", fmt, "--stream", stream, *SRC, log=tmp_path / "c.log") as c:
-            time.sleep(4)
+            deadline = time.monotonic() + 30  # start-up is slow on a busy machine
+            while not out.exists() or out.stat().st_size == 0:
+                assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+                time.sleep(0.05)
+            time.sleep(3.5)
             c.send_signal(signal.SIGINT)
             t0 = time.monotonic()
             assert c.wait(5) == 0
@@ -150,7 +154,12 @@ def test_client_reconnects_after_each_listener_restart(cert: dict[str, Path],
     retry = 1.0
     with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
                 "-r", str(retry), *SRC, log=tmp_path / "c.log"):
-        time.sleep(1.5)  # the destination is down at first: the client keeps retrying
+        # The destination is down at first: wait until the client is up and retrying
+        # (start-up is slow on a busy machine), then bring listeners up one by one.
+        deadline = time.monotonic() + 30
+        while not all(m in (tmp_path / "c.log").read_text() for m in ("streaming", "retrying")):
+            assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+            time.sleep(0.05)
         for i in range(3):
             out = tmp_path / f"out{i}.mjpeg"
             listener = start_listener(port, cert, out)
@@ -215,12 +224,50 @@ def test_raw_tcp_push_splits_into_the_expected_jpegs(tmp_path: Path) -> None:
     ("-v", "https://127.0.0.1:8443", "-g", "gopher://x/"),
     ("-v", "https://127.0.0.1:8443", "--ca-file", "/nonexistent.pem"),
     ("-v", "https://127.0.0.1:8443", "--format", "h264"),
+    ("-v", "rtmp://127.0.0.1/live/cam"), ("-v", "srt://127.0.0.1:9000"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "10k"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "fast"),
+    ("-v", "https://127.0.0.1:8443", "--max-bitrate", "nan"),
+    ("-v", "https://127.0.0.1:8443", "--min-quality", "95"),
+    ("-v", "https://127.0.0.1:8443", "--min-width", "0"),
 ])
 def test_bad_options_one_line_exit_2(args: tuple[str, ...]) -> None:
     res = subprocess.run([PYTHON, str(ROOT / "app_https_client.py"), *args],
                          capture_output=True, text=True, timeout=30, cwd=ROOT)
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_max_bitrate_caps_what_reaches_the_listener(tmp_path: Path) -> None:
+    srv = socket.create_server(("127.0.0.1", 0))
+    arrivals: list[tuple[float, int]] = []
+
+    def accept() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            conn.settimeout(10)
+            while True:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                arrivals.append((time.monotonic(), len(data)))
+
+    threading.Thread(target=accept, daemon=True).start()
+    cap = 400_000  # bits/s; uncapped, 320x240 color at 15 fps is about 1 Mbit/s
+    try:
+        with client("-v", f"tcp://127.0.0.1:{srv.getsockname()[1]}", "--stream", "color",
+                    "--max-bitrate", "400k", *SRC, log=tmp_path / "c.log"):
+            deadline = time.monotonic() + 30
+            while not arrivals:
+                assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+                time.sleep(0.05)
+            time.sleep(5.0)
+    finally:
+        srv.close()
+    t0 = arrivals[0][0] + 1.0  # past the bucket's initial burst
+    late = [(t, n) for t, n in arrivals if t >= t0]
+    rate = sum(n for _, n in late) * 8 / (late[-1][0] - t0)
+    assert 0.3 * cap < rate <= 1.1 * cap, rate
 
 
 def test_credentials_never_appear_in_logs(tmp_path: Path) -> None:
