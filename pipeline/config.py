@@ -29,10 +29,11 @@ METRIC_MODES = ("hue-log", "hue", "hue-inverse")
 
 
 def hue_subsampling(mode: str) -> str:
-    """Chroma subsampling of a hue depth coding: the smallest that keeps it within 1 %.
+    """Chroma subsampling of the hue-coded /depth stream (the /metric stream is always 4:4:4).
 
-    hue-log decodes as accurately from 4:2:0 (more so where depth has holes) at ~55 % of
-    the 4:4:4 size; hue and hue-inverse lose 1-4 points without full chroma.
+    hue-log decodes as accurately from 4:2:0 on smooth depth, better where depth has
+    isolated holes, at ~55 % of the 4:4:4 size; hue and hue-inverse lose 1-4 points
+    without full chroma. Sharp depth edges favour 4:4:4 (docs/DEPTH_HUE.md).
     """
     return "420" if mode == "hue-log" else "444"
 
@@ -41,8 +42,9 @@ def hue_subsampling(mode: str) -> str:
 class MetricOptions:
     """The machine-readable depth stream (/metric): its hue coding and JPEG quality.
 
-    Quality 90 or more with the chroma `hue_subsampling` picks for the mode, where the hue
-    codings decode within 1 % (docs/DEPTH_HUE.md); its range is --depth-min/--depth-max.
+    Always 4:4:4 and quality 90 or more: the ruler and the point cloud read it, and full
+    chroma keeps object edges within 1 % where 4:2:0 smears them (docs/DEPTH_HUE.md); its
+    range is --depth-min/--depth-max.
     """
 
     mode: str = "hue-log"
@@ -208,8 +210,7 @@ def add_encoder_args(p: argparse.ArgumentParser) -> None:
                    help="depth coding of /metric, which clients decode to metres "
                    "(default hue-log: within 1 %% over 0.3-10 m); range --depth-min/--depth-max")
     m.add_argument("--metric-quality", type=ranged(int, 90, 100, "a whole number"), default=90,
-                   help="JPEG quality of /metric, 90-100 (default 90; 4:2:0 for hue-log, "
-                   "else 4:4:4)")
+                   help="JPEG quality of /metric, 90-100 (default 90; always 4:4:4)")
 
 
 def add_common_args(p: argparse.ArgumentParser) -> None:
@@ -221,8 +222,7 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
 def finish(p: argparse.ArgumentParser, ns: argparse.Namespace, cfg: Config) -> Config:
     """Cross-option checks shared by every entry point."""
     metric_mode = cfg.extra.pop("metric_mode", "hue-log")
-    cfg.metric = MetricOptions(mode=metric_mode, quality=cfg.extra.pop("metric_quality", 90),
-                               subsampling=hue_subsampling(metric_mode))
+    cfg.metric = MetricOptions(mode=metric_mode, quality=cfg.extra.pop("metric_quality", 90))
     if cfg.depth_min >= cfg.depth_max:
         p.error(f"--depth-min ({cfg.depth_min:g}) must be less than --depth-max "
                 f"({cfg.depth_max:g})")

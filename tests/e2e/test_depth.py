@@ -117,8 +117,7 @@ def test_camera_json_has_the_recordings_intrinsics_and_the_metric_coding(server:
     assert cam["depth_scale"] == pytest.approx(0.001)
     assert cam["metric"] == {**cam["metric"], "route": "/metric", "mode": "hue-log",
                              "mapping": "log", "min": 0.3, "max": 10.0, "units": "m"}
-    # hue-log keeps its accuracy at 4:2:0 (docs/DEPTH_HUE.md); the other codings need 4:4:4.
-    assert cam["metric"]["quality"] >= 90 and cam["metric"]["subsampling"] == "420"
+    assert cam["metric"]["quality"] >= 90 and cam["metric"]["subsampling"] == "444"
     # Credentials are needed like everywhere else.
     assert server.get("/camera.json")[0] == 401
     assert server.get("/depth.png")[0] == 401
