@@ -66,9 +66,16 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="CORS: send Access-Control-Allow-Origin: ORIGIN (off by default)")
     s.add_argument("--fps-limit", type=_fps, default=None,
                    help="highest rate sent to any client (clients may ask lower with ?fps=)")
+    from webrtc.options import add_webrtc_args, webrtc_options  # noqa: PLC0415
+
+    add_webrtc_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
     cfg = finish(p, ns, config_from(ns))
+    try:
+        cfg.webrtc = webrtc_options(ns)
+    except ValueError as exc:
+        p.error(str(exc))
     try:
         web_options(cfg)
     except ValueError as exc:

@@ -40,8 +40,10 @@ BACKOFF_MIN, BACKOFF_MAX = 0.5, 5.0
 class RawWriter:
     """Writes frames into the raw ring and wakes the encoder."""
 
-    def __init__(self, ring: FrameRing, control: Control, waker: object) -> None:
+    def __init__(self, ring: FrameRing, control: Control, waker: object,
+                 *more_wakers: object) -> None:
         self.ring, self.control, self.waker = ring, control, waker
+        self.more_wakers = more_wakers
         self.frame_no = 0
         self._fps_t = time.monotonic()
         self._fps_n = 0
@@ -70,6 +72,8 @@ class RawWriter:
         self.ring.end_write(slot, frame_no=self.frame_no, ts_capture=ts, width=w, height=h,
                             len0=n0, len1=n1, flags=flags, depth_scale=scale)
         wake(self.waker)
+        for waker in self.more_wakers:
+            wake(waker)
         self._count()
 
     def _count(self) -> None:
@@ -209,11 +213,14 @@ def capture_main(cfg: Config, handles: Handles) -> None:
         ring = FrameRing.attach(handles.raw)
         control = Control.attach(handles.control)
         set_nonblocking_writer(handles.raw_wake_w)
+        more = [w for w in (handles.h264_raw_wake_w,) if w is not None]
+        for w in more:
+            set_nonblocking_writer(w)
         try:
             source = make_source(cfg)
         except SourceConfigError as exc:
             raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
-        writer = RawWriter(ring, control, handles.raw_wake_w)
+        writer = RawWriter(ring, control, handles.raw_wake_w, *more)
         loop = CaptureLoop(cfg, source, writer, control, stop)
         try:
             loop.run()

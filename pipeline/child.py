@@ -48,6 +48,9 @@ class Handles:
     tap_wake_r: Connection
     tap_wake_w: Connection
     parent_pid: int
+    h264: str = ""  # the H.264 ring, when a stage fills one
+    h264_raw_wake_r: Connection | None = None  # capture -> H.264 stage
+    h264_raw_wake_w: Connection | None = None
 
 
 def setup_logging(level: str) -> None:

@@ -13,9 +13,12 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from encoder.depth import DEPTH_MODES
+
+if TYPE_CHECKING:
+    from webrtc.options import WebRTCOptions
 
 D455_SIZES = ((1280, 720), (848, 480), (640, 480))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -51,6 +54,7 @@ class Config:
     port: int = 5000
     log_level: str = "info"
     extra: dict = field(default_factory=dict)
+    webrtc: WebRTCOptions | None = None  # --webrtc: H.264 stage and Janus children
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:

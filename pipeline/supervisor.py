@@ -28,6 +28,7 @@ log = logging.getLogger("supervisor")
 
 RAW_SLOTS = 4
 JPEG_SLOTS = 3
+H264_SLOTS = 8
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
 BACKOFF_FIRST_S = 0.2
@@ -54,7 +55,7 @@ class ChildSpec:
 class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
-    def __init__(self, cfg: Config, raw_capacity: int) -> None:
+    def __init__(self, cfg: Config, raw_capacity: int, h264: bool = False) -> None:
         cleanup_stale_segments()
         pid = os.getpid()
         self.control = Control.create(segment_name(pid, "control"))
@@ -67,6 +68,9 @@ class Resources:
                               max(pixels * 3 // 2 * (2 if s == "combined" else 1), 1 << 18))
                 for s in STREAMS
             }
+            # One access unit per slot; an IDR stays far below one byte per pixel.
+            self.h264 = (self._ring(segment_name(pid, "h264"), H264_SLOTS,
+                                    max(pixels, 1 << 18)) if h264 else None)
         except BaseException:
             self.close()
             raise
@@ -74,13 +78,17 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w)
+        h264_r, h264_w = ctx.Pipe(duplex=False) if h264 else (None, None)
+        self.pipes = tuple(c for c in (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w, h264_r,
+                                       h264_w) if c is not None)
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
             jpeg={s: r.name for s, r in self.jpeg.items()},
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid,
+            h264=self.h264.name if self.h264 else "", h264_raw_wake_r=h264_r,
+            h264_raw_wake_w=h264_w,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

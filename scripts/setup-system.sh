@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(python3 python3-venv python3-pip libturbojpeg0 ffmpeg chromium gpsd gpsd-clients
-          nginx-light openssl)
+          nginx-light openssl janus)
 if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: not a Debian/Ubuntu system; install by hand: ${packages[*]}" >&2
   exit 0
