@@ -82,6 +82,26 @@ class H264Stage:
             self.enc.force_keyframe()
             log.debug("keyframe: %s", why)
 
+    def _open(self, w: int, h: int) -> None:
+        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop)
+        log.info("H.264 %dx%d, %d bit/s, keyframe every %d frames", w, h,
+                 self.opts.bitrate, self.opts.gop)
+
+    def _prepare(self) -> None:
+        """Open the encoder for the newest frame's size while idle: the first viewer waits
+        for nothing but the next frame."""
+        counter, slot = self.raw.latest()
+        if counter == 0:
+            return
+        try:
+            _, meta = self.raw.read_meta(slot, counter)
+        except TornRead:
+            return
+        w, h = meta.width & ~1, meta.height & ~1
+        if self.enc is None or (self.enc.width, self.enc.height) != (w, h):
+            self._open(w, h)
+        self.enc.force_keyframe()
+
     def step(self) -> None:
         """One wake-up: feedback, consumers, then the newest frame if there is one."""
         if self.rtp is not None and self.rtp.keyframe_requested():
@@ -91,6 +111,7 @@ class H264Stage:
             self._force(f"{consumers} consumer(s), was {self.consumers}")
         self.consumers = consumers
         if consumers <= 0:
+            self._prepare()
             self.stats.tick()
             if self.control["h264_fps"]:
                 self.control["h264_fps"] = self.control["h264_bps"] = 0.0
@@ -113,9 +134,8 @@ class H264Stage:
             return  # lapped by capture while copying: take the next newest
         self.last = counter
         if self.enc is None or (self.enc.width, self.enc.height) != (w, h):
-            self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop)
-            log.info("H.264 %dx%d, %d bit/s, keyframe every %d frames", w, h,
-                     self.opts.bitrate, self.opts.gop)
+            self._open(w, h)
+            assert self.enc is not None
         for au in self.enc.encode_i420(i420):
             t1 = time.time()
             if len(au.data) > self.out.capacity:

@@ -9,7 +9,7 @@ const rtc = pageCfg.webrtc || {enabled: false};
 const api = window.depthcam = window.depthcam || {};
 const $ = (id) => document.getElementById(id);
 
-const STALL_S = 2.5;          // no new decoded frame for this long: reconnect
+const STALL_S = 3;          // no new decoded frame for this long: reconnect
 const FIRST_FRAME_S = 8;      // an attempt that shows nothing for this long has failed
 const RETRY_S = [0.3, 1, 2, 3];
 
@@ -199,6 +199,7 @@ function lost(viewer, why) {
   state.failures += 1;
   state.status = "reconnecting";
   state.reason = why;
+  console.info(`webrtc: ${why}`);
   // Until WebRTC plays again, color comes as MJPEG, and the page says why.
   showMjpeg(true);
   say(`WebRTC: ${why}; showing MJPEG, reconnecting…`);
@@ -242,6 +243,7 @@ async function watch() {
   const s = await inbound();
   if (s && (s.framesDecoded || 0) > state.lastFrames) {
     if (state.status !== "playing") {
+      console.info(`webrtc: playing after ${(now - state.started).toFixed(2)} s`);
       state.status = "playing";
       state.connects += 1;
       state.failures = 0;
