@@ -282,10 +282,13 @@ def _watch(opts: WebRTCOptions, control: Control, api: JanusApi, proc: JanusProc
             if proc.proc is not None and code is not None:
                 reason = proc.why()
                 failures += 1
-                if failures == 1 or was_up:
-                    log.error("Janus exited (%s): %s; restarting in %.1f s",
-                              f"signal {signal.Signals(-code).name}" if code < 0
-                              else f"code {code}", reason, backoff)
+                how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
+                if was_up:
+                    log.error("Janus exited (%s): %s; restarting in %.1f s", how, reason,
+                              backoff)
+                elif failures == 1:
+                    log.error("Janus did not start (%s): %s; WebRTC is off until it does "
+                              "(retrying with backoff), MJPEG is unaffected", how, reason)
                 proc.stop()
                 api.reset()
                 control["janus_up"] = 0

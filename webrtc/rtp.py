@@ -23,6 +23,11 @@ PAYLOAD_TYPE = 96
 MAX_PAYLOAD = 1200  # bytes of RTP payload: well under any path MTU, WebRTC's usual size
 CLOCK = 90_000
 SR_PERIOD_S = 1.0
+# A keyframe is 100+ packets; a receiver socket holds ~90 (212 KB of loopback datagrams),
+# so a big access unit goes out in bursts spread over up to PACE_SPREAD_S: a gateway
+# that is briefly not scheduled then still finds room for all of it.
+PACE_BURST = 24
+PACE_SPREAD_S = 0.02
 _NTP_EPOCH = 2_208_988_800
 RTCP_SR = 200
 RTCP_RTPFB = 205
@@ -92,7 +97,11 @@ class RtpSender:
         ts = int(ts_capture * CLOCK) & 0xFFFFFFFF
         nals = [n for n in split_nals(au) if n[0] & 0x1F != NAL_AUD]
         payloads = packetize(nals)
+        bursts = (len(payloads) + PACE_BURST - 1) // PACE_BURST
+        gap = PACE_SPREAD_S / (bursts - 1) if bursts > 1 else 0.0
         for i, payload in enumerate(payloads):
+            if i and i % PACE_BURST == 0:
+                time.sleep(gap)
             marker = 0x80 if i == len(payloads) - 1 else 0
             header = struct.pack("!BBHII", 0x80, marker | PAYLOAD_TYPE, self.seq, ts, self.ssrc)
             self.seq = (self.seq + 1) & 0xFFFF

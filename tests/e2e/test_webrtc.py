@@ -286,3 +286,28 @@ def test_missing_janus_leaves_mjpeg_serving() -> None:
     assert len(lines) == 1, lines
     assert "WebRTC off: Janus binary /nonexistent/janus not found" in lines[0]
     assert "Traceback" not in log
+
+
+def test_janus_that_cannot_start_is_one_line_and_mjpeg_runs_on() -> None:
+    with running("--source", "synthetic", "--width", "640", "--height", "480", "--webrtc",
+                 "--janus-bin", "/bin/false") as srv:
+        deadline = time.monotonic() + 15
+        while "Janus did not start" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
+        st = srv.status()
+        assert st["janus"]["up"] is False and st["h264"]["consumers"] == 0
+        w = Watcher(srv.port)
+        w.start()
+        try:
+            deadline = time.monotonic() + 10
+            while len(w.parts) < 5 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(w.parts) >= 5 and w.error is None
+        finally:
+            w.close()
+        log = srv.log()
+    lines = [ln for ln in log.splitlines() if "janus" in ln.lower()]
+    assert len(lines) == 1, lines
+    assert "Janus did not start (code 1)" in lines[0]
+    assert "Traceback" not in log

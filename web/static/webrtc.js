@@ -238,6 +238,11 @@ api.webrtcStats = async () => {
   return {framesDecoded: s.framesDecoded || 0, bytesReceived: s.bytesReceived || 0,
           frameWidth: s.frameWidth || 0, frameHeight: s.frameHeight || 0};
 };
+// The whole inbound video report, for diagnosing (loss, NACK/PLI counts, drops, jitter).
+api.webrtcInbound = async () => {
+  const s = await inbound();
+  return s ? JSON.parse(JSON.stringify(s)) : null;
+};
 api.webrtcState = () => ({player: state.player, status: state.status, reason: state.reason,
                           connects: state.connects, failures: state.failures});
 // Capture-to-display latency of the next `n` video frames, from the stamp in the picture.
