@@ -22,7 +22,6 @@ from pipeline.config import (
     config_from,
     finish,
 )
-from web.app import web_options
 
 log = logging.getLogger("app_mp")
 
@@ -72,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add_common_args(p)
     ns = p.parse_args(argv)
     cfg = finish(p, ns, config_from(ns))
+    # Imported here, not at the top: every spawned child re-imports this module, and
+    # only the web child needs Flask.
+    from web.app import web_options  # noqa: PLC0415
+
     try:
         cfg.webrtc = webrtc_options(ns)
     except ValueError as exc:
@@ -105,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level)
     multiprocessing.current_process().name = "main"
     from pipeline.launch import run_pipeline  # noqa: PLC0415
+    from web.app import web_options  # noqa: PLC0415
 
     opts = web_options(cfg)
     if not opts.auth.enabled and not _loopback(cfg.host):

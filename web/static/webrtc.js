@@ -9,7 +9,9 @@ const rtc = pageCfg.webrtc || {enabled: false};
 const api = window.depthcam = window.depthcam || {};
 const $ = (id) => document.getElementById(id);
 
-const STALL_S = 3;          // no new decoded frame for this long: reconnect
+// No new decoded frame for this long: reconnect. Long enough that a restarted H.264
+// stage resumes the same session (Janus keeps it) without a new negotiation.
+const STALL_S = 5;
 const FIRST_FRAME_S = 8;      // an attempt that shows nothing for this long has failed
 const RETRY_S = [0.3, 1, 2, 3];
 
