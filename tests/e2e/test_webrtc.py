@@ -311,3 +311,30 @@ def test_janus_that_cannot_start_is_one_line_and_mjpeg_runs_on() -> None:
     assert len(lines) == 1, lines
     assert "Janus did not start (code 1)" in lines[0]
     assert "Traceback" not in log
+
+
+def test_external_janus_is_used_not_started(tmp_path: Path) -> None:
+    """--janus URL: no Janus of ours; RTP, viewer count and signalling go to that one."""
+    from webrtc.janus import JanusProcess, write_config  # noqa: PLC0415
+    from webrtc.options import WebRTCOptions, allocate  # noqa: PLC0415
+
+    require("janus")
+    ext = allocate(WebRTCOptions(), str(tmp_path))
+    ext = WebRTCOptions(**{**ext.__dict__, "api_secret": ""})
+    gateway = JanusProcess(ext, write_config(ext, 640, 480))
+    gateway.start()
+    try:
+        rtp = f"127.0.0.1:{ext.video_port}:{ext.rtcp_port}"
+        with running("--source", "synthetic", "--width", "640", "--height", "480",
+                     "--webrtc", "--janus", ext.api_url, "--janus-rtp", rtp) as srv:
+            deadline = time.monotonic() + 20
+            while not srv.status()["janus"]["up"]:
+                assert time.monotonic() < deadline, srv.log()
+                time.sleep(0.2)
+            st = srv.status()
+            assert st["janus"]["private"] is False and st["janus"]["pid"] is None
+            assert not [p for p in _janus_pids() if _parent_chain_has(p, srv.pid)]
+            code, doc = _post(srv, "/webrtc/janus", {"janus": "create"}, {})
+            assert code == 200 and doc["janus"] == "success", doc
+    finally:
+        gateway.stop()
