@@ -282,7 +282,8 @@ def _watch(opts: WebRTCOptions, control: Control, api: JanusApi, proc: JanusProc
         if proc is not None:
             code = proc.exited()
             if proc.proc is not None and code is not None:
-                reason = proc.why()
+                # Killed by a signal: its last log line says nothing about why.
+                reason = proc.why() if code >= 0 else "killed"
                 failures += 1
                 how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
                 if was_up:
