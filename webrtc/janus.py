@@ -142,6 +142,7 @@ depthcam-color: {{
 \tvideocodec = "h264"
 \tvideofmtp = "profile-level-id=42e01f;packetization-mode=1"
 \tvideobufferkf = true
+\tplayoutdelay_ext = true
 }}
 """)
     return conf

@@ -138,6 +138,10 @@ class Viewer {
     await pc.setLocalDescription(answer);
     await janus(`/${this.session}/${this.handle}`, {janus: "message",
       body: {request: "start"}, jsep: {type: answer.type, sdp: answer.sdp}});
+    // Ask for no playout delay (RTP playout-delay extension, min = max = 0): a live
+    // camera wants the newest frame, not a smoothing buffer.
+    await janus(`/${this.session}/${this.handle}`, {janus: "message",
+      body: {request: "configure", min_delay: 0, max_delay: 0}});
   }
 
   fail(why) {
@@ -245,6 +249,8 @@ api.webrtcInbound = async () => {
   const s = await inbound();
   return s ? JSON.parse(JSON.stringify(s)) : null;
 };
+api._pcSdp = () => (state.viewer && state.viewer.pc && state.viewer.pc.remoteDescription
+  ? state.viewer.pc.remoteDescription.sdp : "");
 api.webrtcState = () => ({player: state.player, status: state.status, reason: state.reason,
                           connects: state.connects, failures: state.failures});
 // Capture-to-display latency of the next `n` video frames, from the stamp in the picture.
