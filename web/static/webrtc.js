@@ -249,8 +249,6 @@ api.webrtcInbound = async () => {
   const s = await inbound();
   return s ? JSON.parse(JSON.stringify(s)) : null;
 };
-api._pcSdp = () => (state.viewer && state.viewer.pc && state.viewer.pc.remoteDescription
-  ? state.viewer.pc.remoteDescription.sdp : "");
 api.webrtcState = () => ({player: state.player, status: state.status, reason: state.reason,
                           connects: state.connects, failures: state.failures});
 // Capture-to-display latency of the next `n` video frames, from the stamp in the picture.
