@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -81,7 +82,14 @@ def _prepare_webrtc(cfg: Config) -> str | None:
             log.error("WebRTC off: %s; serving MJPEG only", problem)
             cfg.webrtc = None
             return None
-    workdir = os.path.join(tempfile.gettempdir(), f"rsmjpeg-{os.getpid()}-janus")
+    else:
+        return None  # --janus URL: nothing of ours to run or configure
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):  # left by a run that was SIGKILLed
+        m = re.fullmatch(r"rsmjpeg-(\d+)-janus", entry)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+    workdir = os.path.join(tmp, f"rsmjpeg-{os.getpid()}-janus")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir, mode=0o700)
     cfg.webrtc = replace(allocate(cfg.webrtc, workdir), workdir=workdir)

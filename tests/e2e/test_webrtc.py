@@ -338,3 +338,21 @@ def test_external_janus_is_used_not_started(tmp_path: Path) -> None:
             assert code == 200 and doc["janus"] == "success", doc
     finally:
         gateway.stop()
+
+
+def test_sigkilled_server_leaves_no_janus() -> None:
+    srv = Server("--source", "synthetic", "--width", "640", "--height", "480", "--webrtc")
+    try:
+        srv.wait_ready()
+        deadline = time.monotonic() + 20
+        while not srv.status()["janus"]["up"]:
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+        janus_pid = srv.status()["janus"]["pid"]
+        os.kill(srv.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while pid_alive(janus_pid):
+            assert time.monotonic() < deadline, "Janus outlived a SIGKILLed server"
+            time.sleep(0.1)
+    finally:
+        srv.kill()
