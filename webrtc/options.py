@@ -67,6 +67,9 @@ def add_webrtc_args(p: argparse.ArgumentParser) -> None:
                    "a private one; needs --janus-rtp and a mountpoint (see README)")
     g.add_argument("--janus-rtp", metavar="HOST:PORT:RTCPPORT",
                    help="with --janus: where that Janus's RTP mountpoint listens")
+    g.add_argument("--janus-secret", metavar="SECRET", default=os.environ.get("JANUS_API_SECRET"),
+                   help="with --janus: that Janus's api_secret (default: $JANUS_API_SECRET; a "
+                   "private Janus gets a random one)")
     g.add_argument("--janus-mountpoint", type=ranged(int, 1, 1 << 31, "a mountpoint id"),
                    default=MOUNTPOINT_ID, help="with --janus: the mountpoint id (default 1)")
     g.add_argument("--h264-bitrate", type=_bitrate, default=2_500_000, metavar="BPS",
@@ -129,9 +132,12 @@ def webrtc_options(ns: argparse.Namespace) -> WebRTCOptions | None:
         try:
             video, rtcp = int(port), int(ports)
         except ValueError:
-            raise ValueError(f"--janus-rtp {ns.janus_rtp!r}: expected HOST:PORT:RTCPPORT") from None
+            video = rtcp = 0
+        if not (host and 0 < video < 65536 and 0 < rtcp < 65536):
+            raise ValueError(f"--janus-rtp {ns.janus_rtp!r}: expected HOST:PORT:RTCPPORT")
         return replace(opts, janus_url=ns.janus_url, rtp_host=host.strip("[]"),
-                       video_port=video, rtcp_port=rtcp, mountpoint=ns.janus_mountpoint)
+                       video_port=video, rtcp_port=rtcp, mountpoint=ns.janus_mountpoint,
+                       api_secret=ns.janus_secret or "")
     return opts
 
 

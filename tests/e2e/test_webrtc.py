@@ -356,3 +356,22 @@ def test_sigkilled_server_leaves_no_janus() -> None:
             time.sleep(0.1)
     finally:
         srv.kill()
+
+
+@pytest.mark.parametrize("args", [
+    ("--janus", "http://gw:8088/janus"),
+    ("--webrtc", "--janus", "ftp://gw/janus", "--janus-rtp", "gw:5004:5005"),
+    ("--webrtc", "--janus", "http://gw:8088/janus"),
+    ("--webrtc", "--janus", "http://gw:8088/janus", "--janus-rtp", "gw:5004:99999"),
+    ("--webrtc", "--ice-server", "example.org"),
+    ("--webrtc", "--h264-bitrate", "5"),
+    ("--webrtc", "--h264-gop", "0"),
+])
+def test_bad_webrtc_options_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
+    from tests.helpers import PYTHON, ROOT  # noqa: PLC0415
+
+    proc = subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("app_mp.py: error: "), proc.stderr
