@@ -279,6 +279,12 @@ def test_missing_janus_leaves_mjpeg_serving() -> None:
         finally:
             w.close()
         assert srv.get("/webrtc/config")[0] == 404
+        with Browser() as b:
+            b.goto(f"{srv.base}/?player=webrtc")
+            why = b.wait_for("document.getElementById('webrtc-why').textContent")
+            assert "without --webrtc" in why, why
+            assert b.eval("window.depthcam.webrtcState().status") == "unavailable"
+            assert b.wait_for("window.depthcam.stampOf('color')"), "no MJPEG in the page"
         assert not [p for p in _janus_pids() if _parent_chain_has(p, srv.pid)]
         assert len(children_of(srv.pid)) >= 3
         log = srv.log()
@@ -297,6 +303,12 @@ def test_janus_that_cannot_start_is_one_line_and_mjpeg_runs_on() -> None:
             time.sleep(0.1)
         st = srv.status()
         assert st["janus"]["up"] is False and st["h264"]["consumers"] == 0
+        # The page asked for WebRTC: it shows MJPEG instead and says why.
+        with Browser() as b:
+            b.goto(f"{srv.base}/?player=webrtc")
+            why = b.wait_for("document.getElementById('webrtc-why').textContent")
+            assert "not reachable" in why and "showing MJPEG" in why, why
+            assert b.wait_for("window.depthcam.stampOf('color')"), "no MJPEG in the page"
         w = Watcher(srv.port)
         w.start()
         try:
