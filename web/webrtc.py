@@ -198,7 +198,8 @@ def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
     opts = cfg.webrtc
     return {
         "h264": {
-            "consumers": int(snap["webrtc_viewers"] + snap["sink_h264"]),
+            "consumers": int(snap["webrtc_viewers"] + sum(
+                v for k, v in snap.items() if k.startswith("sink_h264"))),
             "fps": round(snap["h264_fps"], 2),
             "bitrate_bps": round(snap["h264_bps"]),
             "target_bitrate_bps": opts.bitrate,

@@ -72,8 +72,10 @@ class H264Stage:
         self._last_forced = 0.0
 
     def consumers_now(self) -> int:
-        c = self.control
-        return int(c["webrtc_viewers"] + c["sink_h264"])
+        """WebRTC viewers plus every sink announcing itself in a `sink_h264*` field."""
+        snap = self.control.snapshot()
+        return int(snap["webrtc_viewers"] + sum(v for k, v in snap.items()
+                                                if k.startswith("sink_h264")))
 
     def _force(self, why: str) -> None:
         now = time.monotonic()
