@@ -23,7 +23,6 @@ from pipeline.config import (
     finish,
 )
 from robotics.options import add_robotics_args, robotics_options
-from web.app import web_options
 
 log = logging.getLogger("app_mp")
 
@@ -68,10 +67,21 @@ def parse_args(argv: list[str] | None = None) -> Config:
     s.add_argument("--fps-limit", type=_fps, default=None,
                    help="highest rate sent to any client (clients may ask lower with ?fps=)")
     add_robotics_args(p)
+    from webrtc.options import add_webrtc_args, webrtc_options  # noqa: PLC0415
+
+    add_webrtc_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
     cfg = finish(p, ns, config_from(ns))
     cfg.robotics = robotics_options(ns, p, gps=ns.gps, web=(cfg.host, cfg.port))
+    # Imported here, not at the top: every spawned child re-imports this module, and
+    # only the web child needs Flask.
+    from web.app import web_options  # noqa: PLC0415
+
+    try:
+        cfg.webrtc = webrtc_options(ns)
+    except ValueError as exc:
+        p.error(str(exc))
     try:
         web_options(cfg)
     except ValueError as exc:
@@ -101,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(cfg.log_level)
     multiprocessing.current_process().name = "main"
     from pipeline.launch import run_pipeline  # noqa: PLC0415
+    from web.app import web_options  # noqa: PLC0415
 
     opts = web_options(cfg)
     if not opts.auth.enabled and not _loopback(cfg.host):

@@ -50,6 +50,7 @@ class Handles:
     parent_pid: int
     # (reader, writer) per sink child that reads both rings; capture and encoder wake them all
     sink_wakes: dict[str, tuple[Connection, Connection]] = field(default_factory=dict)
+    h264: str = ""  # the H.264 ring, when a stage fills one (woken through sink_wakes["h264"])
 
 
 def setup_logging(level: str) -> None:

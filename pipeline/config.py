@@ -19,6 +19,7 @@ from encoder.depth import DEPTH_MODES
 
 if TYPE_CHECKING:
     from robotics.options import RoboticsOptions
+    from webrtc.options import WebRTCOptions
 
 D455_SIZES = ((1280, 720), (848, 480), (640, 480))
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -84,6 +85,7 @@ class Config:
     metric: MetricOptions = field(default_factory=MetricOptions)
     robotics: RoboticsOptions | None = None
     extra: dict = field(default_factory=dict)
+    webrtc: WebRTCOptions | None = None  # --webrtc: H.264 stage and Janus children
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:

@@ -59,6 +59,13 @@ FIELDS: tuple[str, ...] = (
     # push sink: the quality and width it asks the encoder to use for its stream (0: as
     # configured), so an adaptive push shrinks frames where they are encoded, once
     *(f"push_{k}_{s}" for s in ("color", "depth", "combined") for k in ("quality", "width")),
+    # H.264 stage (writer: h264 child); sink_h264 is for sinks besides WebRTC (push)
+    "hb_h264", "h264_frames", "h264_keyframes", "h264_fps", "h264_bps", "h264_encode_ms",
+    "h264_bytes", "sink_h264",
+    # Janus child: gateway state and WebRTC viewers (what makes the H.264 stage work)
+    "hb_janus", "janus_up", "janus_pid", "janus_starts", "webrtc_viewers",
+    # supervisor
+    "restarts_h264", "pid_h264", "restarts_janus", "pid_janus",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -33,7 +37,8 @@ def run_pipeline(cfg: Config,
     listener = None
     if sink is None:
         listener = bind_listener(cfg.host, cfg.port)
-    res = Resources(cfg, raw_capacity(cfg))
+    workdir = _prepare_webrtc(cfg) if sink is None else None
+    res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None)
     try:
         h = res.handles
         children = [
@@ -55,6 +60,14 @@ def run_pipeline(cfg: Config,
 
                 children.append(ChildSpec("display", display_main, (cfg, h),
                                           heartbeat="hb_display"))
+            if cfg.webrtc is not None:
+                from webrtc.h264_stage import h264_main  # noqa: PLC0415
+                from webrtc.janus import janus_main  # noqa: PLC0415
+
+                children += [
+                    ChildSpec("h264", h264_main, (cfg, h, cfg.webrtc), heartbeat="hb_h264"),
+                    ChildSpec("janus", janus_main, (cfg, h, cfg.webrtc), heartbeat="hb_janus"),
+                ]
         else:
             children.extend(sink(cfg, h, backend))
         if robotics is not None and robotics.enabled:
@@ -66,7 +79,37 @@ def run_pipeline(cfg: Config,
         if listener is not None:
             listener.close()
         res.close()
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
         _stop_resource_tracker()
+
+
+def _prepare_webrtc(cfg: Config) -> str | None:
+    """Ports and a working directory for a private Janus; WebRTC off if Janus is missing."""
+    if cfg.webrtc is None:
+        return None
+    from dataclasses import replace  # noqa: PLC0415
+
+    from webrtc.options import allocate, janus_problem  # noqa: PLC0415
+
+    if cfg.webrtc.private:
+        problem = janus_problem(cfg.webrtc.janus_bin)
+        if problem:
+            log.error("WebRTC off: %s; serving MJPEG only", problem)
+            cfg.webrtc = None
+            return None
+    else:
+        return None  # --janus URL: nothing of ours to run or configure
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):  # left by a run that was SIGKILLed
+        m = re.fullmatch(r"rsmjpeg-(\d+)-janus", entry)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
+    workdir = os.path.join(tmp, f"rsmjpeg-{os.getpid()}-janus")
+    shutil.rmtree(workdir, ignore_errors=True)
+    os.makedirs(workdir, mode=0o700)
+    cfg.webrtc = replace(allocate(cfg.webrtc, workdir), workdir=workdir)
+    return workdir
 
 
 def _stop_resource_tracker() -> None:

@@ -38,6 +38,7 @@ _PUB_OFFSET = 24
 FLAG_HAS_DEPTH = 1
 FLAG_NO_SIGNAL = 2
 FLAG_KEEPALIVE = 4
+FLAG_KEYFRAME = 8  # H.264 ring: the access unit is an IDR with SPS/PPS
 
 
 class TornRead(Exception):

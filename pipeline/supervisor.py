@@ -30,6 +30,7 @@ RAW_SLOTS = 4
 JPEG_SLOTS = 3
 WIDE = ("combined", "metric")
 """Streams whose JPEG may be twice a color frame's: side by side, or 4:4:4 at quality 90+."""
+H264_SLOTS = 8
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
 BACKOFF_FIRST_S = 0.2
@@ -56,7 +57,7 @@ class ChildSpec:
 class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
-    def __init__(self, cfg: Config, raw_capacity: int) -> None:
+    def __init__(self, cfg: Config, raw_capacity: int, h264: bool = False) -> None:
         cleanup_stale_segments()
         pid = os.getpid()
         self.control = Control.create(segment_name(pid, "control"))
@@ -69,6 +70,9 @@ class Resources:
                               max(pixels * 3 // 2 * (2 if s in WIDE else 1), 1 << 18))
                 for s in STREAMS
             }
+            # One access unit per slot; an IDR stays far below one byte per pixel.
+            self.h264 = (self._ring(segment_name(pid, "h264"), H264_SLOTS,
+                                    max(pixels, 1 << 18)) if h264 else None)
         except BaseException:
             self.close()
             raise
@@ -76,8 +80,9 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        sink_wakes = {name: ctx.Pipe(duplex=False) for name in
-                      (cfg.robotics.children() if cfg.robotics is not None else ())}
+        readers = (*(cfg.robotics.children() if cfg.robotics is not None else ()),
+                   *(("h264",) if h264 else ()))
+        sink_wakes = {name: ctx.Pipe(duplex=False) for name in readers}
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
                       *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(
@@ -85,7 +90,7 @@ class Resources:
             jpeg={s: r.name for s, r in self.jpeg.items()},
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
-            parent_pid=pid, sink_wakes=sink_wakes,
+            parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

@@ -20,6 +20,8 @@ from web.auth import Authenticator
 from web.depth_api import PAGE_VIEWS, depth_api
 from web.hub import BOUNDARY, FrameHub
 from web.metrics import metrics_response
+from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
+from web.webrtc import page_config as webrtc_page_config
 
 SNAPSHOT_TIMEOUT_S = 5.0
 HEALTHY_HEARTBEAT_S = 5.0
@@ -133,7 +135,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         token = request.args.get("token")
         query = f"?token={quote(token)}" if token else ""
         page_config = {"query": query, "depth_mode": cfg.depth_mode,
-                       "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view}
+                       "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view,
+                       "webrtc": webrtc_page_config(cfg.webrtc)}
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
@@ -203,6 +206,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         control.update_settings(lambda doc: {**doc, "filters": names})
         return jsonify(active=names)
 
+    if cfg.webrtc is not None:
+        app.register_blueprint(webrtc_blueprint(cfg.webrtc))
+
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
         snap = control.snapshot()
@@ -215,7 +221,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/metrics")
     def metrics() -> Response:
         _check_query({"token"})
-        return metrics_response(hub, control)
+        return metrics_response(hub, control,
+                                extra=[WebRTCCollector(control)] if cfg.webrtc else [])
 
     @app.get("/status")
     def status() -> Response:
@@ -265,4 +272,5 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
         "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),
+        **webrtc_status(cfg, control),
     }

@@ -61,8 +61,11 @@ class PipelineCollector:
         yield restarts
 
 
-def metrics_response(hub: FrameHub, control: Control) -> Response:
-    """One scrape."""
+def metrics_response(hub: FrameHub, control: Control, extra: list[object] | None = None
+                     ) -> Response:
+    """One scrape (`extra`: collectors of optional stages, e.g. WebRTC)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PipelineCollector(hub, control))  # type: ignore[arg-type]
+    for collector in extra or ():
+        registry.register(collector)  # type: ignore[arg-type]
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

@@ -1,0 +1,130 @@
+"""H.264 for browsers: BGR frames in, Annex B access units out, through PyAV's libx264.
+
+Settings every WebRTC browser decodes: constrained baseline (profile-level-id 42e01f),
+no B-frames, zero-latency tuning (no lookahead, one frame in, one access unit out),
+SPS/PPS repeated before every IDR, an IDR every `gop` frames and another whenever a
+viewer asks (`force_keyframe`). PyAV keeps the encoder in this process, so a keyframe
+can be forced on the very next frame; piping raw frames into an ffmpeg process cannot
+(see docs/BENCHMARKS.md for the cost of both).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from fractions import Fraction
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("h264")
+
+PROFILE_LEVEL_ID = "42e01f"
+NAL_IDR = 5
+NAL_SPS = 7
+NAL_PPS = 8
+NAL_AUD = 9
+
+
+@dataclass(frozen=True)
+class AccessUnit:
+    """One encoded frame: Annex B bytes (start codes included) and whether it is an IDR."""
+
+    data: bytes
+    keyframe: bool
+    pts: int
+
+
+def split_nals(data: bytes | memoryview) -> list[memoryview]:
+    """The NAL units of an Annex B byte string, start codes removed."""
+    buf = memoryview(data)
+    raw = bytes(buf)
+    out: list[memoryview] = []
+    i = raw.find(b"\x00\x00\x01")
+    while i >= 0:
+        start = i + 3
+        j = raw.find(b"\x00\x00\x01", start)
+        end = len(raw) if j < 0 else j
+        # A four-byte start code leaves a zero at the end of the previous unit.
+        trim = end
+        if j >= 0 and trim > start and raw[trim - 1] == 0:
+            trim -= 1
+        if trim > start:
+            out.append(buf[start:trim])
+        i = j
+    return out
+
+
+def nal_type(nal: bytes | memoryview) -> int:
+    """The nal_unit_type of a NAL unit (without start code)."""
+    return nal[0] & 0x1F
+
+
+class H264Encoder:
+    """libx264 through PyAV, set up for WebRTC viewers."""
+
+    def __init__(self, width: int, height: int, fps: float, bitrate: int, gop: int, *,
+                 threads: int = 2, preset: str = "ultrafast") -> None:
+        import av  # noqa: PLC0415
+
+        if width % 2 or height % 2:
+            raise ValueError(f"H.264 needs an even frame size, not {width}x{height}")
+        self.width, self.height, self.gop = width, height, gop
+        ctx = av.CodecContext.create("libx264", "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p"
+        rate = Fraction(fps).limit_denominator(1001)
+        ctx.time_base = 1 / rate
+        ctx.framerate = rate
+        ctx.bit_rate = bitrate
+        ctx.gop_size = gop
+        ctx.max_b_frames = 0
+        ctx.thread_count = threads
+        ctx.thread_type = "SLICE"
+        vbv = max(bitrate // 1000, 1)
+        ctx.options = {
+            "preset": preset,
+            "tune": "zerolatency",
+            "profile": "baseline",
+            "level": "3.1" if width * height <= 1280 * 720 else "4.0",
+            "forced-idr": "1",
+            "x264-params": (f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:"
+                            f"repeat-headers=1:aud=0:vbv-maxrate={vbv}:"
+                            f"vbv-bufsize={vbv}:nal-hrd=none"),
+        }
+        ctx.open()
+        self._ctx = ctx
+        self._av = av
+        self._pts = 0
+        self._force = True
+
+    def force_keyframe(self) -> None:
+        """Make the next frame an IDR (with SPS/PPS)."""
+        self._force = True
+
+    @staticmethod
+    def to_i420(bgr: np.ndarray) -> np.ndarray:
+        """BGR to planar I420 (OpenCV's SIMD conversion; also the copy out of shared memory)."""
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+
+    def encode(self, bgr: np.ndarray) -> list[AccessUnit]:
+        """Encode one BGR frame; zero-latency tuning gives back its access unit at once."""
+        return self.encode_i420(self.to_i420(bgr))
+
+    def encode_i420(self, i420: np.ndarray) -> list[AccessUnit]:
+        """Encode one I420 frame (height * 3 / 2 rows of width bytes)."""
+        frame = self._av.VideoFrame.from_ndarray(i420, format="yuv420p")
+        frame.pts = self._pts
+        frame.time_base = self._ctx.time_base
+        if self._force:
+            frame.pict_type = self._av.video.frame.PictureType.I
+            self._force = False
+        self._pts += 1
+        out = []
+        for pkt in self._ctx.encode(frame):
+            out.append(AccessUnit(bytes(pkt), bool(pkt.is_keyframe), int(pkt.pts or 0)))
+        return out
+
+    def close(self) -> None:
+        """Release the encoder (pending frames are dropped: zero latency leaves none)."""
+        self._ctx = None  # type: ignore[assignment]

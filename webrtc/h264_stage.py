@@ -1,0 +1,184 @@
+"""The H.264 stage: newest raw color frame in, one access unit per frame out, for everyone.
+
+A child of its own, beside the JPEG encoder, so a crash here never touches the MJPEG
+viewers. It encodes only while something consumes H.264 (WebRTC viewers counted by the
+Janus child, or a sink announcing itself in `sink_h264`); each access unit goes into the
+H.264 ring (capture time, keyframe flag) for any consumer, and out as RTP to Janus.
+A keyframe comes every `gop` frames, when consumption starts or grows, and whenever
+Janus asks over RTCP (PLI/FIR: a new viewer, a lost packet).
+"""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+
+import numpy as np
+
+from encoder.h264 import H264Encoder
+from pipeline.child import Handles, drain, install_stop_handlers, run_child
+from pipeline.config import Config
+from pipeline.control import Control
+from pipeline.shm import FLAG_KEYFRAME, FrameRing, TornRead
+from webrtc.options import WebRTCOptions
+from webrtc.rtp import RtpSender
+
+log = logging.getLogger("h264")
+
+KEYFRAME_MIN_GAP_S = 0.3  # answer a burst of PLIs with one keyframe
+
+
+class H264Stats:
+    """fps, bit rate, keyframes and encode time into the control block, once a second."""
+
+    def __init__(self, control: Control) -> None:
+        self.control = control
+        self.t0 = time.monotonic()
+        self.n = 0
+        self.bytes = 0
+
+    def record(self, size: int, keyframe: bool, encode_s: float) -> None:
+        c = self.control
+        c.add("h264_frames")
+        c.add("h264_bytes", size)
+        if keyframe:
+            c.add("h264_keyframes")
+        c["h264_encode_ms"] = encode_s * 1000.0
+        self.n += 1
+        self.bytes += size
+        self.tick()
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.t0 >= 1.0:
+            self.control["h264_fps"] = self.n / (now - self.t0)
+            self.control["h264_bps"] = self.bytes * 8 / (now - self.t0)
+            self.t0, self.n, self.bytes = now, 0, 0
+
+
+class H264Stage:
+    """Reads the raw ring, encodes, publishes to the H.264 ring and to RTP."""
+
+    def __init__(self, cfg: Config, opts: WebRTCOptions, raw: FrameRing, out: FrameRing,
+                 control: Control, *, rtp: RtpSender | None) -> None:
+        self.cfg, self.opts = cfg, opts
+        self.raw, self.out, self.control, self.rtp = raw, out, control, rtp
+        self.enc: H264Encoder | None = None
+        self.stats = H264Stats(control)
+        self.last = 0
+        self.consumers = 0
+        self._last_forced = 0.0
+
+    def consumers_now(self) -> int:
+        """WebRTC viewers plus every sink announcing itself in a `sink_h264*` field."""
+        snap = self.control.snapshot()
+        return int(snap["webrtc_viewers"] + sum(v for k, v in snap.items()
+                                                if k.startswith("sink_h264")))
+
+    def _force(self, why: str) -> None:
+        now = time.monotonic()
+        if self.enc is not None and now - self._last_forced >= KEYFRAME_MIN_GAP_S:
+            self._last_forced = now
+            self.enc.force_keyframe()
+            log.debug("keyframe: %s", why)
+
+    def _open(self, w: int, h: int) -> None:
+        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop)
+        log.info("H.264 %dx%d, %d bit/s, keyframe every %d frames", w, h,
+                 self.opts.bitrate, self.opts.gop)
+
+    def _prepare(self) -> None:
+        """Open the encoder for the newest frame's size while idle: the first viewer waits
+        for nothing but the next frame."""
+        counter, slot = self.raw.latest()
+        if counter == 0:
+            return
+        try:
+            _, meta = self.raw.read_meta(slot, counter)
+        except TornRead:
+            return
+        w, h = meta.width & ~1, meta.height & ~1
+        if self.enc is None or (self.enc.width, self.enc.height) != (w, h):
+            self._open(w, h)
+        self.enc.force_keyframe()
+
+    def step(self) -> None:
+        """One wake-up: feedback, consumers, then the newest frame if there is one."""
+        if self.rtp is not None and self.rtp.keyframe_requested():
+            self._force("requested over RTCP")
+        consumers = self.consumers_now()
+        if consumers > self.consumers:
+            self._force(f"{consumers} consumer(s), was {self.consumers}")
+        self.consumers = consumers
+        if consumers <= 0:
+            self._prepare()
+            self.stats.tick()
+            if self.control["h264_fps"]:
+                self.control["h264_fps"] = self.control["h264_bps"] = 0.0
+            self.last = self.raw.counter()
+            if self.rtp is not None:
+                self.rtp.sender_report()
+            return
+        counter, slot = self.raw.latest()
+        if counter == self.last:
+            return
+        try:
+            seq, meta = self.raw.read_meta(slot, counter)
+        except TornRead:
+            return
+        w, h = meta.width & ~1, meta.height & ~1
+        color = np.ndarray((meta.height, meta.width, 3), np.uint8, buffer=self.raw.payload(slot))
+        t0 = time.time()
+        i420 = H264Encoder.to_i420(color[:h, :w])
+        if not self.raw.still_valid(slot, seq):
+            return  # lapped by capture while copying: take the next newest
+        self.last = counter
+        if self.enc is None or (self.enc.width, self.enc.height) != (w, h):
+            self._open(w, h)
+            assert self.enc is not None
+        for au in self.enc.encode_i420(i420):
+            t1 = time.time()
+            if len(au.data) > self.out.capacity:
+                log.warning("access unit of %d bytes exceeds the slot (%d); dropped",
+                            len(au.data), self.out.capacity)
+                self.enc.force_keyframe()
+                continue
+            self.out.publish(au.data, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
+                             ts_aux1=t0, ts_aux2=t1, width=w, height=h,
+                             flags=FLAG_KEYFRAME if au.keyframe else 0)
+            if self.rtp is not None:
+                self.rtp.send(au.data, meta.ts_capture)
+            self.stats.record(len(au.data), au.keyframe, t1 - t0)
+
+
+def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
+    """Entry point of the H.264 child (spawned by the supervisor)."""
+
+    def body() -> None:
+        stop = threading.Event()
+        install_stop_handlers(stop)
+        control = Control.attach(handles.control)
+        raw = FrameRing.attach(handles.raw)
+        out = FrameRing.attach(handles.h264)
+        rtp = RtpSender(opts.rtp_host, opts.video_port, opts.rtcp_port) if opts.video_port else None
+        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp)
+        wake_r = handles.sink_wakes["h264"][0]
+        fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
+        try:
+            while not stop.is_set():
+                control["hb_h264"] = time.time()
+                try:
+                    ready, _, _ = select.select(fds, [], [], 0.5)
+                except InterruptedError:
+                    continue
+                if wake_r.fileno() in ready:
+                    drain(wake_r)
+                stage.step()
+        finally:
+            if rtp is not None:
+                rtp.close()
+            control["h264_fps"] = control["h264_bps"] = 0.0
+
+    run_child("h264", cfg.log_level, handles.parent_pid, body)
