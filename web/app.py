@@ -7,6 +7,7 @@ Routes hold no per-frame logic: streams and snapshots come from the FrameHub, an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -31,6 +32,7 @@ class WebOptions:
     max_clients: int = 500
     allow_origin: str | None = None
     fps_limit: float | None = None
+    connections: Callable[[], dict[str, int]] | None = None  # the web server's table
 
 
 def web_options(cfg: Config) -> WebOptions:
@@ -50,7 +52,7 @@ def web_options(cfg: Config) -> WebOptions:
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"--cert/--key: {getattr(exc, 'strerror', None) or exc}") from None
         x["ssl_args"] = {"certfile": x["cert"], "keyfile": x["key"]}
-    return WebOptions(auth=auth, max_clients=x.get("max_clients", 500),
+    return WebOptions(auth=auth, max_clients=x.get("max_clients") or 500,
                       allow_origin=x.get("allow_origin"), fps_limit=x.get("fps_limit"))
 
 
@@ -210,7 +212,10 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/status")
     def status() -> Response:
         _check_query({"token"})
-        return jsonify(build_status(cfg, hub, control, backend))
+        doc = build_status(cfg, hub, control, backend)
+        if opts.connections is not None:
+            doc["connections"] = {**opts.connections(), "max_clients": opts.max_clients}
+        return jsonify(doc)
 
     return app
 
