@@ -231,8 +231,8 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
         streams[name] = {
             "viewers": ch.viewers,
             "fps_encoded": round(snap[f"encode_fps_{name}"], 2),
-            "fps_sent": round(ch.fps_out, 2),
-            "parts_sent_per_s": round(ch.parts_per_s, 2),
+            "fps_sent": None if ch.fps_out is None else round(ch.fps_out, 2),
+            "parts_sent_per_s": None if ch.parts_per_s is None else round(ch.parts_per_s, 2),
             "frames_encoded": int(snap[f"encoded_{name}"]),
             "encode_ms": round(snap[f"encode_ms_{name}"], 2),
             "latency_ms": ch.latency_ms(),

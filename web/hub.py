@@ -30,6 +30,7 @@ BOUNDARY = "frame"
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 KEEPALIVE_S = 1.0
 FRESH_S = 1.0
+RECENT_S = 3.0  # latency percentiles cover the parts sent this long ago at most
 
 
 class Channel:
@@ -46,15 +47,15 @@ class Channel:
         self.viewers = 0
         self.parts_sent = 0
         self.frames = 0
-        self.latency: deque[float] = deque(maxlen=4096)
+        self.latency: deque[tuple[float, float]] = deque(maxlen=4096)  # (when, seconds)
         self.lat_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.lat_sum = 0.0
         self._event = gevent.event.Event()
         self._fps_t = time.monotonic()
         self._fps_frames = 0
         self._fps_sent = 0
-        self.fps_out = 0.0
-        self.parts_per_s = 0.0
+        self.fps_out: float | None = 0.0
+        self.parts_per_s: float | None = 0.0
 
     def publish(self, meta: SlotMeta, jpeg: bytes) -> None:
         """Build the multipart part once and wake every waiting client."""
@@ -82,9 +83,18 @@ class Channel:
 
     def observe(self, latency: float) -> None:
         """Record one part's capture-to-send latency (recent window and histogram)."""
-        self.latency.append(latency)
+        self.latency.append((time.monotonic(), latency))
         self.lat_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
         self.lat_sum += latency
+
+    def watched(self, viewers: int) -> None:
+        """The viewer count changed: a stream that just gained its first viewer has no
+        measured rate yet (None until a full second has passed), one with none sends 0."""
+        if viewers == 1 and self.viewers == 0:
+            self._fps_t = time.monotonic()
+            self._fps_frames, self._fps_sent = self.frames, self.parts_sent
+            self.fps_out = self.parts_per_s = None
+        self.viewers = viewers
 
     def tick(self) -> None:
         """Roll the per-second rates."""
@@ -96,10 +106,14 @@ class Channel:
             self._fps_t, self._fps_frames, self._fps_sent = now, self.frames, self.parts_sent
 
     def latency_ms(self) -> dict[str, float | None]:
-        """p50/p99 of capture-to-send latency over the recent parts."""
+        """p50/p99 of capture-to-send latency over the parts sent in the last RECENT_S
+        seconds (None when there were none: old figures would describe nobody)."""
+        horizon = time.monotonic() - RECENT_S
+        while self.latency and self.latency[0][0] < horizon:
+            self.latency.popleft()
         if not self.latency:
             return {"p50": None, "p99": None}
-        values = sorted(self.latency)
+        values = sorted(v for _, v in self.latency)
         n = len(values)
         return {
             "p50": round(values[n // 2] * 1000, 2),
@@ -158,7 +172,7 @@ class FrameHub:
     def add_viewer(self, name: str, delta: int) -> None:
         """Count a viewer in or out; the encoder reads the total from the control block."""
         ch = self.channels[name]
-        ch.viewers += delta
+        ch.watched(ch.viewers + delta)
         self.control[f"viewers_{name}"] = ch.viewers
 
     def stream(self, name: str, min_interval: float = 0.0) -> Iterator[bytes]:

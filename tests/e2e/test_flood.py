@@ -2,7 +2,8 @@
 
 1,100 connections that send half a request head and then nothing would, without a head
 deadline and an open-files budget, use up every descriptor of the web process and lock
-out every real viewer. Here the server runs with soft = hard = 1024 open files.
+out every real viewer. Here the server runs with soft = hard = 1024 open files. The same
+server also shows that /status forgets what it no longer measures.
 """
 
 from __future__ import annotations
@@ -158,3 +159,30 @@ def test_idle_keepalive_connections_are_closed(srv: Server) -> None:
         t0 = time.monotonic()
         assert conn.sock.recv(1) == b""  # the server hangs up on the idle connection
         assert KEEPALIVE_S * 0.8 < time.monotonic() - t0 < KEEPALIVE_S + 3.0
+
+
+def test_status_forgets_latency_once_a_stream_has_no_viewers(srv: Server) -> None:
+    reader = MjpegReader(srv.port, "/depth", timeout=5.0)
+    try:
+        for _ in range(10):
+            reader.next_part()
+        deadline = time.monotonic() + 5.0
+        while srv.status()["streams"]["depth"]["latency_ms"]["p50"] is None:
+            assert time.monotonic() < deadline, "no latency while streaming"
+            time.sleep(0.1)
+    finally:
+        reader.close()
+    deadline = time.monotonic() + 10.0
+    while True:
+        depth = srv.status()["streams"]["depth"]
+        if depth["viewers"] == 0 and depth["latency_ms"] == {"p50": None, "p99": None}:
+            break
+        assert time.monotonic() < deadline, depth
+        time.sleep(0.2)
+    # a stream that just got its first viewer has no rate yet: unknown, not 0
+    reader = MjpegReader(srv.port, "/combined", timeout=5.0)
+    try:
+        combined = srv.status()["streams"]["combined"]
+        assert combined["viewers"] == 1 and combined["fps_sent"] is None
+    finally:
+        reader.close()
