@@ -21,6 +21,7 @@ from web.hub import BOUNDARY, FrameHub
 from web.metrics import metrics_response
 
 SNAPSHOT_TIMEOUT_S = 5.0
+FANOUT_KEY = "depthcam.fanout"  # environ: (hub, stream) a server may serve the socket from
 HEALTHY_HEARTBEAT_S = 5.0
 
 
@@ -141,6 +142,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
             resp.status_code = 503
             resp.headers["Retry-After"] = "5"
             return resp
+        if not interval:  # our server may hand the socket to the hub's shared writer
+            request.environ[FANOUT_KEY] = (hub, name)
         resp = Response(
             hub.stream(name, interval),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",

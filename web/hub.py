@@ -133,6 +133,9 @@ class FrameHub:
         headers["depth"] = depth_headers
         self.channels = {s: Channel(s, headers[s]) for s in STREAMS}
         self._pump: gevent.Greenlet | None = None
+        from web.fanout import FanOut  # noqa: PLC0415
+
+        self.fan = FanOut(self)
 
     def start(self) -> None:
         """Start the pump greenlet."""
@@ -150,6 +153,7 @@ class FrameHub:
             if readable:
                 drain(self.wake_r)
             self.poll_rings()
+            self.fan.keepalive(time.monotonic(), KEEPALIVE_S)
             for ch in self.channels.values():
                 ch.tick()
 
@@ -168,6 +172,7 @@ class FrameHub:
             meta, jpeg = got
             ch.ring_counter = meta.counter
             ch.publish(meta, jpeg)
+            self.fan.publish(ch)
 
     def add_viewer(self, name: str, delta: int) -> None:
         """Count a viewer in or out; the encoder reads the total from the control block."""
@@ -175,8 +180,15 @@ class FrameHub:
         ch.watched(ch.viewers + delta)
         self.control[f"viewers_{name}"] = ch.viewers
 
+    def serve(self, sock: Any, name: str) -> None:
+        """Feed one client's socket (headers sent) from the shared writer until it goes."""
+        self.fan.serve(sock, name)
+
     def stream(self, name: str, min_interval: float = 0.0) -> Iterator[bytes]:
-        """Generator of multipart parts for one client; unregisters itself when closed."""
+        """Generator of multipart parts for one client; unregisters itself when closed.
+
+        The web server hands plain-HTTP, unthrottled clients to `serve` instead; this
+        generator serves the rest (TLS, ?fps=, any other WSGI server)."""
         ch = self.channels[name]
         self.add_viewer(name, 1)
         try:

@@ -23,7 +23,7 @@ from pipeline.child import Handles, run_child
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing
-from web.app import create_app, web_options
+from web.app import FANOUT_KEY, create_app, web_options
 from web.hub import FrameHub
 from web.limits import (
     CONTROL_SLOTS,
@@ -61,6 +61,19 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                     if _text(k).lower() not in ("transfer-encoding", "connection")
                 ] + [(b"Connection", b"close")]
                 return
+
+    def process_result(self) -> None:
+        """A plain-HTTP stream goes to the hub's shared writer once its headers are out."""
+        fan = self.environ.get(FANOUT_KEY)
+        if (fan is None or self.server.ssl_enabled or self.command != "GET"
+                or self.code != 200):
+            super().process_result()
+            return
+        self.write(b"")  # status line and headers
+        if self.response_use_chunked:
+            raise RuntimeError("a multipart stream must be sent close-delimited")
+        hub, name = fan
+        hub.serve(self.socket, name)
 
     def read_requestline(self) -> str:
         """Kept-alive connections get a fresh deadline for their next request head."""
