@@ -1,9 +1,11 @@
 """A built-in synthetic color + depth scene: the embedded default when no camera is present.
 
-It looks like a depth camera's output: a textured room (floor and back wall), objects
-moving at different depths that occlude each other in both images, stereo "shadows" and
-speckles of invalid (0) depth, and the frame number and clock drawn in. Everything
-static is rendered once; a frame costs two buffer copies and a few OpenCV draw calls.
+It looks like a depth camera's output: a textured room (floor and back wall in true
+perspective for the scene's intrinsics), objects moving at different depths that occlude
+each other in both images, stereo "shadows" and speckles of invalid (0) depth, the frame
+number and clock drawn in, and the capture time as a machine-readable stamp
+(`camera.stamp`). Everything static is rendered once; a frame costs two buffer copies and
+a few OpenCV draw calls.
 """
 
 from __future__ import annotations
@@ -16,6 +18,12 @@ import cv2
 import numpy as np
 
 from camera.base import Frame, FrameSource
+from camera.geometry import (
+    SYNTHETIC_CAMERA_HEIGHT_M,
+    SYNTHETIC_WALL_M,
+    synthetic_intrinsics,
+)
+from camera.stamp import draw_stamp
 
 DEPTH_SCALE = 0.001  # millimetres, like the D455
 
@@ -35,25 +43,33 @@ class SyntheticSource(FrameSource):
         self._speckle: np.ndarray | None = None
 
     def open(self) -> None:
-        """Render the static background once."""
+        """Render the static background once: a floor plane and a back wall, in perspective.
+
+        Depth follows the scene's own intrinsics (`camera.geometry`), so the point cloud a
+        client rebuilds from it is a real floor meeting a real wall.
+        """
         w, h = self.width, self.height
+        intr = synthetic_intrinsics(w, h)
+        fy, ppx, ppy = intr["fy"], intr["ppx"], intr["ppy"]
         rng = np.random.default_rng(7)
         yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        horizon = int(h * 0.45)
+        # Floor pixels lie below the row where the floor plane reaches the wall.
+        horizon = min(int(np.ceil(ppy + fy * SYNTHETIC_CAMERA_HEIGHT_M / SYNTHETIC_WALL_M)), h)
+        floor_z = fy * SYNTHETIC_CAMERA_HEIGHT_M / np.maximum(yy[horizon:] - ppy, 1e-3)
+        floor_x = (xx[horizon:] - ppx) / intr["fx"] * floor_z
         color = np.empty((h, w, 3), np.uint8)
         wall = 150 + 40 * np.sin(xx[:horizon] / 23.0) * np.cos(yy[:horizon] / 31.0)
         color[:horizon, :, 0] = np.clip(wall + 30, 0, 255)
         color[:horizon, :, 1] = np.clip(wall, 0, 255)
         color[:horizon, :, 2] = np.clip(wall - 40, 0, 255)
-        tiles = (((xx[horizon:] // (w / 16)) + (yy[horizon:] // (h / 12))) % 2) * 60 + 70
+        tiles = ((np.floor(floor_x / 0.5) + np.floor(floor_z / 0.5)) % 2) * 60 + 70
         color[horizon:, :, 0] = tiles
         color[horizon:, :, 1] = tiles + 20
         color[horizon:, :, 2] = tiles + 40
         noise = rng.integers(-12, 12, size=(h, w, 1), dtype=np.int16)
         self._bg_color = np.clip(color.astype(np.int16) + noise, 0, 255).astype(np.uint8)
-        depth = np.full((h, w), 4500, np.float32)
-        rows = np.arange(horizon, h, dtype=np.float32)
-        depth[horizon:, :] = (4500 - (rows - horizon) / max(h - horizon, 1) * 3700)[:, None]
+        depth = np.full((h, w), SYNTHETIC_WALL_M * 1000, np.float32)
+        depth[horizon:, :] = np.minimum(floor_z * 1000, SYNTHETIC_WALL_M * 1000)
         depth += rng.normal(0, 4, size=(h, w)).astype(np.float32)
         self._bg_depth = depth.astype(np.uint16)
         self._speckle = rng.choice(h * w, size=(h * w) // 200, replace=False)
@@ -106,6 +122,7 @@ class SyntheticSource(FrameSource):
         cv2.putText(color, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 5, cv2.LINE_AA)
         cv2.putText(color, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 2,
                     cv2.LINE_AA)
+        draw_stamp(color, now)
         return Frame(color, depth, now, self._n, DEPTH_SCALE)
 
     def close(self) -> None:
@@ -115,4 +132,5 @@ class SyntheticSource(FrameSource):
         return {
             "kind": self.kind, "width": self.width, "height": self.height, "fps": self.fps,
             "depth_scale": DEPTH_SCALE,
+            "intrinsics": synthetic_intrinsics(self.width, self.height),
         }

@@ -87,7 +87,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     @app.before_request
     def _authenticate() -> Response | None:
-        if not auth.enabled or request.path == "/healthz":
+        if not auth.enabled or request.path == "/healthz" or request.path.startswith(
+                "/static/"):
             return None
         token = request.args.get("token")
         header = request.headers.get("Authorization", "")
@@ -128,7 +129,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     def index() -> str:
         token = request.args.get("token")
         query = f"?token={quote(token)}" if token else ""
-        return render_template("index.html", cfg=cfg, query=query)
+        page_config = {"query": query, "depth_mode": cfg.depth_mode,
+                       "depth_min": cfg.depth_min, "depth_max": cfg.depth_max}
+        return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
         _check_query({"fps", "token"})
