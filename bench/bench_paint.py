@@ -37,6 +37,11 @@ MEASURE_JS = """
 (async () => {
   const {readStamp} = await import("./static/stamp.js");
   const img = document.getElementById("color");
+  const src = %s;
+  if (src) {
+    img.src = src;
+    await new Promise((ok) => { img.onload = ok; setTimeout(ok, 5000); });
+  }
   const out = [];
   let last = null;
   const end = performance.now() + %d;
@@ -56,12 +61,14 @@ MEASURE_JS = """
 """
 
 
-def paint_latencies(base: str, seconds: float) -> list[float]:
-    """Capture-to-paint times (s) of the frames one page painted in `seconds`."""
+def paint_latencies(base: str, seconds: float, src: str | None = None) -> list[float]:
+    """Capture-to-paint times (s) of the frames one page painted in `seconds`; `src`
+    replaces the color <img>'s stream URL (e.g. "color?advance_headers=0")."""
     with Browser(width=1400, height=900) as b:
         b.goto(base + "/")
         b.wait_for("document.getElementById('color').naturalWidth > 0", timeout=20)
-        return b.eval(MEASURE_JS % int(seconds * 1000), timeout=seconds + 30)
+        return b.eval(MEASURE_JS % (json.dumps(src), int(seconds * 1000)),
+                      timeout=seconds + 30)
 
 
 def one_run(args: argparse.Namespace, fps: float) -> dict:
@@ -83,7 +90,7 @@ def one_run(args: argparse.Namespace, fps: float) -> dict:
             if time.monotonic() > deadline or srv.poll() is not None:
                 raise RuntimeError("server did not start")
             time.sleep(0.2)
-        lat = sorted(paint_latencies(f"http://127.0.0.1:{port}", args.seconds))
+        lat = sorted(paint_latencies(f"http://127.0.0.1:{port}", args.seconds, args.src))
     finally:
         srv.send_signal(signal.SIGINT)
         try:
@@ -106,6 +113,8 @@ def main() -> int:
     p.add_argument("--port", type=int, default=5187)
     p.add_argument("--app", default=str(ROOT / "app_mp.py"), help="the server to measure")
     p.add_argument("--label", default="this build", help="name of the build in the table")
+    p.add_argument("--src", help="stream URL for the color <img>, relative to the page "
+                   "(e.g. color?advance_headers=0); default: the page's own")
     args = p.parse_args()
     logging.basicConfig(level="INFO", format="%(message)s")
     w = sys.stdout.write

@@ -21,7 +21,7 @@ from web.hub import BOUNDARY, FrameHub
 from web.metrics import metrics_response
 
 SNAPSHOT_TIMEOUT_S = 5.0
-FANOUT_KEY = "depthcam.fanout"  # environ: (hub, stream) a server may serve the socket from
+FANOUT_KEY = "depthcam.fanout"  # environ: (hub, stream, advance) a server may serve from
 HEALTHY_HEARTBEAT_S = 5.0
 
 
@@ -69,6 +69,18 @@ def _query_float(name: str, lo: float, hi: float) -> float | None:
     if not lo <= value <= hi:  # also rejects NaN
         abort(400, description=f"{name} must be between {lo:g} and {hi:g}")
     return value
+
+
+def _advance_headers() -> bool:
+    """Send the next part's headers right after each JPEG? ?advance_headers=1/0 decides;
+    by default only for Chromium-based browsers (Blink shows a part once the next part's
+    headers arrive), since those parts cannot carry Content-Length."""
+    raw = request.args.get("advance_headers")
+    if raw is None:
+        return "Chrome/" in request.headers.get("User-Agent", "")
+    if raw not in ("0", "1"):
+        abort(400, description="advance_headers must be 0 or 1")
+    return raw == "1"
 
 
 def _check_query(allowed: set[str]) -> None:
@@ -134,8 +146,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
-        _check_query({"fps", "token"})
+        _check_query({"fps", "token", "advance_headers"})
         fps = _query_float("fps", 0.1, 120)
+        advance = _advance_headers()
         if opts.fps_limit:
             fps = min(fps or opts.fps_limit, opts.fps_limit)
         interval = 1.0 / fps if fps else 0.0
@@ -146,9 +159,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
             resp.headers["Retry-After"] = "5"
             return resp
         if not interval:  # our server may hand the socket to the hub's shared writer
-            request.environ[FANOUT_KEY] = (hub, name)
+            request.environ[FANOUT_KEY] = (hub, name, advance)
         resp = Response(
-            hub.stream(name, interval),
+            hub.stream(name, interval, advance),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         )
         resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"

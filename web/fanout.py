@@ -29,11 +29,12 @@ _WRITE = 2  # libev EV_WRITE
 class FanClient:
     """One stream client's socket and the part being written to it."""
 
-    __slots__ = ("sock", "channel", "watcher", "done", "view", "seq", "ts", "last")
+    __slots__ = ("sock", "channel", "advance", "watcher", "done", "view", "seq", "ts", "last")
 
-    def __init__(self, sock: Any, channel: Any, watcher: Any) -> None:
+    def __init__(self, sock: Any, channel: Any, watcher: Any, advance: bool) -> None:
         self.sock = sock  # the non-blocking stdlib socket under gevent's
         self.channel = channel
+        self.advance = advance  # parts in advance-headers form (Chromium)
         self.watcher = watcher
         self.done = gevent.event.Event()
         self.view: memoryview | None = None
@@ -50,14 +51,14 @@ class FanOut:
         self.loop = gevent.get_hub().loop
         self.clients: dict[str, set[FanClient]] = {name: set() for name in hub.channels}
 
-    def serve(self, sock: Any, name: str) -> None:
+    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
         """Feed `sock` (a gevent socket, headers already sent) the stream `name` until
         the client goes; blocks the calling greenlet meanwhile."""
         from web.hub import FRESH_S  # noqa: PLC0415
 
         ch = self.hub.channels[name]
         raw = getattr(sock, "_sock", sock)
-        client = FanClient(raw, ch, self.loop.io(raw.fileno(), _WRITE))
+        client = FanClient(raw, ch, self.loop.io(raw.fileno(), _WRITE), advance)
         self.hub.add_viewer(name, 1)
         self.clients[name].add(client)
         try:
@@ -90,7 +91,7 @@ class FanOut:
 
     def _start(self, client: FanClient, fresh: bool) -> None:
         ch = client.channel
-        client.view = memoryview(ch.part)
+        client.view = memoryview(ch.advance_part() if client.advance else ch.part)
         client.seq = ch.seq
         client.ts = ch.meta.ts_capture if fresh else None
         self._write(client)

@@ -27,6 +27,16 @@ from pipeline.shm import FLAG_NO_SIGNAL, FrameRing, SlotMeta
 log = logging.getLogger("web")
 
 BOUNDARY = "frame"
+# Every part ends with the next part's boundary line, and a stream opens with one (the
+# same bytes as "boundary, headers, JPEG" per part, sent sooner).
+OPEN = f"--{BOUNDARY}\r\n".encode()
+CLOSE = b"\r\n" + OPEN
+# Chromium shows a part only once it has parsed the *next* part's headers
+# (crbug.com/527446), i.e. one frame late. For it the header block of the next part
+# follows each JPEG at once (µStreamer's advance headers); the next JPEG's length is not
+# known yet, so these parts carry no Content-Length, which Chromium does not use.
+ADVANCE_HEAD = b"Content-Type: image/jpeg\r\n\r\n"
+ADVANCE_OPEN = OPEN + ADVANCE_HEAD
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 KEEPALIVE_S = 1.0
 FRESH_S = 1.0
@@ -41,6 +51,7 @@ class Channel:
         self.extra = "".join(f"{k}: {v}\r\n" for k, v in (extra_headers or {}).items())
         self.seq = 0
         self.part: bytes | None = None
+        self._advance: tuple[int, bytes] | None = None
         self.jpeg: bytes | None = None
         self.meta: SlotMeta | None = None
         self.ring_counter = 0
@@ -58,21 +69,32 @@ class Channel:
         self.parts_per_s: float | None = 0.0
 
     def publish(self, meta: SlotMeta, jpeg: bytes) -> None:
-        """Build the multipart part once and wake every waiting client."""
+        """Build the multipart part once (headers, JPEG, the next boundary) and wake
+        every waiting client."""
         head = (
-            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
             f"X-Timestamp: {meta.ts_capture:.6f}\r\nX-Frame: {meta.frame_no}\r\n"
             f"X-Encode-Ms: {(meta.ts_aux2 - meta.ts_aux1) * 1000:.2f}\r\n"
             f"X-Signal: {'none' if meta.flags & FLAG_NO_SIGNAL else 'live'}\r\n"
             f"{self.extra}\r\n"
         ).encode()
-        self.part = head + jpeg + b"\r\n"
+        self.part = head + jpeg + CLOSE
+        self._advance: tuple[int, bytes] | None = None
         self.jpeg = jpeg
         self.meta = meta
         self.seq += 1
         self.frames += 1
         event, self._event = self._event, gevent.event.Event()
         event.set()
+
+    def advance_part(self) -> bytes | None:
+        """The current part in advance-headers form (JPEG, boundary, next headers),
+        built once per frame on first use."""
+        if self.jpeg is None:
+            return None
+        if self._advance is None or self._advance[0] != self.seq:
+            self._advance = (self.seq, self.jpeg + CLOSE + ADVANCE_HEAD)
+        return self._advance[1]
 
     def wait(self, seq: int, timeout: float) -> bool:
         """Block this greenlet until a part newer than `seq` exists (or timeout)."""
@@ -180,24 +202,28 @@ class FrameHub:
         ch.watched(ch.viewers + delta)
         self.control[f"viewers_{name}"] = ch.viewers
 
-    def serve(self, sock: Any, name: str) -> None:
-        """Feed one client's socket (headers sent) from the shared writer until it goes."""
-        self.fan.serve(sock, name)
+    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
+        """Feed one client's socket (headers and opening boundary sent) from the shared
+        writer until it goes."""
+        self.fan.serve(sock, name, advance)
 
-    def stream(self, name: str, min_interval: float = 0.0) -> Iterator[bytes]:
+    def stream(self, name: str, min_interval: float = 0.0,
+               advance: bool = False) -> Iterator[bytes]:
         """Generator of multipart parts for one client; unregisters itself when closed.
 
         The web server hands plain-HTTP, unthrottled clients to `serve` instead; this
-        generator serves the rest (TLS, ?fps=, any other WSGI server)."""
+        generator serves the rest (TLS, ?fps=, any other WSGI server). `advance`: parts
+        in advance-headers form (for Chromium)."""
         ch = self.channels[name]
         self.add_viewer(name, 1)
         try:
+            yield ADVANCE_OPEN if advance else OPEN
             seq = ch.seq
             if ch.part is not None and ch.meta is not None and (
                 time.time() - ch.meta.ts_capture < FRESH_S
                 or ch.meta.flags & FLAG_NO_SIGNAL
             ):
-                yield ch.part
+                yield (ch.advance_part() if advance else ch.part) or b""
             last_sent = time.monotonic()
             while True:
                 fresh = ch.wait(seq, KEEPALIVE_S)
@@ -207,7 +233,8 @@ class FrameHub:
                     gap = min_interval - (time.monotonic() - last_sent)
                     if gap > 0:
                         gevent.sleep(gap)
-                part, meta, seq = ch.part, ch.meta, ch.seq
+                part = ch.advance_part() if advance else ch.part
+                meta, seq = ch.meta, ch.seq
                 assert part is not None and meta is not None
                 yield part
                 last_sent = time.monotonic()

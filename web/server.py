@@ -24,7 +24,7 @@ from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY, create_app, web_options
-from web.hub import FrameHub
+from web.hub import ADVANCE_OPEN, OPEN, FrameHub
 from web.limits import (
     CONTROL_SLOTS,
     REFUSAL,
@@ -69,11 +69,11 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                 or self.code != 200):
             super().process_result()
             return
-        self.write(b"")  # status line and headers
+        hub, name, advance = fan
+        self.write(ADVANCE_OPEN if advance else OPEN)  # headers and the first boundary
         if self.response_use_chunked:
             raise RuntimeError("a multipart stream must be sent close-delimited")
-        hub, name = fan
-        hub.serve(self.socket, name)
+        hub.serve(self.socket, name, advance)
 
     def read_requestline(self) -> str:
         """Kept-alive connections get a fresh deadline for their next request head."""
