@@ -73,11 +73,13 @@ def _query_float(name: str, lo: float, hi: float) -> float | None:
 
 def _advance_headers() -> bool:
     """Send the next part's headers right after each JPEG? ?advance_headers=1/0 decides;
-    by default only for Chromium-based browsers (Blink shows a part once the next part's
-    headers arrive), since those parts cannot carry Content-Length."""
+    by default only for a Chromium-based browser's <img> (Blink shows a part once the
+    next part's headers arrive), since those parts cannot carry Content-Length; a script
+    reading the stream with fetch() gets the usual parts."""
     raw = request.args.get("advance_headers")
     if raw is None:
-        return "Chrome/" in request.headers.get("User-Agent", "")
+        return ("Chrome/" in request.headers.get("User-Agent", "")
+                and request.headers.get("Sec-Fetch-Dest") == "image")
     if raw not in ("0", "1"):
         abort(400, description="advance_headers must be 0 or 1")
     return raw == "1"

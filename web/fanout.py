@@ -89,6 +89,12 @@ class FanOut:
                         and client.channel.part is not None and now - client.last >= every):
                     self._start(client, fresh=False)
 
+    def close_all(self) -> None:
+        """Shutting down: release every client's greenlet so its connection closes now."""
+        for clients in self.clients.values():
+            for client in clients:
+                self._drop(client)
+
     def _start(self, client: FanClient, fresh: bool) -> None:
         ch = client.channel
         client.view = memoryview(ch.advance_part() if client.advance else ch.part)

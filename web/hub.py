@@ -164,8 +164,10 @@ class FrameHub:
         self._pump = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        """Stop the pump and let every stream client served by the shared writer go."""
         if self._pump is not None:
             self._pump.kill(block=False)
+        self.fan.close_all()
 
     def _run(self) -> None:
         fd = self.wake_r.fileno()

@@ -45,3 +45,23 @@ def test_without_advance_headers_chromium_lags_one_frame(srv: Server) -> None:
 def test_advance_headers_query_is_checked(srv: Server) -> None:
     code, _, body = srv.get("/color?advance_headers=yes")
     assert code == 400 and b"advance_headers" in body
+
+
+def test_a_script_reading_the_stream_still_gets_content_length(srv: Server) -> None:
+    from tests.browser import Browser  # noqa: PLC0415
+
+    with Browser() as b:
+        b.goto(srv.base + "/")
+        head = b.eval("""(async () => {
+          const ctl = new AbortController();
+          const r = await fetch("color", {signal: ctl.signal});
+          const reader = r.body.getReader();
+          let text = "";
+          while (!text.includes("\\r\\n\\r\\n", text.indexOf("--frame"))) {
+            const {value} = await reader.read();
+            text += new TextDecoder("latin1").decode(value);
+          }
+          ctl.abort();
+          return text.slice(0, 400);
+        })()""")
+    assert head.startswith("--frame\r\n") and "Content-Length: " in head, head
