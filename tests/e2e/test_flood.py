@@ -198,3 +198,18 @@ def test_status_forgets_latency_once_a_stream_has_no_viewers(srv: Server) -> Non
         assert combined["viewers"] == 1 and combined["fps_sent"] is None
     finally:
         reader.close()
+
+
+def test_max_clients_beyond_the_open_files_limit_is_refused_at_start() -> None:
+    import subprocess  # noqa: PLC0415
+
+    from tests.helpers import PYTHON, ROOT, free_port  # noqa: PLC0415
+
+    res = subprocess.run(
+        [PYTHON, str(ROOT / "app_mp.py"), "--host", "127.0.0.1", "--port", str(free_port()),
+         "--max-clients", "5000"],
+        capture_output=True, text=True, timeout=60, cwd=ROOT, preexec_fn=_limit_1024)  # noqa: PLW1509
+    assert res.returncode == 2
+    assert res.stderr.splitlines() == [
+        "app_mp.py: error: --max-clients 5000: the open-files limit (1024) allows at most "
+        "944 (raise it with ulimit -n or LimitNOFILE=)"]

@@ -65,3 +65,18 @@ def test_a_script_reading_the_stream_still_gets_content_length(srv: Server) -> N
           return text.slice(0, 400);
         })()""")
     assert head.startswith("--frame\r\n") and "Content-Length: " in head, head
+
+
+def test_ffmpeg_reads_the_advance_headers_form_too(srv: Server) -> None:
+    import json  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+
+    from tests.conftest import require  # noqa: PLC0415
+
+    out = subprocess.run(
+        [require("ffprobe"), "-v", "error", "-f", "mpjpeg", "-read_intervals", "%+#3",
+         "-count_frames", "-show_entries", "stream=width,height,nb_read_frames", "-of",
+         "json", srv.base + "/color?advance_headers=1"],
+        capture_output=True, text=True, timeout=30, check=True)
+    st = json.loads(out.stdout)["streams"][0]
+    assert (st["width"], st["height"], st["nb_read_frames"]) == (640, 480, "3")
