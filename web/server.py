@@ -151,7 +151,7 @@ class GuardedServer(gevent.pywsgi.WSGIServer):
                 if conn.ip:  # not closed to make room, so its deadline passed
                     self.guard.counts["timed_out"] += 1
                 log.debug("closed %s: no complete request in time", ip)
-            except (ssl.SSLError, OSError) as exc:  # a TLS handshake that failed
+            except (ssl.SSLError, OSError) as exc:  # failed TLS handshake, reset between requests
                 log.debug("closed %s: %s", ip, exc)
             finally:
                 _close(sock)
