@@ -60,8 +60,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     s.add_argument("--token", help="accept this token as ?token=... or 'Authorization: Bearer'")
     s.add_argument("--cert", metavar="PEM", help="serve HTTPS with this certificate chain")
     s.add_argument("--key", metavar="PEM", help="private key for --cert")
-    s.add_argument("--max-clients", type=_positive_int, default=500,
-                   help="stream clients at once; more get 503 with Retry-After (default 500)")
+    s.add_argument("--max-clients", type=_positive_int, default=None,
+                   help="stream clients at once; more get 503 with Retry-After (default 500, "
+                   "or fewer if the open-files limit allows fewer)")
     s.add_argument("--allow-origin", metavar="ORIGIN",
                    help="CORS: send Access-Control-Allow-Origin: ORIGIN (off by default)")
     s.add_argument("--fps-limit", type=_fps, default=None,
@@ -70,10 +71,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     from webrtc.options import add_webrtc_args, webrtc_options  # noqa: PLC0415
 
     add_webrtc_args(p)
+    from web.limits import add_limit_args  # noqa: PLC0415
+
+    add_limit_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
     cfg = finish(p, ns, config_from(ns))
     cfg.robotics = robotics_options(ns, p, gps=ns.gps, web=(cfg.host, cfg.port))
+    if cfg.extra["max_clients"] is not None:
+        _check_max_clients(p, cfg.extra["max_clients"])
     # Imported here, not at the top: every spawned child re-imports this module, and
     # only the web child needs Flask.
     from web.app import web_options  # noqa: PLC0415
@@ -103,6 +109,18 @@ def parse_args(argv: list[str] | None = None) -> Config:
         if problem:
             p.error(problem)
     return cfg
+
+
+def _check_max_clients(p: OneLineParser, wanted: int) -> None:
+    """--max-clients must fit in the open-files limit the web process can raise itself to."""
+    import resource  # noqa: PLC0415
+
+    from web.limits import max_clients_allowed  # noqa: PLC0415
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and wanted > max_clients_allowed(hard):
+        p.error(f"--max-clients {wanted}: the open-files limit ({hard}) allows at most "
+                f"{max_clients_allowed(hard)} (raise it with ulimit -n or LimitNOFILE=)")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -244,10 +244,11 @@ def finish(p: argparse.ArgumentParser, ns: argparse.Namespace, cfg: Config) -> C
             p.error(str(exc))
     src = cfg.source
     if src.startswith("tcp://"):
-        from camera.factory import parse_hostport  # noqa: PLC0415
+        from camera.factory import check_listen_address, parse_hostport  # noqa: PLC0415
 
         try:
-            parse_hostport(src[len("tcp://"):])
+            host, _ = parse_hostport(src[len("tcp://"):])
+            check_listen_address(host)
         except ValueError as exc:
             p.error(f"--source {src}: {exc}")
     elif src.startswith("opencv:"):

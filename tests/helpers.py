@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -60,15 +60,18 @@ class Server:
     """app_mp.py (or another entry point) running on a free loopback port."""
 
     def __init__(self, *args: str, script: str = "app_mp.py", port: int | None = None,
-                 log_path: Path | None = None, env: dict[str, str] | None = None) -> None:
+                 log_path: Path | None = None, env: dict[str, str] | None = None,
+                 preexec_fn: Callable[[], None] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path or Path(f"/tmp/server-{self.port}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         cmd = [PYTHON, str(ROOT / script), "--host", "127.0.0.1", "--port", str(self.port),
                *args]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
-                                     start_new_session=True, env=env)
+        # preexec_fn (e.g. a setrlimit) runs in the forked child before exec
+        self.proc = subprocess.Popen(
+            cmd, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=True, env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
         self.pid = self.proc.pid
         self.child_pids: list[int] = []
 

@@ -7,6 +7,7 @@ Routes hold no per-frame logic: streams and snapshots come from the FrameHub, an
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -24,6 +25,7 @@ from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
 from web.webrtc import page_config as webrtc_page_config
 
 SNAPSHOT_TIMEOUT_S = 5.0
+FANOUT_KEY = "depthcam.fanout"  # environ: (hub, stream, advance) a server may serve from
 HEALTHY_HEARTBEAT_S = 5.0
 
 
@@ -35,6 +37,7 @@ class WebOptions:
     max_clients: int = 500
     allow_origin: str | None = None
     fps_limit: float | None = None
+    connections: Callable[[], dict[str, int]] | None = None  # the web server's table
 
 
 def web_options(cfg: Config) -> WebOptions:
@@ -54,7 +57,7 @@ def web_options(cfg: Config) -> WebOptions:
         except (OSError, ssl.SSLError) as exc:
             raise ValueError(f"--cert/--key: {getattr(exc, 'strerror', None) or exc}") from None
         x["ssl_args"] = {"certfile": x["cert"], "keyfile": x["key"]}
-    return WebOptions(auth=auth, max_clients=x.get("max_clients", 500),
+    return WebOptions(auth=auth, max_clients=x.get("max_clients") or 500,
                       allow_origin=x.get("allow_origin"), fps_limit=x.get("fps_limit"))
 
 
@@ -70,6 +73,20 @@ def _query_float(name: str, lo: float, hi: float) -> float | None:
     if not lo <= value <= hi:  # also rejects NaN
         abort(400, description=f"{name} must be between {lo:g} and {hi:g}")
     return value
+
+
+def _advance_headers() -> bool:
+    """Send the next part's headers right after each JPEG? ?advance_headers=1/0 decides;
+    by default only for a Chromium-based browser's <img> (Blink shows a part once the
+    next part's headers arrive), since those parts cannot carry Content-Length; a script
+    reading the stream with fetch() gets the usual parts."""
+    raw = request.args.get("advance_headers")
+    if raw is None:
+        return ("Chrome/" in request.headers.get("User-Agent", "")
+                and request.headers.get("Sec-Fetch-Dest") == "image")
+    if raw not in ("0", "1"):
+        abort(400, description="advance_headers must be 0 or 1")
+    return raw == "1"
 
 
 def _check_query(allowed: set[str]) -> None:
@@ -140,8 +157,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
-        _check_query({"fps", "token"})
+        _check_query({"fps", "token", "advance_headers"})
         fps = _query_float("fps", 0.1, 120)
+        advance = _advance_headers()
         if opts.fps_limit:
             fps = min(fps or opts.fps_limit, opts.fps_limit)
         interval = 1.0 / fps if fps else 0.0
@@ -151,8 +169,10 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
             resp.status_code = 503
             resp.headers["Retry-After"] = "5"
             return resp
+        if not interval:  # our server may hand the socket to the hub's shared writer
+            request.environ[FANOUT_KEY] = (hub, name, advance)
         resp = Response(
-            hub.stream(name, interval),
+            hub.stream(name, interval, advance),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         )
         resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
@@ -227,7 +247,10 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/status")
     def status() -> Response:
         _check_query({"token"})
-        return jsonify(build_status(cfg, hub, control, backend))
+        doc = build_status(cfg, hub, control, backend)
+        if opts.connections is not None:
+            doc["connections"] = {**opts.connections(), "max_clients": opts.max_clients}
+        return jsonify(doc)
 
     return app
 
@@ -243,8 +266,8 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
         streams[name] = {
             "viewers": ch.viewers,
             "fps_encoded": round(snap[f"encode_fps_{name}"], 2),
-            "fps_sent": round(ch.fps_out, 2),
-            "parts_sent_per_s": round(ch.parts_per_s, 2),
+            "fps_sent": None if ch.fps_out is None else round(ch.fps_out, 2),
+            "parts_sent_per_s": None if ch.parts_per_s is None else round(ch.parts_per_s, 2),
             "frames_encoded": int(snap[f"encoded_{name}"]),
             "encode_ms": round(snap[f"encode_ms_{name}"], 2),
             "latency_ms": ch.latency_ms(),

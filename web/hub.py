@@ -27,9 +27,20 @@ from pipeline.shm import FLAG_NO_SIGNAL, FrameRing, SlotMeta
 log = logging.getLogger("web")
 
 BOUNDARY = "frame"
+# Every part ends with the next part's boundary line, and a stream opens with one (the
+# same bytes as "boundary, headers, JPEG" per part, sent sooner).
+OPEN = f"--{BOUNDARY}\r\n".encode()
+CLOSE = b"\r\n" + OPEN
+# Chromium shows a part only once it has parsed the *next* part's headers
+# (crbug.com/527446), i.e. one frame late. For it the header block of the next part
+# follows each JPEG at once (µStreamer's advance headers); the next JPEG's length is not
+# known yet, so these parts carry no Content-Length, which Chromium does not use.
+ADVANCE_HEAD = b"Content-Type: image/jpeg\r\n\r\n"
+ADVANCE_OPEN = OPEN + ADVANCE_HEAD
 LATENCY_BUCKETS = (0.005, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 KEEPALIVE_S = 1.0
 FRESH_S = 1.0
+RECENT_S = 3.0  # latency percentiles cover the parts sent this long ago at most
 
 
 class Channel:
@@ -40,38 +51,50 @@ class Channel:
         self.extra = "".join(f"{k}: {v}\r\n" for k, v in (extra_headers or {}).items())
         self.seq = 0
         self.part: bytes | None = None
+        self._advance: tuple[int, bytes] | None = None
         self.jpeg: bytes | None = None
         self.meta: SlotMeta | None = None
         self.ring_counter = 0
         self.viewers = 0
         self.parts_sent = 0
         self.frames = 0
-        self.latency: deque[float] = deque(maxlen=4096)
+        self.latency: deque[tuple[float, float]] = deque(maxlen=4096)  # (when, seconds)
         self.lat_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.lat_sum = 0.0
         self._event = gevent.event.Event()
         self._fps_t = time.monotonic()
         self._fps_frames = 0
         self._fps_sent = 0
-        self.fps_out = 0.0
-        self.parts_per_s = 0.0
+        self.fps_out: float | None = 0.0
+        self.parts_per_s: float | None = 0.0
 
     def publish(self, meta: SlotMeta, jpeg: bytes) -> None:
-        """Build the multipart part once and wake every waiting client."""
+        """Build the multipart part once (headers, JPEG, the next boundary) and wake
+        every waiting client."""
         head = (
-            f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
+            f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
             f"X-Timestamp: {meta.ts_capture:.6f}\r\nX-Frame: {meta.frame_no}\r\n"
             f"X-Encode-Ms: {(meta.ts_aux2 - meta.ts_aux1) * 1000:.2f}\r\n"
             f"X-Signal: {'none' if meta.flags & FLAG_NO_SIGNAL else 'live'}\r\n"
             f"{self.extra}\r\n"
         ).encode()
-        self.part = head + jpeg + b"\r\n"
+        self.part = head + jpeg + CLOSE
+        self._advance: tuple[int, bytes] | None = None
         self.jpeg = jpeg
         self.meta = meta
         self.seq += 1
         self.frames += 1
         event, self._event = self._event, gevent.event.Event()
         event.set()
+
+    def advance_part(self) -> bytes | None:
+        """The current part in advance-headers form (JPEG, boundary, next headers),
+        built once per frame on first use."""
+        if self.jpeg is None:
+            return None
+        if self._advance is None or self._advance[0] != self.seq:
+            self._advance = (self.seq, self.jpeg + CLOSE + ADVANCE_HEAD)
+        return self._advance[1]
 
     def wait(self, seq: int, timeout: float) -> bool:
         """Block this greenlet until a part newer than `seq` exists (or timeout)."""
@@ -82,9 +105,18 @@ class Channel:
 
     def observe(self, latency: float) -> None:
         """Record one part's capture-to-send latency (recent window and histogram)."""
-        self.latency.append(latency)
+        self.latency.append((time.monotonic(), latency))
         self.lat_counts[bisect_left(LATENCY_BUCKETS, latency)] += 1
         self.lat_sum += latency
+
+    def watched(self, viewers: int) -> None:
+        """The viewer count changed: a stream that just gained its first viewer has no
+        measured rate yet (None until a full second has passed), one with none sends 0."""
+        if viewers == 1 and self.viewers == 0:
+            self._fps_t = time.monotonic()
+            self._fps_frames, self._fps_sent = self.frames, self.parts_sent
+            self.fps_out = self.parts_per_s = None
+        self.viewers = viewers
 
     def tick(self) -> None:
         """Roll the per-second rates."""
@@ -96,10 +128,14 @@ class Channel:
             self._fps_t, self._fps_frames, self._fps_sent = now, self.frames, self.parts_sent
 
     def latency_ms(self) -> dict[str, float | None]:
-        """p50/p99 of capture-to-send latency over the recent parts."""
+        """p50/p99 of capture-to-send latency over the parts sent in the last RECENT_S
+        seconds (None when there were none: old figures would describe nobody)."""
+        horizon = time.monotonic() - RECENT_S
+        while self.latency and self.latency[0][0] < horizon:
+            self.latency.popleft()
         if not self.latency:
             return {"p50": None, "p99": None}
-        values = sorted(self.latency)
+        values = sorted(v for _, v in self.latency)
         n = len(values)
         return {
             "p50": round(values[n // 2] * 1000, 2),
@@ -118,14 +154,19 @@ class FrameHub:
         headers = stream_headers or {}
         self.channels = {s: Channel(s, headers.get(s)) for s in STREAMS}
         self._pump: gevent.Greenlet | None = None
+        from web.fanout import FanOut  # noqa: PLC0415
+
+        self.fan = FanOut(self)
 
     def start(self) -> None:
         """Start the pump greenlet."""
         self._pump = gevent.spawn(self._run)
 
     def stop(self) -> None:
+        """Stop the pump and let every stream client served by the shared writer go."""
         if self._pump is not None:
             self._pump.kill(block=False)
+        self.fan.close_all()
 
     def _run(self) -> None:
         fd = self.wake_r.fileno()
@@ -135,6 +176,7 @@ class FrameHub:
             if readable:
                 drain(self.wake_r)
             self.poll_rings()
+            self.fan.keepalive(time.monotonic(), KEEPALIVE_S)
             for ch in self.channels.values():
                 ch.tick()
 
@@ -153,24 +195,36 @@ class FrameHub:
             meta, jpeg = got
             ch.ring_counter = meta.counter
             ch.publish(meta, jpeg)
+            self.fan.publish(ch)
 
     def add_viewer(self, name: str, delta: int) -> None:
         """Count a viewer in or out; the encoder reads the total from the control block."""
         ch = self.channels[name]
-        ch.viewers += delta
+        ch.watched(ch.viewers + delta)
         self.control[f"viewers_{name}"] = ch.viewers
 
-    def stream(self, name: str, min_interval: float = 0.0) -> Iterator[bytes]:
-        """Generator of multipart parts for one client; unregisters itself when closed."""
+    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
+        """Feed one client's socket (headers and opening boundary sent) from the shared
+        writer until it goes."""
+        self.fan.serve(sock, name, advance)
+
+    def stream(self, name: str, min_interval: float = 0.0,
+               advance: bool = False) -> Iterator[bytes]:
+        """Generator of multipart parts for one client; unregisters itself when closed.
+
+        The web server hands plain-HTTP, unthrottled clients to `serve` instead; this
+        generator serves the rest (TLS, ?fps=, any other WSGI server). `advance`: parts
+        in advance-headers form (for Chromium)."""
         ch = self.channels[name]
         self.add_viewer(name, 1)
         try:
+            yield ADVANCE_OPEN if advance else OPEN
             seq = ch.seq
             if ch.part is not None and ch.meta is not None and (
                 time.time() - ch.meta.ts_capture < FRESH_S
                 or ch.meta.flags & FLAG_NO_SIGNAL
             ):
-                yield ch.part
+                yield (ch.advance_part() if advance else ch.part) or b""
             last_sent = time.monotonic()
             while True:
                 fresh = ch.wait(seq, KEEPALIVE_S)
@@ -180,7 +234,8 @@ class FrameHub:
                     gap = min_interval - (time.monotonic() - last_sent)
                     if gap > 0:
                         gevent.sleep(gap)
-                part, meta, seq = ch.part, ch.meta, ch.seq
+                part = ch.advance_part() if advance else ch.part
+                meta, seq = ch.meta, ch.seq
                 assert part is not None and meta is not None
                 yield part
                 last_sent = time.monotonic()

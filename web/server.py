@@ -7,9 +7,12 @@ are refused. gevent holds hundreds of long-lived streams in one process cheaply.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
 import signal
 import socket
+import ssl
 from typing import Any
 
 import gevent
@@ -20,8 +23,17 @@ from pipeline.child import Handles, run_child
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
-from web.app import create_app, web_options
-from web.hub import FrameHub
+from web.app import FANOUT_KEY, create_app, web_options
+from web.hub import ADVANCE_OPEN, OPEN, FrameHub
+from web.limits import (
+    CONTROL_SLOTS,
+    REFUSAL,
+    RESERVE_FDS,
+    ConnectionGuard,
+    limits_from,
+    open_fds,
+    raise_nofile,
+)
 
 log = logging.getLogger("web")
 
@@ -50,9 +62,127 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                 ] + [(b"Connection", b"close")]
                 return
 
+    def process_result(self) -> None:
+        """A plain-HTTP stream goes to the hub's shared writer once its headers are out."""
+        fan = self.environ.get(FANOUT_KEY)
+        if (fan is None or self.server.ssl_enabled or self.command != "GET"
+                or self.code != 200):
+            super().process_result()
+            return
+        hub, name, advance = fan
+        self.write(ADVANCE_OPEN if advance else OPEN)  # headers and the first boundary
+        if self.response_use_chunked:
+            raise RuntimeError("a multipart stream must be sent close-delimited")
+        hub.serve(self.socket, name, advance)
+
+    def read_requestline(self) -> str:
+        """Kept-alive connections get a fresh deadline for their next request head."""
+        guard: ConnectionGuard = self.server.guard
+        conn = guard.current()
+        if conn is not None and conn.requests:
+            guard.start_wait(conn, guard.limits.keepalive_timeout)
+        return super().read_requestline()
+
+    def read_request(self, raw_requestline: str) -> Any:
+        """The head is complete once parsed: its deadline ends here."""
+        guard: ConnectionGuard = self.server.guard
+        try:
+            return super().read_request(raw_requestline)
+        finally:
+            conn = guard.current()
+            if conn is not None:
+                guard.end_wait(conn)
+                conn.requests += 1
+
     def log_request(self) -> None:
         """Access lines at debug level only: stream clients come and go constantly."""
         log.debug("%s", self.format_request())
+
+
+class GuardedServer(gevent.pywsgi.WSGIServer):
+    """gevent's WSGI server with its connection table kept inside the open-files budget.
+
+    Every connection gets a deadline for its request head (TLS handshake included) and
+    for idle time between kept-alive requests; a full table closes the oldest silent
+    connection, and an address over its cap gets a 503, all without a traceback.
+    """
+
+    max_accept = 16  # bounds how far one accept burst may run ahead of the evictions
+
+    def __init__(self, *args: Any, guard: ConnectionGuard, **kwargs: Any) -> None:
+        self.guard = guard
+        super().__init__(*args, **kwargs)
+
+    def do_read(self) -> tuple[Any, Any] | None:
+        """Accept one connection, making room or refusing cleanly when the table is full."""
+        self.guard.make_room()
+        try:
+            fd, address = self.socket._accept()  # noqa: SLF001
+        except BlockingIOError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                raise
+            self.guard._burst("accept", "accept failed (%s): pausing new connections "  # noqa: SLF001
+                              "for 0.1 s", exc.strerror)
+            self.stop_accepting()
+            self._timer = self.loop.timer(0.1)
+            self._timer.start(self._start_accepting_if_started)
+            return None
+        sock = gevent.socket.socket(self.socket.family, self.socket.type, 0, fileno=fd)
+        ip = address[0] if isinstance(address, tuple) else str(address)
+        if self.guard.admit(ip) is not None:
+            _refuse(sock)
+            return None
+        return sock, address
+
+    def init_socket(self) -> None:
+        super().init_socket()
+        inner = self._handle
+
+        def guarded(sock: Any, address: Any) -> None:
+            ip = address[0] if isinstance(address, tuple) else str(address)
+            conn = self.guard.begin(ip, gevent.getcurrent())
+            try:
+                inner(sock, address)
+            except gevent.Timeout as exc:
+                if exc is not conn.timer:
+                    raise
+                if conn.ip:  # not closed to make room, so its deadline passed
+                    self.guard.counts["timed_out"] += 1
+                log.debug("closed %s: no complete request in time", ip)
+            except (ssl.SSLError, OSError) as exc:  # failed TLS handshake, reset between requests
+                log.debug("closed %s: %s", ip, exc)
+            finally:
+                _close(sock)
+                self.guard.end(conn)
+
+        self._handle = guarded
+
+    def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
+        """TLS: the handshake runs under the head deadline already armed for this
+        connection; the socket is closed by the caller."""
+        ssl_socket = self.wrap_socket(client_socket, **self.ssl_args)
+        try:
+            return self.handle(ssl_socket, address)
+        finally:
+            _close(ssl_socket)
+
+
+def _refuse(sock: Any) -> None:
+    """Answer 503 without waiting (best effort) and close."""
+    try:
+        sock._sock.send(REFUSAL)  # noqa: SLF001
+    except OSError:
+        pass
+    _close(sock)
+
+
+def _close(sock: Any) -> None:
+    try:
+        sock.close()
+    except OSError:
+        pass
 
 
 def _text(value: str | bytes) -> str:
@@ -67,13 +197,23 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
         control = Control.attach(handles.control)
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
         hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers)
-        app = create_app(cfg, hub, control, backend, web_options(cfg),
-                         raw=FrameRing.attach(handles.raw))
+        opts = web_options(cfg)
+        nofile = raise_nofile()
+        budget = nofile - open_fds() - RESERVE_FDS
+        guard = ConnectionGuard(limits_from(cfg.extra), budget)
+        if opts.max_clients > guard.budget - CONTROL_SLOTS:
+            log.warning("--max-clients %d is more than the open-files limit (%d) allows: "
+                        "using %d", opts.max_clients, nofile, guard.budget - CONTROL_SLOTS)
+            opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
+        log.info("open files: limit %d, %d connections at most, %d stream clients at most",
+                 nofile, guard.budget, opts.max_clients)
+        opts.connections = guard.stats
+        app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw))
         sock = gevent.socket.socket(listener.family, listener.type, 0,
                                     fileno=listener.detach())
-        server = gevent.pywsgi.WSGIServer(
+        server = GuardedServer(
             sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
-            handler_class=StreamHandler, **(ssl_args or {}),
+            handler_class=StreamHandler, guard=guard, **(ssl_args or {}),
         )
 
         def stop() -> None:

@@ -27,8 +27,11 @@ async function refresh() {
       (s.source_ok ? "" : " (no signal)");
     $("fps-in").textContent = fmt(s.fps_captured);
     for (const n of ["color", "depth"]) {
+      // a rate or latency not measured yet (or no longer) is shown as unknown, not as 0
+      const p50 = s.streams[n].latency_ms.p50;
       $("fps-" + n).textContent = fmt(s.streams[n].fps_sent);
-      $("lat-" + n).textContent = fmt(s.streams[n].latency_ms.p50);
+      $("lat-" + n).textContent = fmt(p50);
+      $("lat-" + n + "-box").hidden = p50 === null || p50 === undefined;
     }
     $("viewers").textContent = s.viewers;
     if (Array.isArray(s.filters)) showActive(s.filters);  // also changed by keys, scripts
