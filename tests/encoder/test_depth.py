@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import cv2
@@ -11,7 +10,7 @@ import pytest
 
 from camera.synthetic import SyntheticSource
 from encoder.codec import JpegCodec
-from encoder.depth import DEPTH_MODES, _bgr_lut, render_depth, render_depth_bgrx
+from encoder.depth import DEPTH_MODES, render_depth, render_depth_bgrx
 from encoder.filters import FilterChain
 from encoder.hue import HUE_MODES, encode_hue_depth
 from encoder.process import FrameEncoder
@@ -75,26 +74,6 @@ def test_bgrx_encodes_to_the_same_jpeg_as_bgr(backend: str) -> None:
         bgr = np.ascontiguousarray(bgrx[:, :, :3])
         for quality, sampling in ((80, "420"), (90, "444")):
             assert codec.encode(bgrx, quality, sampling) == codec.encode(bgr, quality, sampling)
-
-
-def test_bgrx_render_beats_the_three_byte_table() -> None:
-    # The 3-byte table (65536x3, np.take along axis 0) is what rendering used before;
-    # timed in alternation so machine load hits both alike.
-    src = SyntheticSource(1280, 720, 30)
-    src.open()
-    depth = src.read(1.0).depth
-    old = _bgr_lut("hue-log", 0.3, 6.0, 0.001)
-    out = np.empty((720, 1280, 4), np.uint8)
-    new_t, old_t = [], []
-    for _ in range(15):
-        t0 = time.perf_counter()
-        render_depth_bgrx(depth, "hue-log", 0.3, 6.0, out=out)
-        t1 = time.perf_counter()
-        np.take(old, depth, axis=0)
-        t2 = time.perf_counter()
-        new_t.append(t1 - t0)
-        old_t.append(t2 - t1)
-    assert np.median(new_t) < 0.6 * np.median(old_t)
 
 
 def _slot(color: np.ndarray, depth: np.ndarray) -> tuple[SlotMeta, memoryview]:
