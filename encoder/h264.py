@@ -19,7 +19,17 @@ import numpy as np
 
 log = logging.getLogger("h264")
 
-PROFILE_LEVEL_ID = "42e01f"
+
+
+def h264_level(width: int, height: int) -> str:
+    """The H.264 level a frame size needs: 3.1 up to 1280x720, else 4.0 (1080p)."""
+    return "3.1" if width * height <= 1280 * 720 else "4.0"
+
+
+def profile_level_id(width: int, height: int) -> str:
+    """SDP profile-level-id: constrained baseline (42e0) at the level the encoder uses."""
+    return "42e0" + {"3.1": "1f", "4.0": "28"}[h264_level(width, height)]
+
 NAL_IDR = 5
 NAL_SPS = 7
 NAL_PPS = 8
@@ -86,7 +96,7 @@ class H264Encoder:
             "preset": preset,
             "tune": "zerolatency",
             "profile": "baseline",
-            "level": "3.1" if width * height <= 1280 * 720 else "4.0",
+            "level": h264_level(width, height),
             "forced-idr": "1",
             "x264-params": (f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:"
                             f"repeat-headers=1:aud=0:vbv-maxrate={vbv}:"

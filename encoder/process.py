@@ -19,7 +19,7 @@ from camera.nosignal import render_no_depth
 from encoder.codec import JpegCodec
 from encoder.depth import render_depth_bgrx
 from encoder.filters import FilterChain
-from encoder.shaping import requested_shape
+from encoder.shaping import AS_CONFIGURED, Shape, apply_shape, requested
 from pipeline.child import (
     Handles,
     drain,
@@ -33,6 +33,9 @@ from pipeline.control import STREAMS, Control
 from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing, SlotMeta, TornRead
 
 log = logging.getLogger("encoder")
+
+SHAPED = ("color", "depth", "combined")
+"""Streams a push may ask to shrink (never /metric, whose quality keeps depth decodable)."""
 
 
 class StreamStats:
@@ -124,21 +127,26 @@ class FrameEncoder:
         if self.chain.names and not meta.flags & FLAG_NO_SIGNAL:
             color = self.chain.apply(color)
         jobs: dict[str, Future[tuple[bytes, int, int]]] = {}
+        # A sink's requests, read once so every use within this frame agrees.
+        shapes = {s: requested(self.control, s) for s in SHAPED if s in wanted}
         share = (self._metric_is_depth and "depth" in wanted and meta.flags & FLAG_HAS_DEPTH
-                 and not self._shaped("depth"))
+                 and not shapes["depth"])
         if "metric" in wanted and not share:
             jobs["metric"] = self.pool.submit(self._metric_jpeg, meta, view)
         if "color" in wanted:
-            jobs["color"] = self.pool.submit(self._jpeg, "color", color, cfg.quality, "420")
+            jobs["color"] = self.pool.submit(self._jpeg, shapes["color"], color, cfg.quality,
+                                             "420")
         out: dict[str, tuple[bytes, int, int]] = {}
         try:
             if "depth" in wanted or "combined" in wanted:
                 depth_img = self._depth_image(meta, view, color)
                 if "combined" in wanted:
-                    jobs["combined"] = self.pool.submit(self._combined, color, depth_img)
+                    jobs["combined"] = self.pool.submit(self._combined, color, depth_img,
+                                                        shapes["combined"])
                 if "depth" in wanted:
-                    out["depth"] = self._jpeg("depth", depth_img, cfg.depth_quality,
-                                              cfg.depth_subsampling)
+                    out["depth"] = self._jpeg(shapes["depth"], depth_img, cfg.depth_quality,
+                                              cfg.depth_subsampling,
+                                              nearest=cfg.depth_mode.startswith("hue"))
         finally:
             wait(jobs.values())  # nothing may still read the frame or the reused buffer
         out.update({name: f.result() for name, f in jobs.items()})
@@ -146,18 +154,14 @@ class FrameEncoder:
             out["metric"] = out["depth"]
         return out
 
-    def _shaped(self, stream: str) -> bool:
-        """True while a sink asks for another quality or width of `stream`."""
-        c = self.control
-        return c is not None and bool(c[f"push_quality_{stream}"] or c[f"push_width_{stream}"])
-
-    def _jpeg(self, stream: str, img: np.ndarray, quality: int,
-              subsampling: str) -> tuple[bytes, int, int]:
+    def _jpeg(self, shape: Shape, img: np.ndarray, quality: int, subsampling: str, *,
+              nearest: bool = False) -> tuple[bytes, int, int]:
         """Encode at the quality and width a sink asked for (encoder/shaping.py)."""
-        img, quality = requested_shape(self.control, stream, img, quality)
+        img, quality = apply_shape(shape, img, quality, nearest=nearest)
         return self.codec.encode(img, quality, subsampling), img.shape[1], img.shape[0]
 
-    def _combined(self, color: np.ndarray, depth_img: np.ndarray) -> tuple[bytes, int, int]:
+    def _combined(self, color: np.ndarray, depth_img: np.ndarray,
+                  shape: Shape = AS_CONFIGURED) -> tuple[bytes, int, int]:
         depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
         if depth_img.shape[0] != color.shape[0]:
             import cv2  # noqa: PLC0415
@@ -165,7 +169,7 @@ class FrameEncoder:
             scale = color.shape[0] / depth_img.shape[0]
             depth_img = cv2.resize(np.ascontiguousarray(depth_img),
                                    (int(depth_img.shape[1] * scale), color.shape[0]))
-        return self._jpeg("combined", np.hstack((color, depth_img)), self.cfg.quality, "420")
+        return self._jpeg(shape, np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 
 def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
@@ -179,8 +183,9 @@ def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
         control = Control.attach(handles.control)
         set_nonblocking_writer(handles.jpeg_wake_w)
         set_nonblocking_writer(handles.tap_wake_w)
-        for _, w in handles.sink_wakes.values():
-            set_nonblocking_writer(w)
+        for name, (_, w) in handles.sink_wakes.items():
+            if name != "h264":
+                set_nonblocking_writer(w)
         codec = JpegCodec(backend)
         with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
             enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)), control)
@@ -246,5 +251,6 @@ def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, 
             stats[name].record(t1 - t0)
         wake(handles.jpeg_wake_w)
         wake(handles.tap_wake_w)
-        for _, w in handles.sink_wakes.values():
-            wake(w)
+        for name, (_, w) in handles.sink_wakes.items():
+            if name != "h264":  # the H.264 stage reads the raw ring: capture wakes it
+                wake(w)

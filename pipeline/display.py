@@ -216,6 +216,8 @@ def display_main(cfg: Config, handles: Handles) -> None:
         stop = threading.Event()
         install_stop_handlers(stop)
         control = Control.attach(handles.control)
+        # A predecessor that Qt ended never cleared what it asked for.
+        control["display_color"] = control["display_depth"] = 0
         rings = {s: FrameRing.attach(handles.jpeg[s]) for s in ("color", "depth")}
         try:
             size = screen_size()

@@ -112,7 +112,10 @@ def depth_api(cfg: Config, control: Control, raw: FrameRing | None) -> Blueprint
             gevent.sleep(POLL_S)
             got = read_depth(raw, start)
         meta, depth = got
-        ok, png = cv2.imencode(".png", depth, (cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION))
+        # Several ms for a 720p frame: in a worker thread (OpenCV lets go of the GIL), so the
+        # event loop keeps feeding every stream client meanwhile.
+        ok, png = gevent.get_hub().threadpool.apply(
+            cv2.imencode, (".png", depth, (cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION)))
         if not ok:
             abort(503, description="PNG encoding failed")
         resp = Response(png.tobytes(), mimetype="image/png")

@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from encoder.h264 import profile_level_id
 from pipeline.child import Handles, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control
@@ -140,21 +141,12 @@ depthcam-color: {{
 \tvideoiface = "127.0.0.1"
 \tvideopt = 96
 \tvideocodec = "h264"
-\tvideofmtp = "profile-level-id=42e01f;packetization-mode=1"
+\tvideofmtp = "profile-level-id={profile_level_id(width, height)};packetization-mode=1"
 \tvideobufferkf = true
 \tplayoutdelay_ext = true
 }}
 """)
     return conf
-
-
-def mountpoint_config(opts: WebRTCOptions) -> str:
-    """The streaming-plugin mountpoint an external Janus needs for `--janus` (README)."""
-    return (f'depthcam-color: {{ type = "rtp", id = {opts.mountpoint}, video = true, '
-            f'videoport = {opts.video_port}, videortcpport = {opts.rtcp_port}, videopt = 96, '
-            'videocodec = "h264", '
-            'videofmtp = "profile-level-id=42e01f;packetization-mode=1", '
-            "videobufferkf = true }")
 
 
 class JanusApi:

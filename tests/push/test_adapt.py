@@ -107,3 +107,32 @@ def test_encoder_applies_a_requested_quality_and_width_and_never_enlarges() -> N
         assert out.shape == img.shape and q == 80
     finally:
         ctl.close()
+
+
+def test_a_request_is_ignored_while_another_sink_reads_the_stream() -> None:
+    ctl = Control.create(f"rsmjpeg-{os.getpid()}-adaptshared")
+    try:
+        img = np.zeros((720, 1280, 3), np.uint8)
+        ctl["sink_color"] = 1  # the push
+        ctl["push_quality_color"], ctl["push_width_color"] = 40, 640
+        assert requested_shape(ctl, "color", img, 80)[0].shape == (360, 640, 3)
+        ctl["sink_color_mcap"] = 1  # a recording reads the same ring: full frames for all
+        out, q = requested_shape(ctl, "color", img, 80)
+        assert out.shape == img.shape and q == 80
+        ctl["sink_color_mcap"], ctl["viewers_color"] = 0, 1
+        assert requested_shape(ctl, "color", img, 80)[1] == 80
+    finally:
+        ctl.close()
+
+
+def test_hue_depth_is_shrunk_without_blending_depths() -> None:
+    from encoder.depth import render_depth
+    from encoder.shaping import Shape, apply_shape
+
+    depth = np.zeros((720, 1280), np.uint16)
+    depth[:, 640:] = 5000
+    depth[:, :640] = 500
+    img = render_depth(depth, "hue-log", 0.3, 10.0)
+    out, _ = apply_shape(Shape(0, 640), img, 90, nearest=True)
+    colours = {tuple(c) for c in out.reshape(-1, 3)}
+    assert colours == {tuple(img[0, 0]), tuple(img[0, -1])}
