@@ -29,7 +29,8 @@ _WRITE = 2  # libev EV_WRITE
 class FanClient:
     """One stream client's socket and the part being written to it."""
 
-    __slots__ = ("sock", "channel", "advance", "watcher", "done", "view", "seq", "ts", "last")
+    __slots__ = ("sock", "channel", "advance", "watcher", "done", "view", "seq", "ts", "last",
+                 "progress")
 
     def __init__(self, sock: Any, channel: Any, watcher: Any, advance: bool) -> None:
         self.sock = sock  # the non-blocking stdlib socket under gevent's
@@ -41,13 +42,15 @@ class FanClient:
         self.seq = 0
         self.ts: float | None = None  # capture time of a fresh part, for the latency
         self.last = time.monotonic()
+        self.progress = self.last  # when the socket last took bytes of an unfinished part
 
 
 class FanOut:
     """Writes each channel's newest part to each of its clients when it can take it."""
 
-    def __init__(self, hub: Any) -> None:
+    def __init__(self, hub: Any, send_timeout: float = 20.0) -> None:
         self.hub = hub
+        self.send_timeout = send_timeout
         self.loop = gevent.get_hub().loop
         self.clients: dict[str, set[FanClient]] = {name: set() for name in hub.channels}
 
@@ -82,10 +85,16 @@ class FanOut:
 
     def keepalive(self, now: float, every: float) -> None:
         """Re-send the last part to clients idle for `every` seconds (a silent stream is
-        dropped by browsers and proxies, and a gone client is noticed only on a write)."""
+        dropped by browsers and proxies, and a gone client is noticed only on a write);
+        drop a client that took no bytes for `send_timeout` (it stopped reading, and would
+        hold a file descriptor and a part for as long as its connection stays open)."""
         for clients in self.clients.values():
             for client in clients:
-                if (client.view is None and not client.done.is_set()
+                if client.view is not None and now - client.progress >= self.send_timeout:
+                    log.info("stream client took nothing for %.0f s: dropped",
+                             now - client.progress)
+                    self._drop(client)
+                elif (client.view is None and not client.done.is_set()
                         and client.channel.part is not None and now - client.last >= every):
                     self._start(client, fresh=False)
 
@@ -100,14 +109,18 @@ class FanOut:
         client.view = memoryview(ch.advance_part() if client.advance else ch.part)
         client.seq = ch.seq
         client.ts = ch.meta.ts_capture if fresh else None
+        client.progress = time.monotonic()
         self._write(client)
 
     def _write(self, client: FanClient) -> None:
         view = client.view
+        left = len(view) if view is not None else 0
         try:
             while view:
                 view = view[client.sock.send(view):]
         except BlockingIOError:
+            if len(view) < left:
+                client.progress = time.monotonic()
             client.view = view
             if not client.watcher.active:
                 client.watcher.start(self._write, client)

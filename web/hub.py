@@ -147,7 +147,8 @@ class FrameHub:
     """One channel per stream (pipeline.control.STREAMS), fed from the JPEG rings."""
 
     def __init__(self, control: Control, rings: dict[str, FrameRing], wake_r: Any,
-                 stream_headers: dict[str, dict[str, str]] | None = None) -> None:
+                 stream_headers: dict[str, dict[str, str]] | None = None,
+                 send_timeout: float = 20.0) -> None:
         self.control = control
         self.rings = rings
         self.wake_r = wake_r
@@ -156,7 +157,7 @@ class FrameHub:
         self._pump: gevent.Greenlet | None = None
         from web.fanout import FanOut  # noqa: PLC0415
 
-        self.fan = FanOut(self)
+        self.fan = FanOut(self, send_timeout)
 
     def start(self) -> None:
         """Start the pump greenlet."""

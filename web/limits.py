@@ -40,6 +40,7 @@ class ConnLimits:
     header_timeout: float = 10.0
     keepalive_timeout: float = 15.0
     max_clients_per_ip: int = 256
+    send_timeout: float = 20.0
 
 
 def add_limit_args(p: argparse.ArgumentParser) -> None:
@@ -54,6 +55,9 @@ def add_limit_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--keepalive-timeout", type=seconds, default=15.0, metavar="SECONDS",
                    help="close a kept-alive connection idle this long between requests "
                    "(default 15)")
+    g.add_argument("--send-timeout", type=seconds, default=20.0, metavar="SECONDS",
+                   help="drop a stream client that has taken no bytes for this long "
+                   "(a reader that stopped reading; default 20)")
     g.add_argument("--max-clients-per-ip", type=ranged(int, 0, 1 << 20, "a whole number"),
                    default=256, metavar="N",
                    help="open connections from one address; more get 503 (default 256, "
@@ -67,6 +71,7 @@ def limits_from(x: dict[str, Any]) -> ConnLimits:
         header_timeout=x.get("header_timeout", d.header_timeout),
         keepalive_timeout=x.get("keepalive_timeout", d.keepalive_timeout),
         max_clients_per_ip=x.get("max_clients_per_ip", d.max_clients_per_ip),
+        send_timeout=x.get("send_timeout", d.send_timeout),
     )
 
 

@@ -196,11 +196,13 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
     def body() -> None:
         control = Control.attach(handles.control)
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
-        hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers)
+        limits = limits_from(cfg.extra)
+        hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
+                       send_timeout=limits.send_timeout)
         opts = web_options(cfg)
         nofile = raise_nofile()
         budget = nofile - open_fds() - RESERVE_FDS
-        guard = ConnectionGuard(limits_from(cfg.extra), budget)
+        guard = ConnectionGuard(limits, budget)
         if opts.max_clients > guard.budget - CONTROL_SLOTS:
             log.warning("--max-clients %d is more than the open-files limit (%d) allows: "
                         "using %d", opts.max_clients, nofile, guard.budget - CONTROL_SLOTS)

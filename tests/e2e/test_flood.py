@@ -23,6 +23,7 @@ from tests.helpers import MjpegReader, Server, running
 
 HEAD_TIMEOUT_S = 2.0
 KEEPALIVE_S = 1.0
+SEND_TIMEOUT_S = 2.0
 FLOOD = 1100
 FLOOD_ADDRS = [f"127.0.0.{i}" for i in range(2, 13)]  # 11 addresses x 100 < the per-ip cap
 PER_IP = 150
@@ -42,7 +43,8 @@ def srv() -> Iterator[Server]:
     try:
         with running("--width", "640", "--height", "480", "--header-timeout",
                      str(HEAD_TIMEOUT_S), "--keepalive-timeout", str(KEEPALIVE_S),
-                     "--max-clients-per-ip", str(PER_IP), preexec_fn=_limit_1024) as s:
+                     "--max-clients-per-ip", str(PER_IP), "--send-timeout", str(SEND_TIMEOUT_S),
+                     preexec_fn=_limit_1024) as s:
             yield s
     finally:
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -171,6 +173,37 @@ def test_idle_keepalive_connections_are_closed(srv: Server) -> None:
         t0 = time.monotonic()
         assert conn.sock.recv(1) == b""  # the server hangs up on the idle connection
         assert KEEPALIVE_S * 0.8 < time.monotonic() - t0 < KEEPALIVE_S + 3.0
+
+
+def test_a_stream_client_that_stops_reading_is_dropped(srv: Server) -> None:
+    def color_viewers() -> int:
+        return srv.status()["streams"]["color"]["viewers"]
+
+    other = MjpegReader(srv.port, "/color")
+    stalled = socket.socket()
+    try:
+        other.next_part()
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.connect(("127.0.0.1", srv.port))
+        stalled.sendall(b"GET /color HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while color_viewers() < 2:
+            assert time.monotonic() < deadline, "the stalled client never became a viewer"
+            other.next_part()
+        # It reads nothing from now on: once the kernel buffers are full it takes no
+        # bytes, and within the send timeout the server lets it go.
+        t0 = time.monotonic()
+        while color_viewers() > 1:
+            assert time.monotonic() - t0 < SEND_TIMEOUT_S + 15, "stalled client kept"
+            other.next_part()  # the reader beside it keeps getting frames meanwhile
+        stalled.settimeout(5)
+        while stalled.recv(65536):
+            pass  # what was buffered, then the server's close
+        for _ in range(5):
+            other.next_part()
+    finally:
+        stalled.close()
+        other.close()
 
 
 def test_status_forgets_latency_once_a_stream_has_no_viewers(srv: Server) -> None:
