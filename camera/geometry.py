@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from numpy.typing import ArrayLike
+
 SYNTHETIC_HFOV_DEG = 90.0
 """The synthetic scene's horizontal field of view, about a D455 color camera's."""
 SYNTHETIC_CAMERA_HEIGHT_M = 0.5
@@ -30,7 +32,7 @@ def synthetic_intrinsics(width: int, height: int) -> dict[str, Any]:
             "ppx": width / 2.0, "ppy": height / 2.0, "model": "none", "coeffs": [0.0] * 5}
 
 
-def _scaled(intr: dict[str, Any], width: int, height: int) -> dict[str, Any]:
+def scaled_intrinsics(intr: dict[str, Any], width: int, height: int) -> dict[str, Any]:
     """Intrinsics of a stream resized to width x height (the raw ring may shrink frames)."""
     w0, h0 = intr.get("width") or width, intr.get("height") or height
     if (w0, h0) == (width, height):
@@ -58,16 +60,18 @@ def camera_model(info: dict[str, Any]) -> dict[str, Any] | None:
         return None
     width = int(info.get("width") or intr["width"])
     height = int(info.get("height") or intr["height"])
-    out = _scaled(intr, width, height)
+    out = scaled_intrinsics(intr, width, height)
     out["coeffs"] = [float(c) for c in out.get("coeffs", [0.0] * 5)]
     out["model"] = str(out.get("model", "none"))
     return {"frame_id": FRAME_ID, "depth_scale": float(scale), "intrinsics": out}
 
 
-def deproject(intr: dict[str, Any], x: float, y: float, z: float) -> tuple[float, float, float]:
+def deproject(intr: dict[str, Any], x: ArrayLike, y: ArrayLike, z: ArrayLike
+              ) -> tuple[Any, Any, Any]:
     """The 3D point (metres, camera frame: x right, y down, z forward) of pixel (x, y) at depth z.
 
-    Distortion is ignored: the D455 reports none for color (Brown-Conrady with zero or
-    near-zero coefficients) and aligned depth shares that image.
+    Works on scalars and numpy arrays alike. Distortion is ignored: the D455 reports none
+    for color (Brown-Conrady with zero or near-zero coefficients) and aligned depth shares
+    that image.
     """
     return ((x - intr["ppx"]) / intr["fx"] * z, (y - intr["ppy"]) / intr["fy"] * z, z)

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import requests
 
+from camera.geometry import deproject, scaled_intrinsics
 from depthclient.stream import MultipartReader
 from encoder.hue import decode_hue_depth
 
@@ -36,8 +37,7 @@ def deproject_image(depth_m: np.ndarray, intrinsics: dict[str, Any],
     rows, cols = np.nonzero(sub > 0)
     z = sub[rows, cols].astype(np.float64)
     v, u = rows * step, cols * step
-    x = (u - intrinsics["ppx"]) / intrinsics["fx"] * z
-    y = (v - intrinsics["ppy"]) / intrinsics["fy"] * z
+    x, y, z = deproject(intrinsics, u, v, z)
     return np.stack([x, y, z], axis=1).astype(np.float32), np.stack([v, u], axis=1)
 
 
@@ -154,12 +154,8 @@ class DepthClient:
     def point_cloud(self, depth_m: np.ndarray, color_bgr: np.ndarray | None = None,
                     step: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """(N x 3 float32 metres, N x 3 uint8 RGB) of every `step`-th pixel with depth."""
-        intr = dict(self.intrinsics)
         h, w = depth_m.shape
-        if (w, h) != (intr["width"], intr["height"]):
-            sx, sy = w / intr["width"], h / intr["height"]
-            intr.update(fx=intr["fx"] * sx, fy=intr["fy"] * sy, ppx=intr["ppx"] * sx,
-                        ppy=intr["ppy"] * sy)
+        intr = scaled_intrinsics(self.intrinsics, w, h)
         xyz, idx = deproject_image(depth_m, intr, step)
         if color_bgr is None:
             rgb = np.full((len(xyz), 3), 255, np.uint8)
