@@ -19,15 +19,17 @@ from pipeline.child import CannotStart, setup_logging
 from pipeline.config import (
     Config,
     OneLineParser,
+    ranged,
+)
+from push.urls import parse_destination, redact
+from robotics.options import add_robotics_args, robotics_options
+from wiring.options import (
     add_common_args,
     add_encoder_args,
     add_source_args,
     config_from,
     finish,
-    ranged,
 )
-from push.urls import parse_destination, redact
-from robotics.options import add_robotics_args, robotics_options
 
 log = logging.getLogger("app_https_client")
 
@@ -137,9 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     setup_logging(cfg.log_level)
     multiprocessing.current_process().name = "main"
-    from pipeline.launch import run_pipeline  # noqa: PLC0415
     from pipeline.supervisor import ChildSpec  # noqa: PLC0415
     from push.video import GpsOptions, PushOptions, gps_main, push_main  # noqa: PLC0415
+    from wiring.launch import run_pipeline  # noqa: PLC0415
 
     x = cfg.extra
     opts = PushOptions(url=x["video"], stream=x["stream"], fmt=x["fmt"], retry=x["retry"],

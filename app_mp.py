@@ -13,16 +13,15 @@ import os
 import sys
 
 from pipeline.child import CannotStart, setup_logging
-from pipeline.config import (
-    Config,
-    OneLineParser,
+from pipeline.config import Config, OneLineParser
+from robotics.options import add_robotics_args, robotics_options
+from wiring.options import (
     add_common_args,
     add_encoder_args,
     add_source_args,
     config_from,
     finish,
 )
-from robotics.options import add_robotics_args, robotics_options
 
 log = logging.getLogger("app_mp")
 
@@ -103,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
             os.path.dirname(os.path.abspath(cfg.snapshot_on_exit)), os.W_OK):
         p.error(f"--snapshot-on-exit {cfg.snapshot_on_exit}: directory not writable")
     if cfg.display:
-        from pipeline.display import display_problem  # noqa: PLC0415
+        from sinks.display import display_problem  # noqa: PLC0415
 
         problem = display_problem()
         if problem:
@@ -128,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     setup_logging(cfg.log_level)
     multiprocessing.current_process().name = "main"
-    from pipeline.launch import run_pipeline  # noqa: PLC0415
     from web.app import web_options  # noqa: PLC0415
+    from wiring.launch import run_pipeline  # noqa: PLC0415
 
     opts = web_options(cfg)
     if not opts.auth.enabled and not _loopback(cfg.host):

@@ -38,16 +38,15 @@ from encoder.codec import JpegCodec, pick_backend  # noqa: E402
 from encoder.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
 from encoder.filters import FilterChain  # noqa: E402
 from encoder.process import FrameEncoder  # noqa: E402
-from pipeline.config import (  # noqa: E402
-    Config,
-    OneLineParser,
+from pipeline.config import Config, OneLineParser  # noqa: E402
+from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta  # noqa: E402
+from wiring.options import (  # noqa: E402
     add_common_args,
     add_encoder_args,
     add_source_args,
     config_from,
     finish,
 )
-from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta  # noqa: E402
 
 logger = logging.getLogger("bench_encoder")
 

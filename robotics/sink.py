@@ -362,7 +362,7 @@ def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
         import foxglove  # noqa: PLC0415
         from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
 
-        from pipeline.tap import unused_path  # noqa: PLC0415
+        from sinks.tap import unused_path  # noqa: PLC0415
 
         stop = threading.Event()
         install_stop_handlers(stop)

@@ -28,9 +28,8 @@ from encoder.hue import (
     hue_index,
     hue_index_lut,
 )
-from pipeline.config import (
-    Config,
-    OneLineParser,
+from pipeline.config import Config, OneLineParser
+from wiring.options import (
     add_common_args,
     add_encoder_args,
     add_source_args,

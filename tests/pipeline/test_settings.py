@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 
 from pipeline.control import Control
-from pipeline.display import side_by_side, toggled
 from pipeline.shm import segment_name
+from sinks.display import side_by_side, toggled
 
 ROUNDS = 3000
 

@@ -4,7 +4,7 @@ It reads the color JPEG ring like any client (and counts as a sink, so the encod
 encoding color), writes each live JPEG into the recording as it is and keeps the newest
 one for --snapshot-on-exit. Its own process means a crashed encoder does not cut the
 recording short, and every exit path (Ctrl-C, SIGTERM, a restart) finalizes the file.
-(The --display window is a child of its own: pipeline/display.py.)
+(The --display window is a child of its own: sinks/display.py.)
 """
 
 from __future__ import annotations

@@ -52,11 +52,11 @@ def run_pipeline(cfg: Config,
                                                         cfg.extra.get("ssl_args")),
                                       heartbeat="hb_web"))
             if cfg.record or cfg.snapshot_on_exit:
-                from pipeline.tap import tap_main  # noqa: PLC0415
+                from sinks.tap import tap_main  # noqa: PLC0415
 
                 children.append(ChildSpec("tap", tap_main, (cfg, h), heartbeat="hb_tap"))
             if cfg.display:
-                from pipeline.display import display_main  # noqa: PLC0415
+                from sinks.display import display_main  # noqa: PLC0415
 
                 children.append(ChildSpec("display", display_main, (cfg, h),
                                           heartbeat="hb_display"))

@@ -1,0 +1,1 @@
+"""Wiring one run from the parts: the command line into a Config, and the children."""
