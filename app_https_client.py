@@ -33,6 +33,8 @@ from wiring.options import (
 
 log = logging.getLogger("app_https_client")
 
+DEFAULT_GPS = "gpsd://127.0.0.1:2947"
+
 
 _seconds = ranged(float, 0.05, 3600, "a number of seconds")
 MIN_BITRATE, MAX_BITRATE = 64_000, 10 * 10**9
@@ -83,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "self-signed certificate)")
     g.add_argument("--insecure", action="store_true",
                    help="do not verify the listener's certificate (warns)")
-    g.add_argument("--gps", default="gpsd://127.0.0.1:2947", metavar="SPEC",
+    g.add_argument("--gps", default=None, metavar="SPEC",
                    help="gpsd://HOST:PORT (default gpsd://127.0.0.1:2947), "
                    "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
     g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
@@ -120,6 +122,8 @@ def parse_args(argv: list[str] | None = None) -> Config:
             open(ns.ca_file, "rb").close()
         except OSError as exc:
             p.error(f"--ca-file {ns.ca_file}: {exc.strerror}")
+    given_gps = ns.gps is not None  # asked for on the command line, not the default
+    ns.gps = ns.gps or DEFAULT_GPS
     if ns.gps_url and ns.gps != "none":
         from push.gps import parse_gps_spec  # noqa: PLC0415
 
@@ -129,8 +133,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
             p.error(f"--gps: {exc}")
     cfg = finish(p, ns, config_from(ns))
     # /gps on Foxglove and in MCAP when a GPS is read anyway (-g) or --gps is given.
-    gps = ns.gps if ns.gps_url or "--gps" in (argv if argv is not None else sys.argv) else None
-    cfg.robotics = robotics_options(ns, p, gps=gps)
+    push_reads_gps = bool(ns.gps_url) and ns.gps != "none"
+    gps = ns.gps if ns.gps_url or given_gps else None
+    cfg.robotics = robotics_options(ns, p, gps=gps, other_gps_readers=int(push_reads_gps))
     return cfg
 
 

@@ -66,8 +66,12 @@ def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
 
 
 def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
-                     gps: str | None, web: tuple[str, int] | None = None) -> RoboticsOptions:
-    """Check the parsed group and build the options (p.error on a bad value: exit 2)."""
+                     gps: str | None, web: tuple[str, int] | None = None,
+                     other_gps_readers: int = 0) -> RoboticsOptions:
+    """Check the parsed group and build the options (p.error on a bad value: exit 2).
+
+    `other_gps_readers`: GPS readers of the run besides the robotics children (the push's).
+    """
     host, port = None, 8765
     if ns.foxglove:
         from camera.factory import parse_hostport  # noqa: PLC0415
@@ -94,8 +98,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
             parse_gps_spec(gps)
         except ValueError as exc:
             p.error(f"--gps: {exc}")
-        if ns.foxglove and path and gps.strip().lower().startswith("nmea:"):
-            p.error("--gps nmea: with both --foxglove and --record-mcap: a serial port has "
+        readers = bool(ns.foxglove) + bool(path) + other_gps_readers
+        if readers > 1 and gps.strip().lower().startswith("nmea:"):
+            p.error("--gps nmea: would be read by several processes, but a serial port has "
                     "one reader; share it through gpsd (--gps gpsd://127.0.0.1:2947)")
     else:
         gps = None

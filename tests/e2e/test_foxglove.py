@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +22,7 @@ from websockets.sync.client import connect
 
 from tests.camera.rs_recording import FOCAL, make_recording
 from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import Server, children_of, free_port, running
+from tests.helpers import ROOT, Server, children_of, free_port, running
 from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient, listener_pid
 
 LAT, LON = 48.137154, 11.576124
@@ -234,3 +236,14 @@ def test_foxglove_port_taken_is_one_line_and_exit_3() -> None:
     assert len(lines) == 1 and "--foxglove" in lines[0] and "in use" in lines[0], res.stderr
     assert "Traceback" not in res.stderr
     assert time.monotonic() - t0 < 15
+
+
+def test_a_serial_gps_with_two_readers_is_refused_in_the_push_too() -> None:
+    # The push's GPS child and the Foxglove child would both open the port.
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "app_https_client.py"), "-v", "http://127.0.0.1:9",
+         "-g", "http://127.0.0.1:9/gps", "--gps=nmea:/dev/ttyUSB0", "--foxglove",
+         f"127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert res.returncode == 2, res.stderr
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "one reader" in lines[0], res.stderr
