@@ -34,12 +34,15 @@ def run_pipeline(cfg: Config,
         problem = check_listen(robotics.foxglove_host, robotics.foxglove_port)
         if problem:
             raise CannotStart(f"--foxglove: {problem}")
+    _remove_stale_workdirs()
     listener = None
-    if sink is None:
-        listener = bind_listener(cfg.host, cfg.port)
-    workdir = _prepare_webrtc(cfg) if sink is None else None
-    res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None)
+    workdir = None
+    res = None
     try:
+        if sink is None:
+            listener = bind_listener(cfg.host, cfg.port)
+            workdir = _prepare_webrtc(cfg)
+        res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None)
         h = res.handles
         children = [
             ChildSpec("capture", capture_main, (cfg, h), heartbeat="hb_capture"),
@@ -78,7 +81,8 @@ def run_pipeline(cfg: Config,
     finally:
         if listener is not None:
             listener.close()
-        res.close()
+        if res is not None:
+            res.close()
         if workdir:
             shutil.rmtree(workdir, ignore_errors=True)
         _stop_resource_tracker()
@@ -100,16 +104,20 @@ def _prepare_webrtc(cfg: Config) -> str | None:
             return None
     else:
         return None  # --janus URL: nothing of ours to run or configure
-    tmp = tempfile.gettempdir()
-    for entry in os.listdir(tmp):  # left by a run that was SIGKILLed
-        m = re.fullmatch(r"rsmjpeg-(\d+)-janus", entry)
-        if m and not os.path.exists(f"/proc/{m.group(1)}"):
-            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
-    workdir = os.path.join(tmp, f"rsmjpeg-{os.getpid()}-janus")
+    workdir = os.path.join(tempfile.gettempdir(), f"rsmjpeg-{os.getpid()}-janus")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir, mode=0o700)
     cfg.webrtc = replace(allocate(cfg.webrtc, workdir), workdir=workdir)
     return workdir
+
+
+def _remove_stale_workdirs() -> None:
+    """Remove the working directories of runs that were SIGKILLed (their pid is gone)."""
+    tmp = tempfile.gettempdir()
+    for entry in os.listdir(tmp):
+        m = re.fullmatch(r"rsmjpeg-(\d+)-\w+", entry)
+        if m and not os.path.exists(f"/proc/{m.group(1)}"):
+            shutil.rmtree(os.path.join(tmp, entry), ignore_errors=True)
 
 
 def _stop_resource_tracker() -> None:
