@@ -32,6 +32,8 @@ class RoboticsOptions:
     gps: str | None = None
     foxglove_video: str = "h264"
     record_mcap_video: str = "off"
+    h264_bitrate: int = 2_500_000  # of the H.264 stage when it runs for these sinks alone
+    h264_gop: int = 60
 
     @property
     def enabled(self) -> bool:
@@ -123,6 +125,8 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         record_mcap_compression=ns.record_mcap_compression,
         record_mcap_profile=ns.record_mcap_profile, gps=gps,
         foxglove_video=ns.foxglove_video, record_mcap_video=ns.record_mcap_video,
+        # --h264-bitrate/--h264-gop, where the entry point has them (app_mp.py)
+        h264_bitrate=getattr(ns, "h264_bitrate", 2_500_000), h264_gop=getattr(ns, "h264_gop", 60),
     )
 
 

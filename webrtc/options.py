@@ -166,5 +166,5 @@ def stage_options(cfg: Config) -> WebRTCOptions | None:
     if cfg.webrtc is not None:
         return cfg.webrtc
     if cfg.robotics is not None and cfg.robotics.h264:
-        return WebRTCOptions()
+        return WebRTCOptions(bitrate=cfg.robotics.h264_bitrate, gop=cfg.robotics.h264_gop)
     return None
