@@ -164,6 +164,7 @@ def test_h264_decodes_from_a_keyframe_and_is_encoded_only_for_subscribers(
     try:
         first.subscribe(["/camera/h264"])
         got = first.collect({"/camera/h264": 30})["/camera/h264"]
+        now = time.time()
         keyframes = server.status()["h264"]["keyframes"]
         # A second client joining makes the stage force a keyframe for it at once.
         second = client(server)
@@ -174,7 +175,6 @@ def test_h264_decodes_from_a_keyframe_and_is_encoded_only_for_subscribers(
         first.close()
         if second is not None:
             second.close()
-    now = time.time()
     msgs = [msg for _, msg in got]
     assert all(msg.format == "h264" and msg.frame_id == "camera_color_optical_frame"
                for msg in msgs)
