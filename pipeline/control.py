@@ -66,6 +66,8 @@ FIELDS: tuple[str, ...] = (
     "hb_janus", "janus_up", "janus_pid", "janus_starts", "webrtc_viewers",
     # supervisor
     "restarts_h264", "pid_h264", "restarts_janus", "pid_janus",
+    # robotics children: /camera/h264 subscribers each (writers: foxglove, mcap child)
+    "sink_h264_foxglove", "sink_h264_mcap",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

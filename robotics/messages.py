@@ -13,6 +13,7 @@ from typing import Any
 from foxglove.messages import (
     CameraCalibration,
     CompressedImage,
+    CompressedVideo,
     FrameTransform,
     LocationFix,
     LocationFixPositionCovarianceType,
@@ -24,6 +25,7 @@ from foxglove.messages import (
 
 TOPIC_COLOR = "/camera/color"
 TOPIC_DEPTH = "/camera/depth"
+TOPIC_H264 = "/camera/h264"
 TOPIC_CALIBRATION = "/camera/calibration"
 TOPIC_GPS = "/gps"
 TOPIC_TF = "/tf"
@@ -42,6 +44,12 @@ def stamp(ts: float) -> Timestamp:
 def color_message(jpeg: bytes, ts: float, frame_id: str) -> CompressedImage:
     """The encoder's JPEG as a foxglove.CompressedImage (format jpeg)."""
     return CompressedImage(timestamp=stamp(ts), frame_id=frame_id, data=jpeg, format="jpeg")
+
+
+def video_message(access_unit: bytes, ts: float, frame_id: str) -> CompressedVideo:
+    """One H.264 access unit (Annex B; SPS/PPS before each IDR) as foxglove.CompressedVideo."""
+    return CompressedVideo(timestamp=stamp(ts), frame_id=frame_id, data=access_unit,
+                           format="h264")
 
 
 def depth_message(depth: bytes, width: int, height: int, ts: float,

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 DEPTH_CHOICES = ("raw", "off")
 COMPRESSIONS = ("zstd", "lz4", "none")
 PROFILES = ("foxglove", "ros2")
+VIDEO_CHOICES = ("h264", "off")
 
 
 @dataclass(frozen=True)
@@ -29,10 +30,20 @@ class RoboticsOptions:
     record_mcap_compression: str = "zstd"
     record_mcap_profile: str = "foxglove"
     gps: str | None = None
+    foxglove_video: str = "h264"
+    record_mcap_video: str = "off"
+    h264_bitrate: int = 2_500_000  # of the H.264 stage when it runs for these sinks alone
+    h264_gop: int = 60
 
     @property
     def enabled(self) -> bool:
         return bool(self.children())
+
+    @property
+    def h264(self) -> bool:
+        """True when a child may publish /camera/h264, so the H.264 stage must run."""
+        return (self.foxglove_host is not None and self.foxglove_video == "h264") or (
+            bool(self.record_mcap) and self.record_mcap_video == "h264")
 
     def children(self) -> tuple[str, ...]:
         """Names of the sink children these options start (each gets its own wake-up pipe)."""
@@ -49,11 +60,17 @@ def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
                    "subscribed topics are produced")
     g.add_argument("--foxglove-depth", choices=DEPTH_CHOICES, default="raw",
                    help="depth on the WebSocket: raw (16UC1 in device units, default) or off")
+    g.add_argument("--foxglove-video", choices=VIDEO_CHOICES, default="h264",
+                   help="/camera/h264 on the WebSocket: h264 (CompressedVideo, encoded only "
+                   "while a client subscribes; default) or off")
     g.add_argument("--record-mcap", metavar="PATH.mcap",
                    help="record the same topics to an MCAP file, finalized on every exit")
     g.add_argument("--record-mcap-depth", choices=DEPTH_CHOICES, default="raw",
                    help="depth in the MCAP file: raw (16UC1, compressed losslessly with the "
                    "chunks, default) or off")
+    g.add_argument("--record-mcap-video", choices=VIDEO_CHOICES, default="off",
+                   help="also record color as H.264 (/camera/h264, CompressedVideo): "
+                   "h264 or off (default; it costs an H.264 encode for the whole recording)")
     g.add_argument("--record-mcap-compression", choices=COMPRESSIONS, default="zstd",
                    help="MCAP chunk compression (default zstd; lz4 costs less CPU)")
     g.add_argument("--record-mcap-profile", choices=PROFILES, default="foxglove",
@@ -91,6 +108,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             p.error(f"--record-mcap {path}: directory {folder} is not writable")
+        if ns.record_mcap_video == "h264" and ns.record_mcap_profile == "ros2":
+            p.error("--record-mcap-video h264: the ros2 profile has no standard video "
+                    "message; use --record-mcap-profile foxglove")
     if gps and gps.strip().lower() != "none":
         from push.gps import parse_gps_spec  # noqa: PLC0415
 
@@ -109,6 +129,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         record_mcap=path, record_mcap_depth=ns.record_mcap_depth,
         record_mcap_compression=ns.record_mcap_compression,
         record_mcap_profile=ns.record_mcap_profile, gps=gps,
+        foxglove_video=ns.foxglove_video, record_mcap_video=ns.record_mcap_video,
+        # --h264-bitrate/--h264-gop, where the entry point has them (app_mp.py)
+        h264_bitrate=getattr(ns, "h264_bitrate", 2_500_000), h264_gop=getattr(ns, "h264_gop", 60),
     )
 
 

@@ -6,14 +6,18 @@ woken by their own pipe (capture writes a byte per raw frame, the encoder per JP
 
 - `/camera/color`: the encoder's JPEG, as it is (foxglove.CompressedImage, jpeg);
 - `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1);
+- `/camera/h264`: every access unit of the H.264 stage's ring, in order, from a keyframe
+  on (CompressedVideo, h264); the stage also wakes the pipe as each one lands;
 - `/camera/calibration`: CameraCalibration from `camera_model`, once a second;
 - `/tf`: camera_link -> the optical frame, once a second, so a 3D view stands upright;
 - `/gps`: LocationFix from the `push.gps` readers.
 
 A channel is read only while it has a sink (a subscribed client, or the MCAP file), and
 the color stream counts as wanted (`sink_color_<child>`) only then, so nothing is encoded
-for nobody. A slow WebSocket client gets fewer frames: the server keeps a short backlog per
-client and drops the oldest. The MCAP file is closed in a `finally`, so Ctrl-C, SIGTERM,
+for nobody; `sink_h264_<child>` holds the number of /camera/h264 subscribers (1 for the
+file), so the stage encodes only for someone and forces a keyframe when one joins.
+A slow WebSocket client gets fewer frames: the server keeps a short backlog per client and
+drops the oldest. The MCAP file is closed in a `finally`, so Ctrl-C, SIGTERM,
 a crashed encoder or a fatal exit of another child all leave a readable file.
 """
 
@@ -24,13 +28,21 @@ import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from camera.geometry import FRAME_ID, camera_model
 from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control
-from pipeline.shm import FLAG_HAS_DEPTH, FLAG_KEEPALIVE, FLAG_NO_SIGNAL, FrameRing, TornRead
+from pipeline.shm import (
+    FLAG_HAS_DEPTH,
+    FLAG_KEEPALIVE,
+    FLAG_KEYFRAME,
+    FLAG_NO_SIGNAL,
+    FrameRing,
+    TornRead,
+)
 from robotics import messages as m
 from robotics.options import RoboticsOptions
 
@@ -55,11 +67,13 @@ class FoxgloveFlavour:
         from foxglove import channels as c  # noqa: PLC0415
 
         cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
+               "video": c.CompressedVideoChannel,
                "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel,
                "tf": c.FrameTransformChannel}[kind]
         return cls(topic, context=ctx, metadata=metadata)
 
     color = staticmethod(m.color_message)
+    video = staticmethod(m.video_message)
     depth = staticmethod(m.depth_message)
     calibration = staticmethod(m.calibration_message)
     transform = staticmethod(m.optical_transform)
@@ -147,10 +161,18 @@ class Publisher:
         self.info_version = -1.0
         self.model: dict[str, Any] | None = None
         self.calibration_due = 0.0
-        self.counts = {"color": 0, "depth": 0, "calibration": 0, "tf": 0, "gps": 0}
+        self.counts = {"color": 0, "depth": 0, "h264": 0, "calibration": 0, "tf": 0, "gps": 0}
         self.wanting = False
         self.live_signal = False
         self.on_signal_lost: Any = None
+        self.video: Video | None = None
+
+    def add_video(self, ring: FrameRing, consumers: Callable[[], int] | None = None) -> None:
+        """Publish /camera/h264 from the H.264 ring; `consumers` counts its subscribers
+        (default: 1 while the channel has a sink, as the MCAP file always does)."""
+        channel = self.make.channel("video", m.TOPIC_H264, self.ctx)
+        self.video = Video(ring, self.control, f"sink_h264_{self.role}", channel,
+                           consumers or (lambda: int(channel.has_sinks())))
 
     def calibrate_now(self) -> None:
         """Send the calibration with the next frame (a client just subscribed)."""
@@ -173,6 +195,8 @@ class Publisher:
                 self.last_color = self.color_ring.counter()
         if want_color:
             self._color()
+        if self.video is not None:
+            self._video(self.video)
         self._raw()
         self._calibration()
         self._gps()
@@ -191,6 +215,13 @@ class Publisher:
             self.color.log(self.make.color(jpeg, meta.ts_capture, FRAME_ID),
                            log_time=_ns(meta.ts_capture))
             self.counts["color"] += 1
+
+    def _video(self, video: Video) -> None:
+        for meta, au in video.new_access_units():
+            if self._fresh("h264", meta.ts_capture):
+                video.channel.log(self.make.video(au, meta.ts_capture, FRAME_ID),
+                                  log_time=_ns(meta.ts_capture))
+                self.counts["h264"] += 1
 
     def _raw(self) -> None:
         counter, slot = self.raw.latest()
@@ -267,8 +298,83 @@ class Publisher:
                 self.counts["gps"] += 1
 
     def close(self) -> None:
-        """Stop wanting color; the channels go with their context."""
+        """Stop wanting color and H.264; the channels go with their context."""
         self.control[self.sink_field] = 0.0
+        if self.video is not None:
+            self.video.close()
+
+
+class Video:
+    """The H.264 ring read in order for one child: every access unit, from a keyframe on.
+
+    A decoder needs every access unit since the last keyframe, so unlike the JPEG rings
+    this is not a newest-frame read: the child walks the counters it has not seen. The
+    first subscribers (or a child that fell more than a ring behind) wait for a keyframe,
+    which the stage forces as soon as it sees the subscriber count in `field` grow. A
+    client joining others gets that forced keyframe a frame or two later: the SDK sends to
+    every subscriber alike, and holding the others back would freeze their view.
+    """
+
+    def __init__(self, ring: FrameRing, control: Control, field: str, channel: Any,
+                 consumers: Callable[[], int]) -> None:
+        self.ring, self.control, self.field = ring, control, field
+        self.channel, self.consumers = channel, consumers
+        self.n = 0
+        self.synced = False
+        self.last = ring.counter()
+        control[field] = 0.0  # a crashed predecessor may have left it set
+
+    def new_access_units(self) -> list[tuple[Any, bytes]]:
+        """(meta, Annex B bytes) of each access unit to publish now, oldest first."""
+        n = self.consumers()
+        if n != self.n:
+            if self.n == 0:
+                self.last, self.synced = self.ring.counter(), False
+            self.control[self.field] = float(n)
+            self.n = n
+        if n <= 0:
+            return []
+        top = self.ring.counter()
+        if top - self.last > self.ring.nslots:
+            log.warning("%d H.264 access units overwritten before they were read; "
+                        "waiting for a keyframe", top - self.last - self.ring.nslots)
+            self.last, self.synced = top - self.ring.nslots, False
+        out = []
+        while self.last < top:
+            self.last += 1
+            got = self._read(self.last)
+            if got is None:
+                self.synced = False
+                continue
+            meta, au = got
+            if meta.flags & FLAG_KEYFRAME:
+                self.synced = True
+            if self.synced:
+                out.append(got)
+        return out
+
+    def _read(self, counter: int) -> tuple[Any, bytes] | None:
+        """Copy out access unit `counter`, or None when it was overwritten meanwhile."""
+        slot = (counter - 1) % self.ring.nslots  # the ring fills slots 0, 1, ... in turn
+        try:
+            seq, meta = self.ring.read_meta(slot, counter)
+        except TornRead:
+            return None
+        if meta.len0 > self.ring.capacity:
+            return None
+        view = self.ring.payload(slot)
+        try:
+            data = bytes(view[: meta.len0])
+        finally:
+            view.release()
+        if not self.ring.still_valid(slot, seq) or self.ring.counter() - counter >= \
+                self.ring.nslots:
+            return None
+        return meta, data
+
+    def close(self) -> None:
+        """No longer a consumer: the stage stops encoding if nobody else is."""
+        self.control[self.field] = 0.0
 
 
 def _ns(ts: float) -> int:
@@ -293,15 +399,20 @@ class _Listener:
     def __init__(self) -> None:
         self.publisher: Publisher | None = None
         self.subscriptions: set[tuple[int, int]] = set()
+        self.video_clients: set[int] = set()
 
     def on_subscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.add((client.id, channel.id))
+        if channel.topic == m.TOPIC_H264:
+            self.video_clients.add(client.id)
         log.info("client %d subscribed to %s", client.id, channel.topic)
         if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
             self.publisher.calibrate_now()
 
     def on_unsubscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.discard((client.id, channel.id))
+        if channel.topic == m.TOPIC_H264:
+            self.video_clients.discard(client.id)
         log.info("client %d unsubscribed from %s", client.id, channel.topic)
 
 
@@ -343,6 +454,11 @@ def foxglove_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
         pub = Publisher("foxglove", ctx, control, raw, color,
                         depth=opts.foxglove_depth == "raw", gps=gps, live=True)
         listener.publisher = pub
+        h264 = None
+        if opts.foxglove_video == "h264" and handles.h264:
+            h264 = FrameRing.attach(handles.h264)
+            pub.add_video(h264, lambda: len(listener.video_clients)
+                          if pub.video is not None and pub.video.channel.has_sinks() else 0)
         try:
             _loop(pub, control, "hb_foxglove", handles.sink_wakes["foxglove"][0], stop)
         finally:
@@ -350,6 +466,8 @@ def foxglove_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
             if gps is not None:
                 gps.stop()
             server.stop()
+            if h264 is not None:
+                h264.close()
             log.info("Foxglove WebSocket stopped (sent %s)", _counts(pub))
 
     run_child("foxglove", cfg.log_level, handles.parent_pid, body)
@@ -393,6 +511,8 @@ def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
             pub = Publisher("mcap", ctx, control, raw, color,
                             depth=opts.record_mcap_depth == "raw", gps=gps,
                             flavour=opts.record_mcap_profile)
+            if opts.record_mcap_video == "h264" and handles.h264:
+                pub.add_video(FrameRing.attach(handles.h264))
 
             def flush() -> None:
                 # The source ended or was lost: put every frame so far on disk in whole

@@ -24,7 +24,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from pipeline.config import Config
 from pipeline.control import Control
-from webrtc.options import WebRTCOptions
+from webrtc.options import WebRTCOptions, stage_options
 
 log = logging.getLogger("web.webrtc")
 
@@ -191,11 +191,11 @@ def page_config(opts: WebRTCOptions | None) -> dict[str, Any]:
 
 def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
     """The /status sections of the H.264 stage and the gateway."""
-    if cfg.webrtc is None:
+    opts = stage_options(cfg)
+    if opts is None:
         return {"h264": None, "janus": None}
     snap = control.snapshot()
     now = time.time()
-    opts = cfg.webrtc
     return {
         "h264": {
             "consumers": int(snap["webrtc_viewers"] + sum(
@@ -212,7 +212,7 @@ def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
             "restarts": int(snap["restarts_h264"]),
             "heartbeat_age_s": round(now - snap["hb_h264"], 3) if snap["hb_h264"] else None,
         },
-        "janus": {
+        "janus": None if cfg.webrtc is None else {
             "up": bool(snap["janus_up"]),
             "private": opts.private,
             "viewers": int(snap["webrtc_viewers"]),

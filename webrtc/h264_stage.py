@@ -18,7 +18,14 @@ import time
 import numpy as np
 
 from encoder.h264 import H264Encoder
-from pipeline.child import Handles, drain, install_stop_handlers, run_child
+from pipeline.child import (
+    Handles,
+    drain,
+    install_stop_handlers,
+    run_child,
+    set_nonblocking_writer,
+    wake,
+)
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing, TornRead
@@ -166,6 +173,10 @@ def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
         stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp)
         wake_r = handles.sink_wakes["h264"][0]
         fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
+        # The robotics sinks read the H.264 ring: wake them as each access unit lands.
+        readers = [w for name, (_, w) in handles.sink_wakes.items() if name != "h264"]
+        for w in readers:
+            set_nonblocking_writer(w)
         try:
             while not stop.is_set():
                 control["hb_h264"] = time.time()
@@ -175,7 +186,11 @@ def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
                     continue
                 if wake_r.fileno() in ready:
                     drain(wake_r)
+                published = out.counter()
                 stage.step()
+                if readers and out.counter() != published:
+                    for w in readers:
+                        wake(w)
         finally:
             if rtp is not None:
                 rtp.close()

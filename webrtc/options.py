@@ -9,7 +9,7 @@ import socket
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from pipeline.config import ranged
+from pipeline.config import Config, ranged
 
 DEFAULT_JANUS_BIN = "/usr/bin/janus"
 MOUNTPOINT_ID = 1
@@ -158,3 +158,13 @@ def allocate(opts: WebRTCOptions, workdir: str) -> WebRTCOptions:
     video, rtcp = _free_udp_pair()
     return replace(opts, video_port=video, rtcp_port=rtcp, http_port=_free_tcp(),
                    api_secret=os.urandom(16).hex(), workdir=workdir)
+
+
+def stage_options(cfg: Config) -> WebRTCOptions | None:
+    """Settings of the H.264 stage when one runs: for WebRTC, or for a robotics sink's
+    /camera/h264 alone (defaults, no RTP); None when nothing could consume H.264."""
+    if cfg.webrtc is not None:
+        return cfg.webrtc
+    if cfg.robotics is not None and cfg.robotics.h264:
+        return WebRTCOptions(bitrate=cfg.robotics.h264_bitrate, gop=cfg.robotics.h264_gop)
+    return None

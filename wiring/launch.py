@@ -42,7 +42,10 @@ def run_pipeline(cfg: Config,
         if sink is None:
             listener = bind_listener(cfg.host, cfg.port)
             workdir = _prepare_webrtc(cfg)
-        res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None)
+        from webrtc.options import stage_options  # noqa: PLC0415
+
+        h264 = stage_options(cfg)
+        res = Resources(cfg, raw_capacity(cfg), h264=h264 is not None)
         h = res.handles
         children = [
             ChildSpec("capture", capture_main, (cfg, h), heartbeat="hb_capture"),
@@ -73,6 +76,11 @@ def run_pipeline(cfg: Config,
                 ]
         else:
             children.extend(sink(cfg, h, backend))
+        if h264 is not None and cfg.webrtc is None:
+            # No WebRTC: the stage runs for /camera/h264 alone, idle until a sink subscribes.
+            from webrtc.h264_stage import h264_main  # noqa: PLC0415
+
+            children.append(ChildSpec("h264", h264_main, (cfg, h, h264), heartbeat="hb_h264"))
         if robotics is not None and robotics.enabled:
             from robotics.sink import robotics_children  # noqa: PLC0415
 

@@ -24,11 +24,12 @@ from tests.camera.rs_recording import FOCAL, make_recording
 from tests.e2e.test_lifecycle import run_cli
 from tests.helpers import ROOT, Server, children_of, free_port, running
 from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient, listener_pid
+from tests.robotics.h264 import decode, decodes_alone
 
 LAT, LON = 48.137154, 11.576124
 TOPICS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglove.RawImage",
           "/camera/calibration": "foxglove.CameraCalibration", "/gps": "foxglove.LocationFix",
-          "/tf": "foxglove.FrameTransform"}
+          "/tf": "foxglove.FrameTransform", "/camera/h264": "foxglove.CompressedVideo"}
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +143,62 @@ def test_color_is_encoded_only_while_a_client_subscribes(server: Server) -> None
         c.close()
 
 
+def h264_frames(srv: Server) -> int:
+    return srv.status()["h264"]["frames"]
+
+
+def h264_goes_idle(srv: Server, timeout: float = 5.0) -> bool:
+    """True once the H.264 stage has no consumer and encodes nothing for half a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = h264_frames(srv)
+        time.sleep(0.5)
+        if h264_frames(srv) == before and srv.status()["h264"]["consumers"] == 0:
+            return True
+    return False
+
+
+def test_h264_decodes_from_a_keyframe_and_is_encoded_only_for_subscribers(
+        server: Server) -> None:
+    assert h264_goes_idle(server), "H.264 encoded with nobody subscribed"
+    first = client(server)
+    second = None
+    try:
+        first.subscribe(["/camera/h264"])
+        got = first.collect({"/camera/h264": 30})["/camera/h264"]
+        now = time.time()
+        keyframes = server.status()["h264"]["keyframes"]
+        # A second client joining makes the stage force a keyframe for it at once.
+        second = client(server)
+        second.subscribe(["/camera/h264"])
+        joined = second.collect({"/camera/h264": 15})["/camera/h264"]
+        assert server.status()["h264"]["consumers"] == 2
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+    msgs = [msg for _, msg in got]
+    assert all(msg.format == "h264" and msg.frame_id == "camera_color_optical_frame"
+               for msg in msgs)
+    stamps = [msg.timestamp.seconds + msg.timestamp.nanos / 1e9 for msg in msgs]
+    # Capture times: the message's and the log time agree, strictly increasing, recent.
+    assert all(abs(st - t / 1e9) < 1e-6 for st, (t, _) in zip(stamps, got, strict=True))
+    assert stamps == sorted(set(stamps)) and now - 10 < stamps[0] <= stamps[-1] <= now
+    assert decodes_alone(bytes(msgs[0].data)), "the first message is not a keyframe"
+    frames = decode(b"".join(bytes(msg.data) for msg in msgs))
+    assert len(frames) == len(msgs)
+    assert all(f.shape == (480, 640, 3) for f in frames)
+    # The top-left quadrant of the scene is pure red (BGR 0, 0, 255) in every frame.
+    assert np.abs(frames[-1][120:200, 100:200].mean(axis=(0, 1)) - (0, 0, 255)).max() < 16
+
+    starts = [i for i, (_, msg) in enumerate(joined) if decodes_alone(bytes(msg.data))]
+    assert starts and starts[0] <= 5, "the second client waited long for a keyframe"
+    tail = [bytes(msg.data) for _, msg in joined[starts[0]:]]
+    assert len(decode(b"".join(tail))) == len(tail)
+    assert server.status()["h264"]["keyframes"] > keyframes
+    assert h264_goes_idle(server), "H.264 still encoded after the clients left"
+
+
 def test_gps_fixed_source_is_published_as_location_fix(server: Server) -> None:
     c = client(server)
     try:
@@ -215,6 +272,8 @@ def _rss_mb(pid: int) -> float:
     ("--foxglove", "127.0.0.1:99999"), ("--foxglove", "bad host!:8765"),
     ("--foxglove", "127.0.0.1:5000", "--port", "5000"),
     ("--record-mcap", "/nonexistent/dir/x.mcap"), ("--gps", "fixed:91,0"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-video", "h264",
+     "--record-mcap-profile", "ros2"), ("--foxglove-video", "vp9"),
 ])
 def test_bad_robotics_options_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     res = run_cli(*args)

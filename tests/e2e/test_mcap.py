@@ -20,6 +20,7 @@ from mcap_ros2.decoder import DecoderFactory as Ros2DecoderFactory
 
 from tests.camera.rs_recording import make_recording
 from tests.helpers import Server
+from tests.robotics.h264 import decode, decodes_alone
 
 LAT, LON = -33.8568, 151.2153
 FPS = 15
@@ -142,6 +143,36 @@ def test_record_mcap_for_5_s_then_sigint(tmp_path: Path) -> None:
     counts, seconds = check_common(out, span, "zstd", rate)
     assert rate * seconds["/camera/color"] * 0.85 <= counts["/camera/color"]
     assert counts["/camera/color"] <= FPS * seconds["/camera/color"] * 1.1 + 2
+
+
+def test_record_mcap_video_h264_decodes_at_the_capture_rate(tmp_path: Path) -> None:
+    srv, out = record(tmp_path, "--record-mcap-video", "h264", "--record-mcap-depth", "off")
+    try:
+        srv.wait_ready()
+        rate = watch(srv, 4.0)
+        assert srv.stop(signal.SIGINT, timeout=15) == 0
+    finally:
+        srv.kill()
+    assert "MCAP finalized" in srv.log()
+    with out.open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory()])
+        summary = reader.get_summary()
+        assert summary is not None
+        schemas = {ch.topic: summary.schemas[ch.schema_id].name
+                   for ch in summary.channels.values()}
+        assert schemas["/camera/h264"] == "foxglove.CompressedVideo"
+        video = [(message.log_time, msg) for _, _, message, msg
+                 in reader.iter_decoded_messages(topics=["/camera/h264"])]
+    assert rate > FPS / 3, f"capture ran at {rate:.1f} fps: the machine is overloaded"
+    seconds = (video[-1][0] - video[0][0]) / 1e9
+    assert seconds > 2, f"only {seconds:.1f} s of video"
+    assert rate * seconds * 0.85 <= len(video) <= FPS * seconds * 1.1 + 2
+    assert all(msg.format == "h264" for _, msg in video)
+    assert all(stamp_ns(msg) == pytest.approx(t, abs=1000) for t, msg in video)
+    assert decodes_alone(bytes(video[0][1].data)), "the recording does not start at a keyframe"
+    frames = decode(b"".join(bytes(msg.data) for _, msg in video))
+    assert len(frames) == len(video)
+    assert frames[0].shape == frames[-1].shape == (480, 640, 3)
 
 
 def test_ros2_recording_survives_a_killed_encoder_and_sigterm(tmp_path: Path) -> None:
