@@ -21,6 +21,54 @@ function parseHeaders(text) {
   return headers;
 }
 
+// The bytes received and not parsed yet, as the list of network chunks they came in:
+// a part's body is joined once, when it is complete, not copied again on every chunk.
+class Pending {
+  constructor() { this.chunks = []; this.length = 0; }
+
+  push(chunk) { this.chunks.push(chunk); this.length += chunk.length; }
+
+  // Index just past the first CRLF CRLF, or -1. Headers are short: while they straddle
+  // chunks, the first chunks are merged (a copy of a few hundred bytes, not of frames).
+  headerEnd() {
+    for (;;) {
+      const first = this.chunks[0];
+      if (!first) return -1;
+      const at = indexOf(first, CRLF2, 0);
+      if (at >= 0) return at + 4;
+      if (this.chunks.length < 2) return -1;
+      const merged = new Uint8Array(first.length + this.chunks[1].length);
+      merged.set(first);
+      merged.set(this.chunks[1], first.length);
+      this.chunks.splice(0, 2, merged);
+    }
+  }
+
+  // The next n bytes (n <= length), removed from the front, in one new array.
+  take(n) {
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0], use = Math.min(c.length, n - off);
+      out.set(use === c.length ? c : c.subarray(0, use), off);
+      off += use;
+      if (use === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(use);
+    }
+    this.length -= n;
+    return out;
+  }
+
+  // Drop the next n bytes.
+  skip(n) {
+    while (n > 0) {
+      const c = this.chunks[0];
+      if (c.length <= n) { this.chunks.shift(); n -= c.length; this.length -= c.length; }
+      else { this.chunks[0] = c.subarray(n); this.length -= n; n = 0; }
+    }
+  }
+}
+
 // Calls onPart({headers, bytes}) for every part of the stream at `url` until `signal`
 // aborts or the stream ends; rejects on an HTTP error with its JSON detail.
 export async function readParts(url, onPart, signal) {
@@ -31,28 +79,23 @@ export async function readParts(url, onPart, signal) {
     throw new Error(`${url}: ${resp.status} ${detail}`);
   }
   const reader = resp.body.getReader();
-  let buf = new Uint8Array(0);
+  const pending = new Pending();
   let need = null;  // {headers, length} once a part's headers are read
   for (;;) {
     const {value, done} = await reader.read();
     if (done) return;
-    const joined = new Uint8Array(buf.length + value.length);
-    joined.set(buf);
-    joined.set(value, buf.length);
-    buf = joined;
+    pending.push(value);
     for (;;) {
       if (need === null) {
-        const end = indexOf(buf, CRLF2, 0);
+        const end = pending.headerEnd();
         if (end < 0) break;
-        const headers = parseHeaders(latin1.decode(buf.subarray(0, end)));
+        const headers = parseHeaders(latin1.decode(pending.take(end)));
         const length = parseInt(headers["content-length"], 10);
-        buf = buf.subarray(end + 4);
         if (!(length >= 0)) continue;  // the preamble or a part without length
         need = {headers, length};
       }
-      if (buf.length < need.length) break;
-      onPart({headers: need.headers, bytes: buf.slice(0, need.length)});
-      buf = buf.subarray(need.length);
+      if (pending.length < need.length) break;
+      onPart({headers: need.headers, bytes: pending.take(need.length)});
       need = null;
     }
   }
