@@ -3,6 +3,7 @@
 // is being decoded, later parts replace each other and only the last one is decoded next.
 const CRLF2 = [13, 10, 13, 10];
 const latin1 = new TextDecoder("latin1");
+const HEAD_STEP = 4096;
 
 function indexOf(buf, pattern, from) {
   outer: for (let i = from; i <= buf.length - pattern.length; i++) {
@@ -24,23 +25,28 @@ function parseHeaders(text) {
 // The bytes received and not parsed yet, as the list of network chunks they came in:
 // a part's body is joined once, when it is complete, not copied again on every chunk.
 class Pending {
-  constructor() { this.chunks = []; this.length = 0; }
+  constructor() { this.chunks = []; this.length = 0; this.scanned = 0; }
 
   push(chunk) { this.chunks.push(chunk); this.length += chunk.length; }
 
   // Index just past the first CRLF CRLF, or -1. Headers are short: while they straddle
-  // chunks, the first chunks are merged (a copy of a few hundred bytes, not of frames).
+  // chunks, the first chunk grows by the next chunk's first HEAD_STEP bytes (a copy of a
+  // few kilobytes at most, not of the frame that follows the headers).
   headerEnd() {
     for (;;) {
       const first = this.chunks[0];
       if (!first) return -1;
-      const at = indexOf(first, CRLF2, 0);
-      if (at >= 0) return at + 4;
+      const at = indexOf(first, CRLF2, Math.max(0, this.scanned - 3));
+      if (at >= 0) { this.scanned = 0; return at + 4; }
+      this.scanned = first.length;
       if (this.chunks.length < 2) return -1;
-      const merged = new Uint8Array(first.length + this.chunks[1].length);
+      const next = this.chunks[1], n = Math.min(next.length, HEAD_STEP);
+      const merged = new Uint8Array(first.length + n);
       merged.set(first);
-      merged.set(this.chunks[1], first.length);
-      this.chunks.splice(0, 2, merged);
+      merged.set(n === next.length ? next : next.subarray(0, n), first.length);
+      this.chunks[0] = merged;
+      if (n === next.length) this.chunks.splice(1, 1);
+      else this.chunks[1] = next.subarray(n);
     }
   }
 
@@ -59,14 +65,6 @@ class Pending {
     return out;
   }
 
-  // Drop the next n bytes.
-  skip(n) {
-    while (n > 0) {
-      const c = this.chunks[0];
-      if (c.length <= n) { this.chunks.shift(); n -= c.length; this.length -= c.length; }
-      else { this.chunks[0] = c.subarray(n); this.length -= n; n = 0; }
-    }
-  }
 }
 
 // Calls onPart({headers, bytes}) for every part of the stream at `url` until `signal`
