@@ -380,13 +380,16 @@ def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: 
             except ConnectionRefusedError:
                 assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log()
                 time.sleep(0.1)
-        b.goto(f"https://127.0.0.1:{srv.port}/?token={TOKEN}")
+        b.goto(f"https://127.0.0.1:{srv.port}/?view=3d&token={TOKEN}")
         b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=30)
         if b.eval("window.depthcam.webgl2"):
             pytest.fail("--disable-3d-apis left WebGL2 on; the check cannot run")
         button = b.eval("(() => { const e = document.getElementById('view-3d');"
                         " return [e.disabled, e.textContent]; })()")
         assert button[0] is True and "WebGL2" in button[1]
+        # ?view=3d asked for what this browser cannot show: the 2D images play instead.
+        assert b.wait_for("window.depthcam.colorElement() !== null && window.depthcam.view()"
+                          " === '2d' && document.getElementById('color').getAttribute('src')")
         assert b.eval("location.protocol") == "https:"
         got = b.wait_for("window.depthcam.depthAt(20, 20)", timeout=30)
         assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)

@@ -350,6 +350,7 @@ async function main() {
   } catch (e) {
     $("depth-error").textContent = String(e.message || e);
     button.disabled = true;
+    api.setColorFeed({view: "2d"});  // ?view=3d without depth: the images, not a blank page
     api.depthReady = false;
     return;
   }
@@ -364,6 +365,8 @@ async function main() {
   if (gl2) {
     button.onclick = () => (api.cloud ? close3d() : open3d());
     if (api.view() === "3d") await open3d();
+  } else {
+    api.setColorFeed({view: "2d"});  // ?view=3d in a browser without WebGL2
   }
   api.depthReady = true;
 }
