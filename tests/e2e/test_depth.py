@@ -146,6 +146,34 @@ def open_page(browser: Browser, server: Server, view: str = "2d") -> None:
                      " && window.depthcam.depthAt(20, 20) !== null", timeout=20)
 
 
+def hover(browser: Browser, element_id: str, x: float, y: float) -> None:
+    """A mouse move over color pixel (x, y) of the element with that id."""
+    browser.eval(f"""(() => {{
+        const el = document.getElementById('{element_id}'), r = el.getBoundingClientRect();
+        el.dispatchEvent(new MouseEvent('mousemove', {{bubbles: true,
+            clientX: r.left + ({x} + 0.5) * r.width / {W},
+            clientY: r.top + ({y} + 0.5) * r.height / {H}}}));
+    }})()""")
+
+
+def viewers(server: Server) -> dict[str, int]:
+    """Connected clients of each stream, from /status."""
+    code, _, body = server.get(f"/status?token={TOKEN}", timeout=3)
+    assert code == 200, body
+    return {name: s["viewers"] for name, s in json.loads(body)["streams"].items()}
+
+
+def wait_viewers(server: Server, timeout: float = 10.0, **want: int) -> dict[str, int]:
+    """Wait until the server counts `want` viewers on each named stream."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = viewers(server)
+        if all(now[k] == v for k, v in want.items()):
+            return now
+        assert time.monotonic() < deadline, (now, want)
+        time.sleep(0.1)
+
+
 def test_depth_at_reads_metres_in_the_browser(browser: Browser, server: Server) -> None:
     open_page(browser, server)
     pts = inside_bands(300)
@@ -158,12 +186,9 @@ def test_depth_at_reads_metres_in_the_browser(browser: Browser, server: Server) 
     assert browser.eval(f"window.depthcam.depthAt(300, {H - 10})") is None
     # Hovering the color image shows the same figure under the cursor.
     x, y = int(pts[0][0]), int(pts[0][1])
-    text = browser.eval(f"""(() => {{
-        const img = document.getElementById('color'), r = img.getBoundingClientRect();
-        img.dispatchEvent(new MouseEvent('mousemove', {{bubbles: true,
-            clientX: r.left + ({x} + 0.5) * r.width / {W},
-            clientY: r.top + ({y} + 0.5) * r.height / {H}}}));
-        return document.getElementById('depth-hover').textContent; }})()""")
+    hover(browser, "color", x, y)
+    text = browser.wait_for("(() => { const t = document.getElementById('depth-hover')"
+                            ".textContent; return t.endsWith(' m') && t; })()")
     shown = float(text.split(":")[1].split()[0])
     assert shown == pytest.approx(truth[0], rel=0.01), text
 
@@ -193,6 +218,56 @@ def test_ruler_measures_the_3d_distance(browser: Browser, server: Server) -> Non
     assert drawn > 100, "the ruler's segment is not drawn"
 
 
+def test_metric_is_open_only_while_needed(browser: Browser, server: Server) -> None:
+    """/metric is downloaded while hovering, while a ruler is set and while a script calls
+    depthAt; a page nobody measures on pulls only color and depth. Depth is read back one
+    pixel at a time, never the whole metric frame."""
+    browser.goto(f"{server.base}/?token={TOKEN}")
+    browser.wait_for("window.depthcam && window.depthcam.depthReady", timeout=20)
+    wait_viewers(server, color=1, depth=1, metric=0)
+    assert browser.eval("window.depthcam.metricNeeds()") == []
+    browser.eval("""(() => { const get = CanvasRenderingContext2D.prototype.getImageData;
+        window.__readMax = 0;
+        CanvasRenderingContext2D.prototype.getImageData = function (x, y, w, h, ...rest) {
+          window.__readMax = Math.max(window.__readMax, w * h);
+          return get.call(this, x, y, w, h, ...rest); }; })()""")
+    # Hovering opens it; leaving closes it after a short grace.
+    x, y = 100, 100
+    cx, cy = browser.eval(f"""(() => {{
+        const r = document.getElementById('color').getBoundingClientRect();
+        return [r.left + ({x} + 0.5) * r.width / {W}, r.top + ({y} + 0.5) * r.height / {H}];
+    }})()""")
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=cx, y=cy)
+    wait_viewers(server, metric=1)
+    text = browser.wait_for("(() => { const t = document.getElementById('depth-hover')"
+                            ".textContent; return t.endsWith(' m') && t; })()")
+    assert float(text.split(":")[1].split()[0]) == pytest.approx(
+        band_depth()[y, x] / 1000, rel=0.01), text
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)  # the header
+    wait_viewers(server, metric=0)
+    # A ruler keeps it open and follows the live frames, reading only its two ends.
+    p1, p2 = (40, 60), (600, 400)
+    browser.eval(f"window.depthcam.setRuler({list(p1)}, {list(p2)})")
+    wait_viewers(server, metric=1)
+    truth = float(np.linalg.norm(point(*p1) - point(*p2)))
+    text = browser.wait_for("(() => { const t = document.getElementById('depth-ruler')"
+                            ".textContent; return t.endsWith(' m') && t; })()")
+    assert float(text.split(":")[1].split()[0]) == pytest.approx(truth, rel=0.02), text
+    seen = browser.eval("window.depthcam.metric.frames")
+    browser.wait_for(f"window.depthcam.metric.frames >= {seen} + 5", timeout=10)
+    assert browser.eval("window.__readMax") == 1, "depth was read back beyond single pixels"
+    browser.eval("window.depthcam.setRuler()")
+    wait_viewers(server, metric=0)
+    # A script's first call opens it; it closes once the calls stop for metricIdleMs.
+    browser.eval("window.depthcam.metricIdleMs = 1000")
+    assert browser.eval("window.depthcam.metricReady()") is True
+    got = browser.eval("window.depthcam.depthAt(20, 20)")
+    assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)
+    assert viewers(server)["metric"] == 1
+    wait_viewers(server, metric=0, timeout=5)
+    assert browser.eval("window.depthcam.metricNeeds()") == []
+
+
 def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -> None:
     open_page(browser, server, "3d")
     first = browser.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0"
@@ -209,6 +284,26 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
         want = int(valid[::step, ::step].sum())
         assert stats["step"] == step
         assert abs(stats["points"] - want) <= 0.02 * want, (step, stats, want)
+    # Counting at other grid sizes replaces its render target: the old one is deleted.
+    browser.eval("""(() => { const gl = window.depthcam.cloud.gl;
+        window.__glLive = {texture: 0, framebuffer: 0};
+        for (const kind of ["texture", "framebuffer"]) {
+          const Kind = kind[0].toUpperCase() + kind.slice(1);
+          const make = gl["create" + Kind].bind(gl), drop = gl["delete" + Kind].bind(gl);
+          gl["create" + Kind] = () => { window.__glLive[kind]++; return make(); };
+          gl["delete" + Kind] = (o) => { if (o) window.__glLive[kind]--; drop(o); };
+        } })()""")
+    for step in (8, 1, 4):
+        browser.eval(f"(() => {{ const s = document.getElementById('decimate'); s.value = '{step}';"
+                     " s.dispatchEvent(new Event('change'));"
+                     " return window.depthcam.cloudStats().points; })()")
+    assert browser.eval("window.__glLive") == {"texture": 0, "framebuffer": 0}
+    # While the 3D view shows, the hidden 2D images download nothing: the cloud's color
+    # and the metric stream are the page's only streams.
+    assert browser.eval("[document.getElementById('color').getAttribute('src'),"
+                        " document.getElementById('depth').getAttribute('src'),"
+                        " window.depthcam.colorElement()]") == [None, None, None]
+    wait_viewers(server, color=1, depth=0, metric=1)
     # The metres the vertex shader decoded, read back from the GPU (every 4th pixel).
     gpu = browser.eval("(() => { const g = window.depthcam.cloud.gpuDepth();"
                        " return g && {w: g.width, h: g.height, data: Array.from(g.data)}; })()")
@@ -259,6 +354,11 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
     for ch in range(3):
         pure = (colours[:, ch] > 200) & (np.delete(colours, ch, axis=1).max(axis=1) < 60)
         assert pure.sum() > 50, f"no points in colour channel {ch}"
+    # Back to 2D: the images play again and the cloud's streams are closed.
+    browser.eval("document.getElementById('view-3d').click()")
+    browser.wait_for("window.depthcam.colorElement() && !window.depthcam.cloud"
+                     " && new URLSearchParams(location.search).get('view') === '2d'")
+    wait_viewers(server, color=1, depth=1, metric=0, timeout=15)  # past the script's idle
 
 
 def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: Path) -> None:
@@ -280,13 +380,16 @@ def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: 
             except ConnectionRefusedError:
                 assert srv.proc.poll() is None and time.monotonic() < deadline, srv.log()
                 time.sleep(0.1)
-        b.goto(f"https://127.0.0.1:{srv.port}/?token={TOKEN}")
+        b.goto(f"https://127.0.0.1:{srv.port}/?view=3d&token={TOKEN}")
         b.wait_for("window.depthcam && window.depthcam.depthReady", timeout=30)
         if b.eval("window.depthcam.webgl2"):
             pytest.fail("--disable-3d-apis left WebGL2 on; the check cannot run")
         button = b.eval("(() => { const e = document.getElementById('view-3d');"
                         " return [e.disabled, e.textContent]; })()")
         assert button[0] is True and "WebGL2" in button[1]
+        # ?view=3d asked for what this browser cannot show: the 2D images play instead.
+        assert b.wait_for("window.depthcam.colorElement() !== null && window.depthcam.view()"
+                          " === '2d' && document.getElementById('color').getAttribute('src')")
         assert b.eval("location.protocol") == "https:"
         got = b.wait_for("window.depthcam.depthAt(20, 20)", timeout=30)
         assert got == pytest.approx(BANDS_MM[0] / 1000, rel=0.01)

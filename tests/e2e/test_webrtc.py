@@ -147,6 +147,57 @@ def test_page_plays_720p_h264_at_25fps(server: Server, page: Browser) -> None:
     assert page.eval("document.getElementById('color').getAttribute('src')") is None
 
 
+def test_page_tools_follow_the_webrtc_video(server: Server, page: Browser) -> None:
+    """Stamp, hover read-out and ruler work on whichever element shows color."""
+    page.wait_for("window.depthcam.webrtcState().status === 'playing'", timeout=40)
+    assert page.eval("window.depthcam.colorElement().id") == "color-video"
+    stamp = page.wait_for("window.depthcam.stampOf('color')")
+    assert 0 <= time.time() - stamp < 5.0
+    age = page.eval("window.depthcam.frameAge()")
+    assert age is not None and 0 <= age < 5.0
+    x, y = page.eval("""(() => { const r = document.getElementById('color-video')
+        .getBoundingClientRect(); return [r.left + r.width / 2, r.top + r.height / 2]; })()""")
+    page.call("Input.dispatchMouseEvent", type="mouseMoved", x=x, y=y)
+    text = page.wait_for("(() => { const t = document.getElementById('depth-hover').textContent;"
+                         " return (t.endsWith(' m') || t.endsWith('no depth')) && t; })()")
+    px, py = (int(v) for v in text[1:text.index(")")].split(","))
+    assert abs(px - 640) <= 1 and abs(py - 360) <= 1, text  # the middle of the 720p frame
+    page.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)
+    # The ruler's overlay covers the video, not a hidden <img> of size zero.
+    page.eval("window.depthcam.setRuler([100, 100], [1100, 600])")
+    page.wait_for("document.getElementById('depth-ruler').textContent.endsWith(' m')")
+    box = page.eval("""(() => { const c = document.querySelector('#color-video ~ .depth-overlay'),
+        v = document.getElementById('color-video'),
+        d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0;
+        return {w: c.width, h: c.height, vw: v.clientWidth, vh: v.clientHeight, drawn: n}; })()""")
+    page.eval("window.depthcam.setRuler()")
+    assert box["vw"] > 0 and (box["w"], box["h"]) == (box["vw"], box["vh"]), box
+    assert box["drawn"] > 100, box
+
+
+def test_3d_view_pauses_the_player_and_closing_it_resumes_webrtc(server: Server) -> None:
+    """The 3D view hides the players: no WebRTC, no MJPEG <img> behind it; back in 2D
+    WebRTC plays again and the <img> stays closed."""
+    with Browser(webgl=True, width=900, height=600) as b:
+        b.goto(f"{server.base}/?player=webrtc&token={TOKEN}")
+        b.wait_for("window.depthcam.depthReady && window.depthcam.webgl2"
+                   " && window.depthcam.webrtcState().status === 'playing'", timeout=40)
+        b.eval("document.getElementById('view-3d').click()")
+        b.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0",
+                   timeout=40)
+        assert b.eval("window.depthcam.webrtcState().status") == "paused"
+        assert b.eval(STATS) is None, "the WebRTC viewer kept streaming behind the 3D view"
+        assert b.eval("[document.getElementById('color').getAttribute('src'),"
+                      " document.getElementById('depth').getAttribute('src')]") == [None, None]
+        b.eval("document.getElementById('view-3d').click()")
+        b.wait_for("window.depthcam.webrtcState().status === 'playing'"
+                   " && window.depthcam.colorElement().id === 'color-video'", timeout=40)
+        b.wait_for(f"{STATS}.then(s => s && s.framesDecoded > 0)", timeout=20)
+        assert b.eval("document.getElementById('color').getAttribute('src')") is None
+        assert b.eval("window.depthcam.cloud") is None
+
+
 def test_status_and_metrics_show_the_stage_and_janus(server: Server, page: Browser) -> None:
     page.wait_for(f"{STATS}.then(s => s && s.framesDecoded > 0)", timeout=40)
     st = _status(server)

@@ -4,16 +4,83 @@ import {readStamp} from "./stamp.js";
 
 const cfg = JSON.parse(document.getElementById("page-config").textContent);
 const $ = (id) => document.getElementById(id);
-const api = window.depthcam = window.depthcam || {};
+export const api = window.depthcam = window.depthcam || {};
 api.config = cfg;
+// `path` with the page's own query (its token) plus `extra` parameters.
+api.url = (path, extra = {}) => {
+  const q = new URLSearchParams(cfg.query ? cfg.query.slice(1) : "");
+  for (const [k, v] of Object.entries(extra)) q.set(k, v);
+  const s = q.toString();
+  return s ? `${path}?${s}` : path;
+};
+
+// ---- which element shows color, and which feeds download it ----------------------------
+// The one place that starts and stops the page's color and depth images: it knows the view
+// (2D images or the 3D cloud) and the player (MJPEG <img> or the WebRTC <video>). What is
+// hidden downloads nothing: the 3D view pauses both players, a playing WebRTC video closes
+// the MJPEG <img>. Modules ask with colorElement() and hear changes with onColorChange().
+const feed = {view: cfg.view === "3d" ? "3d" : "2d", player: "mjpeg", playing: false,
+              video: null};
+const feedListeners = [];
+
+// The element showing the color stream now: the <img>, the WebRTC <video> while it plays,
+// or null while the 3D view is open.
+api.colorElement = () => {
+  if (feed.view !== "2d") return null;
+  return feed.player === "webrtc" && feed.playing && feed.video ? feed.video : $("color");
+};
+// "2d" or "3d".
+api.view = () => feed.view;
+
+function applyFeed() {
+  const shown = api.colorElement();
+  const img = $("color"), depth = $("depth");
+  if (shown === img) {
+    if (!img.getAttribute("src")) img.src = api.url("color");
+  } else {
+    img.removeAttribute("src");  // closes the multipart stream: no bytes spent twice
+  }
+  img.style.display = feed.video && shown === feed.video ? "none" : "";
+  if (feed.video) feed.video.style.display = shown === feed.video ? "" : "none";
+  if (feed.view === "2d") {
+    if (!depth.getAttribute("src")) depth.src = api.url("depth");
+  } else {
+    depth.removeAttribute("src");
+  }
+  document.querySelector(".views").style.display = feed.view === "2d" ? "" : "none";
+  for (const fn of feedListeners) fn({...feed, element: shown});
+}
+
+// Calls fn({view, player, playing, element}) after every change of what shows color.
+api.onColorChange = (fn) => { feedListeners.push(fn); };
+// Change the view ("2d", "3d"), the player ("mjpeg", "webrtc"), whether WebRTC video plays,
+// or the <video> the WebRTC player shows (for the player module).
+api.setColorFeed = (changes) => {
+  const before = JSON.stringify([feed.view, feed.player, feed.playing, !!feed.video]);
+  Object.assign(feed, changes);
+  if ("view" in changes) {
+    const url = new URL(location.href);
+    url.searchParams.set("view", feed.view);
+    history.replaceState(null, "", url);
+  }
+  if (before !== JSON.stringify([feed.view, feed.player, feed.playing, !!feed.video])) {
+    applyFeed();
+  }
+};
+// Color comes from the element showing it now: "color" follows the player; other ids are
+// elements of the page.
+const stampTarget = (id) => (id === "color" ? api.colorElement() : $(id));
 // Capture time of the frame an element ("color", "depth", or any element id) shows now.
-api.stampOf = (id) => readStamp($(id));
+api.stampOf = (id) => {
+  const el = stampTarget(id);
+  return el ? readStamp(el) : null;
+};
 // Seconds between the capture of the frame shown now and this moment (null: no stamp).
 api.frameAge = (id = "color") => {
-  const t = readStamp($(id));
+  const t = api.stampOf(id);
   return t === null ? null : Date.now() / 1000 - t;
 };
-api.url = (path) => path + cfg.query;
+applyFeed();
 
 function fmt(v) { return v === null || v === undefined ? "–" : Number(v).toFixed(1); }
 

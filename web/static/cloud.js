@@ -187,10 +187,13 @@ function texture(gl) {
 }
 
 export class Cloud {
-  // box: element to fill; camera: /camera.json; metric: the page's LatestFrame of /metric.
-  constructor(box, {camera, metric, colorUrl, step = 2}) {
+  // box: element to fill; camera: /camera.json; metric: the page's LatestFrame of /metric;
+  // encoding(frame): {mapping, min, max} of a metric frame; colorUrl: the color stream, the
+  // page's only color download while this view shows (the 2D players pause).
+  constructor(box, {camera, metric, encoding, colorUrl, step = 2}) {
     this.camera = camera;
     this.metric = metric;
+    this.encoding = encoding;
     this.step = step;
     this.canvas = document.createElement("canvas");
     this.canvas.id = "cloud";
@@ -200,9 +203,10 @@ export class Cloud {
       {antialias: false, preserveDrawingBuffer: true});
     if (!gl) throw new Error("no WebGL2");
     const prog = this.prog = gl.createProgram();
-    gl.attachShader(prog, compile(gl, gl.VERTEX_SHADER, VERTEX));
-    gl.attachShader(prog, compile(gl, gl.FRAGMENT_SHADER, FRAGMENT));
+    const shaders = [compile(gl, gl.VERTEX_SHADER, VERTEX), compile(gl, gl.FRAGMENT_SHADER, FRAGMENT)];
+    for (const sh of shaders) gl.attachShader(prog, sh);
     gl.linkProgram(prog);
+    for (const sh of shaders) gl.deleteShader(sh);  // the program keeps what it needs
     if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
     this.u = {};
     for (const name of ["uDepth", "uColor", "uGrid", "uStep", "uIntr", "uRange", "uView", "uProj",
@@ -263,7 +267,7 @@ export class Cloud {
   // One draw of every (decimated) pixel: to the screen, counting valid points, or (readout)
   // each point's metres into the bound grid-sized float target.
   _draw(countSide, readout = false) {
-    const gl = this.gl, u = this.u, k = this.camera.intrinsics, m = this.camera.metric;
+    const gl = this.gl, u = this.u, k = this.camera.intrinsics;
     const [gw, gh] = this._grid();
     const dw = this.depthFrame.width, dh = this.depthFrame.height;
     const sx = dw / k.width, sy = dh / k.height;  // intrinsics of the depth texture's size
@@ -278,10 +282,8 @@ export class Cloud {
     gl.uniform2i(u.uGrid, gw, gh);
     gl.uniform1i(u.uStep, this.step);
     gl.uniform4f(u.uIntr, k.fx * sx, k.fy * sy, k.ppx * sx, k.ppy * sy);
-    const h = this.depthFrame.headers;
-    const mode = {"hue": "uniform", "hue-inverse": "inverse", "hue-log": "log"}[h["x-depth-mode"]];
-    gl.uniform3f(u.uRange, parseFloat(h["x-depth-min"]) || m.min,
-      parseFloat(h["x-depth-max"]) || m.max, MAPPINGS[mode || m.mapping]);
+    const enc = this.encoding(this.depthFrame);
+    gl.uniform3f(u.uRange, enc.min, enc.max, MAPPINGS[enc.mapping]);
     gl.uniform1i(u.uCountSide, countSide);
     gl.uniform1i(u.uReadout, readout ? 1 : 0);
     if (readout) {
@@ -320,6 +322,8 @@ export class Cloud {
     const gl = this.gl, [gw, gh] = this._grid();
     const side = Math.max(1, Math.ceil(Math.sqrt(gw * gh / COUNT_PER_CELL)));
     if (!this.countFbo || this.countSide !== side) {
+      gl.deleteFramebuffer(this.countFbo || null);  // the target of another grid size
+      gl.deleteTexture(this.countTex || null);
       this.countTex = texture(this.gl);
       gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, side, side, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
       this.countFbo = gl.createFramebuffer();
@@ -372,6 +376,11 @@ export class Cloud {
   close() {
     cancelAnimationFrame(this._raf);
     this.color.stop();
+    const gl = this.gl;
+    for (const t of [this.depthTex, this.colorTex, this.countTex]) if (t) gl.deleteTexture(t);
+    if (this.countFbo) gl.deleteFramebuffer(this.countFbo);
+    gl.deleteVertexArray(this.vao);
+    gl.deleteProgram(this.prog);
     const ext = this.gl.getExtension("WEBGL_lose_context");
     if (ext) ext.loseContext();
     this.canvas.remove();

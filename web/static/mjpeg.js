@@ -3,6 +3,7 @@
 // is being decoded, later parts replace each other and only the last one is decoded next.
 const CRLF2 = [13, 10, 13, 10];
 const latin1 = new TextDecoder("latin1");
+const HEAD_STEP = 4096;
 
 function indexOf(buf, pattern, from) {
   outer: for (let i = from; i <= buf.length - pattern.length; i++) {
@@ -21,6 +22,51 @@ function parseHeaders(text) {
   return headers;
 }
 
+// The bytes received and not parsed yet, as the list of network chunks they came in:
+// a part's body is joined once, when it is complete, not copied again on every chunk.
+class Pending {
+  constructor() { this.chunks = []; this.length = 0; this.scanned = 0; }
+
+  push(chunk) { this.chunks.push(chunk); this.length += chunk.length; }
+
+  // Index just past the first CRLF CRLF, or -1. Headers are short: while they straddle
+  // chunks, the first chunk grows by the next chunk's first HEAD_STEP bytes (a copy of a
+  // few kilobytes at most, not of the frame that follows the headers).
+  headerEnd() {
+    for (;;) {
+      const first = this.chunks[0];
+      if (!first) return -1;
+      const at = indexOf(first, CRLF2, Math.max(0, this.scanned - 3));
+      if (at >= 0) { this.scanned = 0; return at + 4; }
+      this.scanned = first.length;
+      if (this.chunks.length < 2) return -1;
+      const next = this.chunks[1], n = Math.min(next.length, HEAD_STEP);
+      const merged = new Uint8Array(first.length + n);
+      merged.set(first);
+      merged.set(n === next.length ? next : next.subarray(0, n), first.length);
+      this.chunks[0] = merged;
+      if (n === next.length) this.chunks.splice(1, 1);
+      else this.chunks[1] = next.subarray(n);
+    }
+  }
+
+  // The next n bytes (n <= length), removed from the front, in one new array.
+  take(n) {
+    const out = new Uint8Array(n);
+    let off = 0;
+    while (off < n) {
+      const c = this.chunks[0], use = Math.min(c.length, n - off);
+      out.set(use === c.length ? c : c.subarray(0, use), off);
+      off += use;
+      if (use === c.length) this.chunks.shift();
+      else this.chunks[0] = c.subarray(use);
+    }
+    this.length -= n;
+    return out;
+  }
+
+}
+
 // Calls onPart({headers, bytes}) for every part of the stream at `url` until `signal`
 // aborts or the stream ends; rejects on an HTTP error with its JSON detail.
 export async function readParts(url, onPart, signal) {
@@ -31,28 +77,23 @@ export async function readParts(url, onPart, signal) {
     throw new Error(`${url}: ${resp.status} ${detail}`);
   }
   const reader = resp.body.getReader();
-  let buf = new Uint8Array(0);
+  const pending = new Pending();
   let need = null;  // {headers, length} once a part's headers are read
   for (;;) {
     const {value, done} = await reader.read();
     if (done) return;
-    const joined = new Uint8Array(buf.length + value.length);
-    joined.set(buf);
-    joined.set(value, buf.length);
-    buf = joined;
+    pending.push(value);
     for (;;) {
       if (need === null) {
-        const end = indexOf(buf, CRLF2, 0);
+        const end = pending.headerEnd();
         if (end < 0) break;
-        const headers = parseHeaders(latin1.decode(buf.subarray(0, end)));
+        const headers = parseHeaders(latin1.decode(pending.take(end)));
         const length = parseInt(headers["content-length"], 10);
-        buf = buf.subarray(end + 4);
         if (!(length >= 0)) continue;  // the preamble or a part without length
         need = {headers, length};
       }
-      if (buf.length < need.length) break;
-      onPart({headers: need.headers, bytes: buf.slice(0, need.length)});
-      buf = buf.subarray(need.length);
+      if (pending.length < need.length) break;
+      onPart({headers: need.headers, bytes: pending.take(need.length)});
       need = null;
     }
   }

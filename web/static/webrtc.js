@@ -2,11 +2,10 @@
 // (/webrtc/janus..., the server's narrow proxy of the Janus HTTP API). A switch picks
 // MJPEG or WebRTC (/?player=webrtc); when WebRTC cannot play the page shows MJPEG and
 // says why, and it keeps reconnecting by itself whenever the stream drops.
+import {api} from "./app.js";
 import {readStamp} from "./stamp.js";
 
-const pageCfg = JSON.parse(document.getElementById("page-config").textContent);
-const rtc = pageCfg.webrtc || {enabled: false};
-const api = window.depthcam = window.depthcam || {};
+const rtc = api.config.webrtc || {enabled: false};
 const $ = (id) => document.getElementById(id);
 
 // No new decoded frame for this long: reconnect. Long enough that a restarted H.264
@@ -15,16 +14,11 @@ const STALL_S = 5;
 const FIRST_FRAME_S = 8;      // an attempt that shows nothing for this long has failed
 const RETRY_S = [0.3, 1, 2, 3];
 
-function withQuery(path, extra) {
-  const q = new URLSearchParams(pageCfg.query ? pageCfg.query.slice(1) : "");
-  for (const [k, v] of Object.entries(extra || {})) q.set(k, v);
-  const s = q.toString();
-  return s ? `${path}?${s}` : path;
-}
-
-async function janus(path, body) {
-  const r = await fetch(withQuery(rtc.api + path), {
-    method: body ? "POST" : "GET", cache: "no-store",
+// One call of the Janus HTTP API: a POST of `body` (with a transaction id) or, without a
+// body, the long-poll GET (`extra` query parameters). Rejects on an HTTP or Janus error.
+async function janus(path, body, {extra, signal} = {}) {
+  const r = await fetch(api.url(rtc.api + path, extra), {
+    method: body ? "POST" : "GET", cache: "no-store", signal,
     headers: body ? {"Content-Type": "application/json"} : {},
     body: body ? JSON.stringify({...body, transaction: Math.random().toString(36).slice(2)})
       : undefined,
@@ -39,17 +33,8 @@ async function janus(path, body) {
 }
 
 // The long poll: a GET that Janus answers with up to 5 events, or a keepalive after 30 s.
-async function janusPoll(session, signal) {
-  const r = await fetch(withQuery(`${rtc.api}/${session}`, {maxev: "5"}),
-                        {cache: "no-store", signal});
-  let doc = null;
-  try { doc = await r.json(); } catch (e) { /* reported below */ }
-  if (!r.ok || !doc || doc.janus === "error") {
-    const why = doc && (doc.error && (doc.error.reason || doc.error) || doc.detail);
-    throw new Error(`signalling ${r.status}: ${why || r.statusText}`);
-  }
-  return doc;
-}
+const janusPoll = (session, signal) => janus(`/${session}`, null, {extra: {maxev: "5"}, signal});
+
 // One viewing session: Janus session + streaming handle + RTCPeerConnection.
 class Viewer {
   // keepPolling false: stop the long poll once media flows, freeing the browser's
@@ -162,6 +147,8 @@ class Viewer {
 
 
 // The player: which of MJPEG / WebRTC shows color, the reconnect loop, the stats line.
+// Which element is visible and which feed downloads is decided in app.js (setColorFeed):
+// this module says whether WebRTC is wanted and whether its video plays.
 const img = $("color");
 const figure = img ? img.closest("figure") : null;
 const video = document.createElement("video");
@@ -170,7 +157,10 @@ video.muted = true;
 video.autoplay = true;
 video.playsInline = true;
 video.style.cssText = "width:100%;height:auto;display:none;background:#000";
-if (figure) figure.insertBefore(video, img.nextSibling);
+if (figure) {
+  figure.insertBefore(video, img.nextSibling);
+  api.setColorFeed({video});
+}
 
 const bar = document.createElement("div");
 bar.id = "player";
@@ -186,18 +176,8 @@ const state = {player: "mjpeg", status: "off", reason: "", connects: 0, viewer: 
                lastFrames: 0, lastProgress: 0, started: 0, bytes: 0, bytesAt: 0,
                bitrate: 0, failures: 0, retryTimer: null};
 
-function showMjpeg(on) {
-  if (!img) return;
-  if (on) {
-    if (!img.getAttribute("src")) img.src = api.url ? api.url("color") : withQuery("color");
-    img.style.display = "";
-    video.style.display = "none";
-  } else {
-    img.removeAttribute("src");  // closes the multipart stream: no bytes spent twice
-    img.style.display = "none";
-    video.style.display = "";
-  }
-}
+// Whether the WebRTC video is what shows color (true) or the MJPEG <img> (false).
+function showVideo(on) { api.setColorFeed({playing: on}); }
 
 function say(text) { $("webrtc-why").textContent = text; }
 
@@ -205,6 +185,11 @@ function connect() {
   clearTimeout(state.retryTimer);
   if (state.player !== "webrtc") return;
   if (state.viewer) state.viewer.stop();
+  state.viewer = null;
+  if (api.view() !== "2d") {  // the 3D view hides the player: connect when it closes
+    state.status = "paused";
+    return;
+  }
   state.status = "connecting";
   state.started = performance.now() / 1000;
   state.lastFrames = 0;
@@ -222,7 +207,7 @@ function lost(viewer, why) {
   state.reason = why;
   console.info(`webrtc: ${why}`);
   // Until WebRTC plays again, color comes as MJPEG, and the page says why.
-  showMjpeg(true);
+  showVideo(false);
   say(`WebRTC: ${why}; showing MJPEG, reconnecting…`);
   const delay = RETRY_S[Math.min(state.failures - 1, RETRY_S.length - 1)];
   state.retryTimer = setTimeout(connect, delay * 1000);
@@ -300,7 +285,7 @@ async function watch() {
       state.failures = 0;
       state.reason = "";
       say("");
-      showMjpeg(false);
+      showVideo(true);
     }
     state.lastFrames = s.framesDecoded;
     state.lastProgress = now;
@@ -335,7 +320,7 @@ api.setPlayer = (which) => {
     state.status = "off";
     $("webrtc-info").textContent = "";
     say("");
-    showMjpeg(true);
+    api.setColorFeed({player: "mjpeg", playing: false});
     return;
   }
   if (!rtc.enabled) {
@@ -349,15 +334,31 @@ api.setPlayer = (which) => {
   } else {
     state.player = "webrtc";
     state.failures = 0;
+    api.setColorFeed({player: "webrtc"});
     connect();
     return;
   }
   for (const r of document.querySelectorAll('input[name="player"]')) {
     r.checked = r.value === "mjpeg";
   }
-  showMjpeg(true);
+  api.setColorFeed({player: "mjpeg", playing: false});
   say(`WebRTC unavailable: ${state.reason}; showing MJPEG`);
 };
+
+// The 3D view hides the player: its viewer stops (no H.264 downloaded for nobody) and
+// reconnects when the 2D view is back.
+api.onColorChange(({view}) => {
+  if (state.player !== "webrtc") return;
+  if (view !== "2d" && state.status !== "paused") {
+    clearTimeout(state.retryTimer);
+    if (state.viewer) state.viewer.stop();
+    state.viewer = null;
+    state.status = "paused";
+    showVideo(false);
+  } else if (view === "2d" && state.status === "paused") {
+    connect();
+  }
+});
 
 for (const r of document.querySelectorAll('input[name="player"]')) {
   r.onchange = () => api.setPlayer(r.value);
