@@ -213,9 +213,6 @@ def capture_main(cfg: Config, handles: Handles) -> None:
         ring = FrameRing.attach(handles.raw)
         control = Control.attach(handles.control)
         set_nonblocking_writer(handles.raw_wake_w)
-        more = [w for w in (handles.h264_raw_wake_w,) if w is not None]
-        for w in more:
-            set_nonblocking_writer(w)
         try:
             source = make_source(cfg)
         except SourceConfigError as exc:
