@@ -25,8 +25,12 @@ BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
 def run_pipeline(cfg: Config,
-                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None) -> int:
-    """Run capture → encoder → sink under a supervisor; returns the exit code."""
+                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None, *,
+                 h264: bool = False) -> int:
+    """Run capture → encoder → sink under a supervisor; returns the exit code.
+
+    `h264`: the sink reads the H.264 ring (its children include the stage).
+    """
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
     robotics = cfg.robotics
@@ -38,7 +42,7 @@ def run_pipeline(cfg: Config,
     if sink is None:
         listener = bind_listener(cfg.host, cfg.port)
     workdir = _prepare_webrtc(cfg) if sink is None else None
-    res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None)
+    res = Resources(cfg, raw_capacity(cfg), h264=cfg.webrtc is not None or h264)
     try:
         h = res.handles
         children = [

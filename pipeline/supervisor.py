@@ -83,7 +83,9 @@ class Resources:
         readers = (*(cfg.robotics.children() if cfg.robotics is not None else ()),
                    *(("h264",) if h264 else ()))
         sink_wakes = {name: ctx.Pipe(duplex=False) for name in readers}
+        h264_r, h264_w = ctx.Pipe(duplex=False) if h264 else (None, None)
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
+                      *((h264_r, h264_w) if h264 else ()),
                       *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
@@ -91,6 +93,7 @@ class Resources:
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
+            h264_wake_r=h264_r, h264_wake_w=h264_w,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

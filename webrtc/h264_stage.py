@@ -16,11 +16,19 @@ import logging
 import select
 import threading
 import time
+from multiprocessing.connection import Connection
 
 import numpy as np
 
 from encoder.h264 import H264Encoder
-from pipeline.child import Handles, drain, install_stop_handlers, run_child
+from pipeline.child import (
+    Handles,
+    drain,
+    install_stop_handlers,
+    run_child,
+    set_nonblocking_writer,
+    wake,
+)
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing, TornRead
@@ -64,8 +72,10 @@ class H264Stage:
     """Reads the raw ring, encodes, publishes to the H.264 ring and to RTP."""
 
     def __init__(self, cfg: Config, opts: WebRTCOptions, raw: FrameRing, out: FrameRing,
-                 control: Control, *, rtp: RtpSender | None) -> None:
+                 control: Control, *, rtp: RtpSender | None,
+                 notify: Connection | None = None) -> None:
         self.cfg, self.opts = cfg, opts
+        self.notify = notify  # woken after each access unit (readers of the ring)
         self.raw, self.out, self.control, self.rtp = raw, out, control, rtp
         self.enc: H264Encoder | None = None
         self.stats = H264Stats(control)
@@ -173,6 +183,8 @@ class H264Stage:
             self.out.publish(au.data, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
                              ts_aux1=t0, ts_aux2=t1, width=w, height=h,
                              flags=FLAG_KEYFRAME if au.keyframe else 0)
+            if self.notify is not None:
+                wake(self.notify)
             if self.rtp is not None:
                 self.rtp.send(au.data, meta.ts_capture)
             self.stats.record(len(au.data), au.keyframe, t1 - t0)
@@ -188,7 +200,9 @@ def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
         raw = FrameRing.attach(handles.raw)
         out = FrameRing.attach(handles.h264)
         rtp = RtpSender(opts.rtp_host, opts.video_port, opts.rtcp_port) if opts.video_port else None
-        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp)
+        if handles.h264_wake_w is not None:
+            set_nonblocking_writer(handles.h264_wake_w)
+        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp, notify=handles.h264_wake_w)
         wake_r = handles.sink_wakes["h264"][0]
         fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
         try:
