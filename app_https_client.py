@@ -36,6 +36,9 @@ log = logging.getLogger("app_https_client")
 _seconds = ranged(float, 0.05, 3600, "a number of seconds")
 MIN_BITRATE, MAX_BITRATE = 64_000, 10 * 10**9
 MIN_H264, MAX_H264 = 100_000, 50_000_000
+# The push's VBV buffer: a keyframe at most ~0.2 s of the top bit rate, so one IDR queues
+# a few frames on a link at its limit instead of a ring's worth (docs/BENCHMARKS.md).
+VBV_S = 0.2
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
 SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps")
 MEDIA_SCHEMES = ("rtmp", "rtmps")
@@ -203,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
             from webrtc.options import WebRTCOptions  # noqa: PLC0415
 
             # The stage without Janus (no RTP port): it fills the H.264 ring for the push.
-            stage = WebRTCOptions(bitrate=h264_cap(opts), gop=opts.gop)
+            stage = WebRTCOptions(bitrate=h264_cap(opts), gop=opts.gop, vbv_seconds=VBV_S)
             specs.append(ChildSpec("h264", h264_main, (cfg, handles, stage),
                                    heartbeat="hb_h264"))
         if x["gps_url"] and x["gps"] != "none":

@@ -30,7 +30,8 @@ RAW_SLOTS = 4
 JPEG_SLOTS = 3
 WIDE = ("combined", "metric")
 """Streams whose JPEG may be twice a color frame's: side by side, or 4:4:4 at quality 90+."""
-H264_SLOTS = 8
+H264_SLOTS = 16
+"""Half a second at 30 fps: how far a reader that needs every access unit (the push) may lag."""
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
 BACKOFF_FIRST_S = 0.2

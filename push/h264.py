@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from pipeline.child import CannotStart, drain
 from pipeline.shm import FLAG_KEYFRAME, FrameRing
-from push.adapt import HEADROOM, TICK_S, Adapter
+from push.adapt import TICK_S, Adapter
 from push.ts import TsMuxer
 from push.urls import parse_destination, redact
 from push.video import (
@@ -47,6 +47,9 @@ MEDIA_SCHEMES = ("rtmp", "rtmps")
 MIN_H264_BITRATE = 100_000
 START_BITRATE = 1_500_000  # an adaptive push starts here (or lower) and climbs to what fits
 STEP_UP = 1.25             # at most this much more per tick while the link has room
+# Share of the link the encoder may plan for: below MJPEG's, since frames cannot be
+# skipped and each keyframe's burst has to drain in the slack.
+H264_HEADROOM = 0.7
 FFMPEG_EXIT_WAIT_S = 2.0
 
 
@@ -269,7 +272,7 @@ class H264Pusher(Pusher):
         ad.update_capacity(sent_rate=m["sent_rate"], busy=m["busy"], delivery=m["delivery"])
         if not ad.capacity:
             return
-        fit = ad.capacity * 8 * HEADROOM
+        fit = ad.capacity * 8 * H264_HEADROOM
         want = min(fit, self.requested * STEP_UP)
         want = int(max(MIN_H264_BITRATE, min(self.cap, want)))
         log.debug("tick: sent %.2f Mbit/s busy %.0f%% delivery %.2f Mbit/s -> link %.2f "

@@ -98,7 +98,8 @@ class H264Stage:
             log.debug("keyframe: %s", why)
 
     def _open(self, w: int, h: int) -> None:
-        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop)
+        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop,
+                               vbv_seconds=self.opts.vbv_seconds)
         log.info("H.264 %dx%d, %d bit/s, keyframe every %d frames", w, h,
                  self.opts.bitrate, self.opts.gop)
         self._apply_bitrate()
