@@ -70,12 +70,12 @@ def run_mode(link: ShapedLink, port: int, mode: str, rates: list[float], *, sett
             out[rate] = summary(got, t1 - t0)
             if h264:  # what the encoder made of the link: mean bit rate received
                 out[rate]["mbit"] = sum(a.nbytes for a in got) * 8e-6 / (t1 - t0)
+            log.info("%s at %g Mbit/s: %s", mode, rate,
+                     {k: round(v, 1) for k, v in out[rate].items()})
     if h264:  # the size ffprobe decodes from what arrived
         width = int(probe_frames(ts, 2.0)[0]["width"])
         for r in out.values():
             r["width"] = width
-            log.info("%s at %g Mbit/s: %s", mode, rate,
-                     {k: round(v, 1) for k, v in out[rate].items()})
     return out
 
 
