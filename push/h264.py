@@ -195,7 +195,6 @@ class H264Pusher(Pusher):
 
     def _begin(self) -> None:
         self.control["push_h264_bitrate"] = self.requested
-        self.control["sink_h264"] = 1
 
     def _end(self) -> None:
         self.control["sink_h264"] = 0
@@ -207,6 +206,14 @@ class H264Pusher(Pusher):
         return Connection(self.opts, self._beat)
 
     def _stream(self, conn: Connection | FfmpegOutput) -> None:  # type: ignore[override]
+        # A consumer only while connected: the stage idles while the destination is down.
+        self.control["sink_h264"] = 1
+        try:
+            self._push(conn)
+        finally:
+            self.control["sink_h264"] = 0
+
+    def _push(self, conn: Connection | FfmpegOutput) -> None:
         self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
         mux = TsMuxer()
         fd = self.wake_r.fileno()  # type: ignore[attr-defined]

@@ -3,7 +3,8 @@
 `https://` and `http://` send one long POST with chunked transfer encoding whose body
 is the MJPEG stream (multipart parts or bare concatenated JPEGs), which is what
 `ffmpeg -listen 1 -i https://HOST:PORT` reads; `tcp://` writes bare JPEGs to a plain
-socket, like a Raspberry Pi camera client. When the destination is down, refuses,
+socket, like a Raspberry Pi camera client (`--format h264`: push/h264.py). When the
+destination is down, refuses,
 resets or stalls, one line is logged and the push is retried every `retry` seconds;
 capture and encoding go on meanwhile, so the first frame after a reconnect is fresh.
 """
