@@ -173,6 +173,13 @@ def test_rtmp_publish_to_nginx_becomes_h264_hls(tmp_path: Path) -> None:
             ["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
              "-of", "compact=p=0", str(vod)], capture_output=True, text=True, timeout=60)
         decoded = probe_frames(vod)
+        kill_group(proc)  # Ctrl-C: the push and the ffmpeg it started are gone
+
+        def left() -> list[str]:
+            return subprocess.run(["pgrep", "-f", f"127.0.0.1:{port}/live/cam"],
+                                  capture_output=True, text=True, check=False).stdout.split()
+
+        wait_until(lambda: not left(), 5, "the push's ffmpeg to exit")
     finally:
         if proc is not None:
             kill_group(proc)
