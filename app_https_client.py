@@ -40,8 +40,8 @@ MIN_H264, MAX_H264 = 100_000, 50_000_000
 # a few frames on a link at its limit instead of a ring's worth (docs/BENCHMARKS.md).
 VBV_S = 0.2
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
-SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps")
-MEDIA_SCHEMES = ("rtmp", "rtmps")
+SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps", "rtsp")
+MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
 
 
 def _h264_bitrate(text: str) -> int:
@@ -79,8 +79,9 @@ def parse_args(argv: list[str] | None = None) -> Config:
     g = p.add_argument_group("destination")
     g.add_argument("-v", "--video", required=True, metavar="URL",
                    help="https://HOST:PORT[/path], http://..., tcp://HOST:PORT (bare JPEGs, "
-                   "or a bare MPEG-TS with --format h264), or rtmp[s]://HOST[:PORT]/APP/STREAM "
-                   "(H.264 in FLV to a media server such as nginx-rtmp)")
+                   "or a bare MPEG-TS with --format h264), rtmp[s]://HOST[:PORT]/APP/STREAM "
+                   "(H.264 in FLV to a media server such as nginx-rtmp) or "
+                   "rtsp://HOST[:PORT]/PATH (H.264 announced to an RTSP server)")
     g.add_argument("-g", "--gps-url", metavar="URL",
                    help="https:// or http:// URL that receives each GPS fix as a JSON POST; "
                    "without it no GPS is read")
@@ -94,7 +95,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    help="mpjpeg: multipart parts with Content-Length and X-Timestamp "
                    "(default); mjpeg: concatenated JPEGs (always so for tcp:// unless h264); "
                    "h264: color as H.264 in MPEG-TS, capture time as PTS (the only format "
-                   "for rtmp://)")
+                   "for rtmp:// and rtsp://)")
     g.add_argument("--stream", choices=("combined", "color", "depth"), default="combined",
                    help="what to push (default combined: color and depth side by side)")
     g.add_argument("--ca-file", metavar="PEM",
@@ -107,7 +108,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
     g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
                    help="seconds between GPS posts (default 1)")
-    h = p.add_argument_group("H.264 push (--format h264, rtmp://)")
+    h = p.add_argument_group("H.264 push (--format h264, rtmp://, rtsp://)")
     h.add_argument("--h264-bitrate", type=_h264_bitrate, default=4_000_000, metavar="RATE",
                    help="bit rate when the link allows (default 4M; adapting goes lower, "
                    f"--max-bitrate caps it; {MIN_H264 // 1000}k to {MAX_H264 // 10**6}M)")

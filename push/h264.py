@@ -3,7 +3,8 @@
 `https://`, `http://`: MPEG-TS in the body of one chunked POST (what
 `ffmpeg -listen 1 -f mpegts -i http://...` reads); `tcp://`: the same TS on a plain
 socket; `rtmp://`, `rtmps://`: the distribution's ffmpeg remuxes our TS to FLV and
-publishes it (no encoder runs there). The stage encodes once; the push announces itself
+publishes it (no encoder runs there); `rtsp://`: the same ffmpeg announces and records
+it to an RTSP server (RTP over TCP). The stage encodes once; the push announces itself
 in `sink_h264`, asks for a keyframe on every (re)connect so the receiver starts at once,
 and asks for the bit rate the link carries (`push_h264_bitrate`, at most --h264-bitrate
 and --max-bitrate). Unlike JPEGs, access units cannot be skipped one by one: when the link
@@ -43,7 +44,8 @@ from push.video import (
 
 log = logging.getLogger("push")
 
-MEDIA_SCHEMES = ("rtmp", "rtmps")
+MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
+MUXER = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp"}
 MIN_H264_BITRATE = 100_000
 START_BITRATE = 1_500_000  # an adaptive push starts here (or lower) and climbs to what fits
 STEP_UP = 1.25             # at most this much more per tick while the link has room
@@ -62,16 +64,18 @@ def h264_cap(opts: PushOptions) -> int:
 
 
 class FfmpegOutput:
-    """`ffmpeg -f mpegts -i pipe:0 -c copy -f flv URL`: our TS in, FLV out to a media server.
+    """`ffmpeg -f mpegts -i pipe:0 -c copy -f flv|rtsp URL`: our TS in, to a media server.
 
-    Same interface as Connection. Reachability is checked with a plain TCP connect first,
-    so a server that is down is retried and logged like any other destination; ffmpeg's
-    own errors are logged with the URL's credentials removed.
+    Same interface as Connection. For RTMP, reachability is checked with a plain TCP
+    connect first, so a server that is down is retried and logged like any other
+    destination (an RTSP receiver may take one connection only, e.g.
+    `ffmpeg -rtsp_flags listen`: there ffmpeg's own failure says so). ffmpeg's errors
+    are logged with the URL's credentials removed.
     """
 
     def __init__(self, opts: PushOptions, beat: Callable[[], None] | None = None) -> None:
         self.url, self.beat = opts.url, beat
-        _, self.host, self.port, _ = parse_destination(opts.url, MEDIA_SCHEMES)
+        self.scheme, self.host, self.port, _ = parse_destination(opts.url, MEDIA_SCHEMES)
         self.sock = None  # no socket of ours: the link is measured by the pipe's progress
         self.proc: subprocess.Popen[bytes] | None = None
         self.lines: collections.deque[str] = collections.deque(maxlen=4)
@@ -87,15 +91,21 @@ class FfmpegOutput:
         exe = shutil.which("ffmpeg")
         if exe is None:
             raise CannotStart("rtmp:// needs ffmpeg (Debian: apt install ffmpeg)")
-        try:
-            socket.create_connection((self.host, self.port), timeout=CONNECT_TIMEOUT_S).close()
-        except OSError as exc:
-            raise PushFailed(f"cannot connect: {exc.strerror or exc}") from None
+        if self.scheme != "rtsp":
+            try:
+                socket.create_connection((self.host, self.port),
+                                         timeout=CONNECT_TIMEOUT_S).close()
+            except OSError as exc:
+                raise PushFailed(f"cannot connect: {exc.strerror or exc}") from None
         argv = [exe, "-hide_banner", "-nostats", "-loglevel", "error",
                 "-fflags", "nobuffer", "-probesize", "65536", "-analyzeduration", "0",
-                "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", "flv",
-                "-flvflags", "no_duration_filesize",
-                "-rw_timeout", str(int(STALL_TIMEOUT_S * 1e6)), self.url]
+                "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", MUXER[self.scheme]]
+        if self.scheme == "rtsp":
+            argv += ["-rtsp_transport", "tcp", "-timeout", str(int(STALL_TIMEOUT_S * 1e6))]
+        else:
+            argv += ["-flvflags", "no_duration_filesize",
+                     "-rw_timeout", str(int(STALL_TIMEOUT_S * 1e6))]
+        argv.append(self.url)
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
         assert self.proc.stdin is not None

@@ -1,8 +1,10 @@
-"""The H.264 push: MPEG-TS to ffmpeg over a shaped link and over loopback, FLV to nginx-rtmp.
+"""The H.264 push: MPEG-TS to ffmpeg over a shaped link and over loopback, FLV to
+nginx-rtmp, RTSP to ffmpeg.
 
 Receivers are the distribution's programs: `ffmpeg -listen 1 -f mpegts` (it copies the TS
-out with the sender's timestamps, whose PTS is the capture time) and nginx with its RTMP
-module writing HLS, read back by ffprobe. The pusher is app_https_client.py --format h264.
+out with the sender's timestamps, whose PTS is the capture time), nginx with its RTMP
+module writing HLS, read back by ffprobe, and `ffmpeg -rtsp_flags listen`. The pusher is
+app_https_client.py --format h264.
 """
 
 from __future__ import annotations
@@ -190,3 +192,33 @@ def test_rtmp_publish_to_nginx_becomes_h264_hls(tmp_path: Path) -> None:
     text = log.read_text(errors="replace")
     assert "rtmp://***@127.0.0.1" in text and "s3cret" not in text, text[-2000:]
     assert "Traceback" not in text
+
+
+def test_rtsp_push_to_an_ffmpeg_rtsp_receiver(tmp_path: Path) -> None:
+    port = free_port()
+    out = tmp_path / "rx.ts"
+    rx = subprocess.Popen(["ffmpeg", "-nostdin", "-loglevel", "error", "-rtsp_flags", "listen",
+                           "-i", f"rtsp://127.0.0.1:{port}/cam", "-c", "copy", "-f", "mpegts",
+                           str(out)], stderr=subprocess.PIPE, start_new_session=True)
+    log = tmp_path / "push.log"
+    proc = None
+    try:
+        def listening() -> bool:
+            return bool(subprocess.run(["ss", "-Hltn", f"sport = :{port}"],
+                                       capture_output=True, text=True).stdout.strip())
+
+        wait_until(listening, 10, "the RTSP receiver to listen")
+        proc = client(log, "-v", f"rtsp://127.0.0.1:{port}/cam", *SD, "--gps", "none")
+        wait_until(lambda: out.exists() and out.stat().st_size > 200_000, 40,
+                   "H.264 at the RTSP receiver", log)
+        kill_group(proc)
+        rx.wait(10)  # the publisher's TEARDOWN ends the receiver's input
+    finally:
+        if proc is not None:
+            kill_group(proc)
+        kill_group(rx, signal.SIGTERM, 5)
+    decoded = probe_frames(out)
+    assert len(decoded) >= 30, len(decoded)
+    assert decoded[0]["key_frame"] == "1"
+    assert {(f["width"], f["height"]) for f in decoded} == {("640", "480")}
+    assert "Traceback" not in log.read_text(errors="replace")

@@ -225,6 +225,7 @@ def test_raw_tcp_push_splits_into_the_expected_jpegs(tmp_path: Path) -> None:
     ("-v", "https://127.0.0.1:8443", "--ca-file", "/nonexistent.pem"),
     ("-v", "rtmp://127.0.0.1/live/cam", "--format", "mjpeg"), ("-v", "srt://127.0.0.1:9000"),
     ("-v", "rtmp://127.0.0.1:99999/live/cam"),
+    ("-v", "rtsp://127.0.0.1/cam", "--format", "mpjpeg"),
     ("-v", "https://127.0.0.1:8443", "--format", "h264", "--h264-bitrate", "10k"),
     ("-v", "https://127.0.0.1:8443", "--format", "h264", "--h264-bitrate", "90M"),
     ("-v", "https://127.0.0.1:8443", "--format", "h264", "--stream", "depth"),
