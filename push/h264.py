@@ -23,9 +23,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection as MpConnection
 from urllib.parse import urlsplit
 
 from pipeline.child import CannotStart, drain
+from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing
 from push.adapt import TICK_S, Adapter
 from push.ts import TsMuxer
@@ -114,11 +116,12 @@ class FfmpegOutput:
 
     def _read_errors(self, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stderr is not None
-        for raw in proc.stderr:
-            line = self._clean(raw.decode(errors="replace").strip())
-            if line:
-                self.lines.append(line)
-                log.debug("ffmpeg: %s", line)
+        with proc.stderr:
+            for raw in proc.stderr:
+                line = self._clean(raw.decode(errors="replace").strip())
+                if line:
+                    self.lines.append(line)
+                    log.debug("ffmpeg: %s", line)
 
     def _failed(self) -> PushFailed:
         assert self.proc is not None
@@ -181,21 +184,20 @@ class FfmpegOutput:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        for pipe in (self.proc.stdin, self.proc.stderr):
-            if pipe is not None:
-                try:
-                    pipe.close()
-                except OSError:
-                    pass
+        if self.proc.stdin is not None:  # stderr: closed by its reader at EOF
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
         self.proc = None
 
 
 class H264Pusher(Pusher):
     """Push every access unit in order; follow the link with the encoder's bit rate."""
 
-    def __init__(self, opts: PushOptions, ring: FrameRing, control: object, wake_r: object,
-                 stop: threading.Event) -> None:
-        super().__init__(opts, ring, control, wake_r, stop)  # type: ignore[arg-type]
+    def __init__(self, opts: PushOptions, ring: FrameRing, control: Control,
+                 wake_r: MpConnection, stop: threading.Event) -> None:
+        super().__init__(opts, ring, control, wake_r, stop)
         self.bucket = None  # --max-bitrate caps the encoder instead
         self.cap = h264_cap(opts)
         self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
