@@ -80,7 +80,11 @@ class FfmpegOutput:
         self.scheme, self.host, self.port, _ = parse_destination(opts.url, MEDIA_SCHEMES)
         self.sock = None  # no socket of ours: the link is measured by the pipe's progress
         self.proc: subprocess.Popen[bytes] | None = None
-        self.lines: collections.deque[str] = collections.deque(maxlen=4)
+        self.lines: collections.deque[str] = collections.deque(maxlen=8)
+        # Connected means ffmpeg opened its output (it says "Output #0"), which it does
+        # only after reading the first access units: the push reports it from there.
+        self.deferred = True
+        self.established = threading.Event()
         password = urlsplit(opts.url).password
         self._secrets = [s for s in (opts.url, password) if s]
 
@@ -99,7 +103,7 @@ class FfmpegOutput:
                                          timeout=CONNECT_TIMEOUT_S).close()
             except OSError as exc:
                 raise PushFailed(f"cannot connect: {exc.strerror or exc}") from None
-        argv = [exe, "-hide_banner", "-nostats", "-loglevel", "error",
+        argv = [exe, "-hide_banner", "-nostats", "-loglevel", "info",
                 "-fflags", "nobuffer", "-probesize", "65536", "-analyzeduration", "0",
                 "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", MUXER[self.scheme]]
         if self.scheme == "rtsp":
@@ -119,7 +123,9 @@ class FfmpegOutput:
         with proc.stderr:
             for raw in proc.stderr:
                 line = self._clean(raw.decode(errors="replace").strip())
-                if line:
+                if line.startswith("Output #0"):
+                    self.established.set()
+                if line and not raw[:1].isspace():  # not the indented stream details
                     self.lines.append(line)
                     log.debug("ffmpeg: %s", line)
 
@@ -129,7 +135,11 @@ class FfmpegOutput:
             self.proc.wait(1.0)
         except subprocess.TimeoutExpired:
             pass
-        why = self.lines[-1] if self.lines else f"ffmpeg exited ({self.proc.returncode})"
+        # The first complaint is the cause; ffmpeg's last lines are only its consequences.
+        errors = [s for s in self.lines
+                  if any(w in s.lower() for w in ("error", "fail", "refused", "unable", "denied",
+                                                   "timed out", "not found", "invalid"))]
+        why = errors[0] if errors else f"ffmpeg exited ({self.proc.returncode})"
         return PushFailed(f"media server: {why}")
 
     def wait_writable(self, timeout: float) -> bool:
@@ -231,6 +241,7 @@ class H264Pusher(Pusher):
         fd = self.wake_r.fileno()  # type: ignore[attr-defined]
         scan = self.ring.counter() + 1
         nxt = 0  # the next access unit to send; 0 while waiting for a keyframe
+        announce = getattr(conn, "deferred", False)
         stats = _Stats(self.ring.counter())
         tick = _Tick(conn.sock)
         progress = time.monotonic()
@@ -282,6 +293,10 @@ class H264Pusher(Pusher):
             self.sent += 1
             stats.frame(meta, 0, n)
             nxt += 1
+            if announce and getattr(conn, "established", None) is not None \
+                    and conn.established.is_set():  # type: ignore[union-attr]
+                announce = False
+                self._connected()
 
     def _adapt(self, m: dict[str, float]) -> None:
         """Fold one tick into the link estimate and ask the stage for a bit rate that fits."""

@@ -258,32 +258,38 @@ class Pusher:
     def _connection(self) -> Connection:
         return Connection(self.opts, self._beat)
 
+    def _connected(self) -> None:
+        """The destination takes the stream: say so once, and end a failure streak."""
+        log.info("connected to %s%s", redact(self.opts.url),
+                 f" after {self.failures} failed attempt(s)" if self.failures else "")
+        self.failures, self.down_since = 0, None
+
     def run(self) -> None:
         """Until stopped (or out of retries)."""
-        failures = 0
-        down_since: float | None = None
+        self.failures = 0
+        self.down_since: float | None = None
         self._begin()
         try:
             while not self.stop.is_set():
                 conn = self._connection()
                 try:
                     conn.open()
-                    log.info("connected to %s%s", redact(self.opts.url),
-                             f" after {failures} failed attempt(s)" if failures else "")
-                    failures, down_since = 0, None
+                    if not getattr(conn, "deferred", False):  # else: once it is established
+                        self._connected()
                     self._stream(conn)
                     conn.finish()
                 except PushFailed as exc:
-                    failures += 1
-                    if down_since is None:
-                        down_since = time.monotonic()
+                    self.failures += 1
+                    if self.down_since is None:
+                        self.down_since = time.monotonic()
                         log.warning("push to %s failed: %s; retrying every %g s",
                                     redact(self.opts.url), exc, self.opts.retry)
                     else:
-                        log.debug("attempt %d failed: %s", failures, exc)
-                    if self.opts.max_retries is not None and failures > self.opts.max_retries:
+                        log.debug("attempt %d failed: %s", self.failures, exc)
+                    if (self.opts.max_retries is not None
+                            and self.failures > self.opts.max_retries):
                         raise CannotStart(f"giving up on {redact(self.opts.url)} after "
-                                          f"{failures} failed attempts: {exc}") from None
+                                          f"{self.failures} failed attempts: {exc}") from None
                     self.stop.wait(self.opts.retry)
                 finally:
                     conn.close()
