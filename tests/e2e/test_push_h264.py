@@ -222,3 +222,21 @@ def test_rtsp_push_to_an_ffmpeg_rtsp_receiver(tmp_path: Path) -> None:
     assert decoded[0]["key_frame"] == "1"
     assert {(f["width"], f["height"]) for f in decoded} == {("640", "480")}
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+@pytest.mark.parametrize("scheme", ["rtmp", "rtsp"])
+def test_a_media_server_that_refuses_is_retried_then_given_up(scheme: str,
+                                                              tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there
+    log = tmp_path / "push.log"
+    proc = client(log, "-v", f"{scheme}://user:s3cret@127.0.0.1:{port}/live/cam", *SD,
+                  "--gps", "none", "-r", "0.3", "--max-retries", "2")
+    try:
+        assert proc.wait(60) == 3
+    finally:
+        kill_group(proc)
+    text = log.read_text(errors="replace")
+    warnings = [line for line in text.splitlines() if "WARNING" in line]
+    assert len(warnings) == 1 and "Connection refused" in warnings[0], text  # one line
+    assert "giving up" in text and "connected to" not in text, text
+    assert "s3cret" not in text and "Traceback" not in text, text
