@@ -3,6 +3,7 @@
     ffmpeg -listen 1 -key_file server.key -cert_file server.crt -f mpjpeg \\
         -i https://0.0.0.0:8443 -c copy out.mjpeg
     python3 app_https_client.py -v https://HOST:8443 -g https://HOST/gps -r 5
+    python3 app_https_client.py -v rtmp://HOST/live/cam       # H.264 to a media server
 
 Same capture and encoder processes as app_mp.py; the web server is replaced by a push
 process (and a GPS process when -g is given).
@@ -38,7 +39,22 @@ DEFAULT_GPS = "gpsd://127.0.0.1:2947"
 
 _seconds = ranged(float, 0.05, 3600, "a number of seconds")
 MIN_BITRATE, MAX_BITRATE = 64_000, 10 * 10**9
+MIN_H264, MAX_H264 = 100_000, 50_000_000
+# The push's VBV buffer: a keyframe at most ~0.2 s of the top bit rate, so one IDR queues
+# a few frames on a link at its limit instead of a ring's worth (docs/BENCHMARKS.md).
+VBV_S = 0.2
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
+SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps", "rtsp")
+MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
+
+
+def _h264_bitrate(text: str) -> int:
+    """An H.264 bit rate: like --max-bitrate, within what the encoder is set up for."""
+    value = _bitrate(text)
+    if not MIN_H264 <= value <= MAX_H264:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is out of range ({MIN_H264 // 1000}k to {MAX_H264 // 10**6}M bit/s)")
+    return int(value)
 
 
 def _bitrate(text: str) -> float:
@@ -61,11 +77,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p = OneLineParser(
         prog="app_https_client.py",
         description="Push the camera stream to one listener (e.g. ffmpeg -listen 1) over "
-        "HTTPS, HTTP or raw TCP, retrying while it is down, and POST GPS fixes to a URL.",
+        "HTTPS, HTTP or raw TCP as MJPEG or H.264 in MPEG-TS, or publish H.264 to an RTMP "
+        "media server, retrying while it is down, and POST GPS fixes to a URL.",
     )
     g = p.add_argument_group("destination")
     g.add_argument("-v", "--video", required=True, metavar="URL",
-                   help="https://HOST:PORT[/path], http://..., or tcp://HOST:PORT (bare JPEGs)")
+                   help="https://HOST:PORT[/path], http://..., tcp://HOST:PORT (bare JPEGs, "
+                   "or a bare MPEG-TS with --format h264), rtmp[s]://HOST[:PORT]/APP/STREAM "
+                   "(H.264 in FLV to a media server such as nginx-rtmp) or "
+                   "rtsp://HOST[:PORT]/PATH (H.264 announced to an RTSP server)")
     g.add_argument("-g", "--gps-url", metavar="URL",
                    help="https:// or http:// URL that receives each GPS fix as a JSON POST; "
                    "without it no GPS is read")
@@ -75,9 +95,11 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    default=None, metavar="N",
                    help="give up (exit code 3) after N failed attempts in a row "
                    "(default: retry forever)")
-    g.add_argument("--format", dest="fmt", choices=("mpjpeg", "mjpeg"), default="mpjpeg",
+    g.add_argument("--format", dest="fmt", choices=("mpjpeg", "mjpeg", "h264"), default=None,
                    help="mpjpeg: multipart parts with Content-Length and X-Timestamp "
-                   "(default); mjpeg: concatenated JPEGs (always so for tcp://)")
+                   "(default); mjpeg: concatenated JPEGs (always so for tcp:// unless h264); "
+                   "h264: color as H.264 in MPEG-TS, capture time as PTS (the only format "
+                   "for rtmp:// and rtsp://)")
     g.add_argument("--stream", choices=("combined", "color", "depth"), default="combined",
                    help="what to push (default combined: color and depth side by side)")
     g.add_argument("--ca-file", metavar="PEM",
@@ -90,6 +112,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
     g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
                    help="seconds between GPS posts (default 1)")
+    h = p.add_argument_group("H.264 push (--format h264, rtmp://, rtsp://)")
+    h.add_argument("--h264-bitrate", type=_h264_bitrate, default=4_000_000, metavar="RATE",
+                   help="bit rate when the link allows (default 4M; adapting goes lower, "
+                   f"--max-bitrate caps it; {MIN_H264 // 1000}k to {MAX_H264 // 10**6}M)")
+    h.add_argument("--h264-gop", type=ranged(int, 1, 600, "a number of frames"), default=60,
+                   metavar="FRAMES", help="frames between keyframes (default 60); every "
+                   "(re)connect gets one at once")
     a = p.add_argument_group("adaptive push")
     a.add_argument("--max-bitrate", type=_bitrate, default=None, metavar="RATE",
                    help="cap the video push at RATE bits/s (e.g. 4M, 800k, 2500000; "
@@ -112,11 +141,22 @@ def parse_args(argv: list[str] | None = None) -> Config:
     if ns.min_quality > ns.quality:
         p.error(f"--min-quality {ns.min_quality} is above --quality {ns.quality}")
     try:
-        parse_destination(ns.video, ("https", "http", "tcp"))
+        scheme = parse_destination(ns.video, SCHEMES)[0]
         if ns.gps_url:
             parse_destination(ns.gps_url, ("https", "http"))
     except ValueError as exc:
         p.error(str(exc))
+    if scheme in MEDIA_SCHEMES and ns.fmt not in (None, "h264"):
+        p.error(f"--format {ns.fmt}: {scheme}:// carries H.264 only (--format h264)")
+    ns.fmt = ns.fmt or ("h264" if scheme in MEDIA_SCHEMES else "mpjpeg")
+    if ns.fmt == "h264":
+        argv_ = argv if argv is not None else sys.argv
+        if "--stream" in argv_ and ns.stream != "color":
+            p.error(f"--stream {ns.stream}: H.264 carries the color stream only")
+        ns.stream = "color"
+        if ns.max_bitrate is not None and ns.max_bitrate < MIN_H264:
+            p.error(f"--max-bitrate {ns.max_bitrate:g}: H.264 needs at least "
+                    f"{MIN_H264 // 1000}k bit/s")
     if ns.ca_file:
         try:
             open(ns.ca_file, "rb").close()
@@ -153,16 +193,30 @@ def main(argv: list[str] | None = None) -> int:
                        max_retries=x["max_retries"], ca_file=x["ca_file"],
                        insecure=x["insecure"], adapt=x["adapt"], max_bitrate=x["max_bitrate"],
                        max_quality=cfg.quality, min_quality=x["min_quality"],
-                       min_width=x["min_width"])
+                       min_width=x["min_width"], h264_bitrate=x["h264_bitrate"],
+                       gop=x["h264_gop"])
     if opts.insecure and opts.url.startswith("https"):
         log.warning("--insecure: the listener's certificate is NOT verified")
     cap = f", at most {opts.max_bitrate / 1e6:g} Mbit/s" if opts.max_bitrate else ""
-    how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
-           f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
+    if opts.fmt == "h264":
+        how = (f"adaptive bit rate up to {opts.h264_bitrate / 1e6:g} Mbit/s" if opts.adapt
+               else f"{opts.h264_bitrate / 1e6:g} Mbit/s")
+    else:
+        how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
+               f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
     log.info("pushing %s as %s to %s, %s%s", opts.stream, opts.fmt, redact(opts.url), how, cap)
 
     def sinks(cfg: Config, handles: object, backend: str) -> list[ChildSpec]:
         specs = [ChildSpec("push", push_main, (cfg, handles, opts), heartbeat="hb_push")]
+        if opts.fmt == "h264":
+            from push.h264 import h264_cap  # noqa: PLC0415
+            from webrtc.h264_stage import h264_main  # noqa: PLC0415
+            from webrtc.options import WebRTCOptions  # noqa: PLC0415
+
+            # The stage without Janus (no RTP port): it fills the H.264 ring for the push.
+            stage = WebRTCOptions(bitrate=h264_cap(opts), gop=opts.gop, vbv_seconds=VBV_S)
+            specs.append(ChildSpec("h264", h264_main, (cfg, handles, stage),
+                                   heartbeat="hb_h264"))
         if x["gps_url"] and x["gps"] != "none":
             gps = GpsOptions(spec=x["gps"], url=x["gps_url"], interval=x["gps_interval"],
                              ca_file=x["ca_file"], insecure=x["insecure"])
@@ -170,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         return specs
 
     try:
-        return run_pipeline(cfg, sinks)
+        return run_pipeline(cfg, sinks, sink_reads_h264=opts.fmt == "h264")
     except CannotStart as exc:
         log.error("%s", exc)
         return exc.code

@@ -74,7 +74,7 @@ class H264Encoder:
     """libx264 through PyAV, set up for WebRTC viewers."""
 
     def __init__(self, width: int, height: int, fps: float, bitrate: int, gop: int, *,
-                 threads: int = 2, preset: str = "ultrafast") -> None:
+                 threads: int = 2, preset: str = "ultrafast", vbv_seconds: float = 1.0) -> None:
         import av  # noqa: PLC0415
 
         if width % 2 or height % 2:
@@ -91,22 +91,38 @@ class H264Encoder:
         ctx.max_b_frames = 0
         ctx.thread_count = threads
         ctx.thread_type = "SLICE"
-        vbv = max(bitrate // 1000, 1)
+        self.max_bitrate = bitrate
+        self.bitrate = bitrate
+        # VBV through the codec context, not x264-params: libavcodec re-applies the
+        # context's maxrate/bufsize on every frame, and x264 takes a new bit rate at run
+        # time only while VBV stays on (see set_bitrate).
         ctx.options = {
             "preset": preset,
             "tune": "zerolatency",
             "profile": "baseline",
             "level": h264_level(width, height),
             "forced-idr": "1",
+            "maxrate": str(bitrate),
+            "bufsize": str(max(int(bitrate * vbv_seconds), 1000)),
             "x264-params": (f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=0:"
-                            f"repeat-headers=1:aud=0:vbv-maxrate={vbv}:"
-                            f"vbv-bufsize={vbv}:nal-hrd=none"),
+                            "repeat-headers=1:aud=0:nal-hrd=none"),
         }
         ctx.open()
         self._ctx = ctx
         self._av = av
         self._pts = 0
         self._force = True
+
+    def set_bitrate(self, bitrate: int) -> None:
+        """Aim at `bitrate` from the next frame on (at most the rate it was opened with).
+
+        libx264 reconfigures in place (x264_encoder_reconfig): no keyframe, no re-open;
+        the average follows within about a second (docs/BENCHMARKS.md).
+        """
+        bitrate = max(min(int(bitrate), self.max_bitrate), 1000)
+        if bitrate != self.bitrate:
+            self.bitrate = bitrate
+            self._ctx.bit_rate = bitrate
 
     def force_keyframe(self) -> None:
         """Make the next frame an IDR (with SPS/PPS)."""

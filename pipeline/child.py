@@ -51,6 +51,9 @@ class Handles:
     # (reader, writer) per sink child that reads both rings; capture and encoder wake them all
     sink_wakes: dict[str, tuple[Connection, Connection]] = field(default_factory=dict)
     h264: str = ""  # the H.264 ring, when a stage fills one (woken through sink_wakes["h264"])
+    # the H.264 stage wakes readers of its ring (the push) after each access unit
+    h264_wake_r: Connection | None = None
+    h264_wake_w: Connection | None = None
 
 
 def setup_logging(level: str) -> None:

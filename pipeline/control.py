@@ -68,6 +68,10 @@ FIELDS: tuple[str, ...] = (
     "restarts_h264", "pid_h264", "restarts_janus", "pid_janus",
     # robotics children: /camera/h264 subscribers each (writers: foxglove, mcap child)
     "sink_h264_foxglove", "sink_h264_mcap",
+    # H.264 push (writer: push): the bit rate it asks the stage for (0: as configured) and
+    # a counter it bumps to ask for a keyframe (every (re)connect); the stage's current
+    # target bit rate (writer: h264)
+    "push_h264_bitrate", "push_h264_keyframes", "h264_bitrate",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

@@ -233,6 +233,28 @@ class FrameRing:
                 return meta, data
         return None
 
+    def read_counter(self, counter: int) -> tuple[SlotMeta, bytes] | None:
+        """Copy out the frame published as `counter` (for readers that need every frame,
+        in order); None once it has been overwritten or is not published yet."""
+        if counter <= 0 or counter > self.counter():
+            return None
+        slot = (counter - 1) % self.nslots
+        for _ in range(4):
+            if self.counter() - counter >= self.nslots:
+                return None
+            try:
+                seq, meta = self.read_meta(slot, counter)
+            except TornRead:
+                continue
+            n = meta.len0 + meta.len1
+            if n > self.capacity:
+                return None
+            off = self._slot_off(slot) + _SLOT_SIZE
+            data = bytes(self.buf[off : off + n])
+            if self.still_valid(slot, seq) and self.counter() - counter < self.nslots:
+                return meta, data
+        return None
+
     def close(self) -> None:
         """Release this process's mapping (and remove the segment if we own it)."""
         self.buf = None  # type: ignore[assignment]

@@ -30,7 +30,8 @@ RAW_SLOTS = 4
 JPEG_SLOTS = 3
 WIDE = ("combined", "metric")
 """Streams whose JPEG may be twice a color frame's: side by side, or 4:4:4 at quality 90+."""
-H264_SLOTS = 8
+H264_SLOTS = 16
+"""Half a second at 30 fps: how far a reader that needs every access unit (the push) may lag."""
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
 BACKOFF_FIRST_S = 0.2
@@ -83,7 +84,9 @@ class Resources:
         readers = (*(cfg.robotics.children() if cfg.robotics is not None else ()),
                    *(("h264",) if h264 else ()))
         sink_wakes = {name: ctx.Pipe(duplex=False) for name in readers}
+        h264_r, h264_w = ctx.Pipe(duplex=False) if h264 else (None, None)
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
+                      *((h264_r, h264_w) if h264 else ()),
                       *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
@@ -91,6 +94,7 @@ class Resources:
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
+            h264_wake_r=h264_r, h264_wake_w=h264_w,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

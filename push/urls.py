@@ -31,7 +31,7 @@ def parse_destination(url: str, schemes: tuple[str, ...]) -> tuple[str, str, int
     if port is None:
         if parts.scheme == "tcp":
             raise ValueError(f"{redact(url)}: tcp:// needs a port")
-        port = 443 if parts.scheme == "https" else 80
+        port = {"https": 443, "rtmp": 1935, "rtmps": 443, "rtsp": 554}.get(parts.scheme, 80)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query

@@ -3,7 +3,8 @@
 `https://` and `http://` send one long POST with chunked transfer encoding whose body
 is the MJPEG stream (multipart parts or bare concatenated JPEGs), which is what
 `ffmpeg -listen 1 -i https://HOST:PORT` reads; `tcp://` writes bare JPEGs to a plain
-socket, like a Raspberry Pi camera client. When the destination is down, refuses,
+socket, like a Raspberry Pi camera client (`--format h264`: push/h264.py). When the
+destination is down, refuses,
 resets or stalls, one line is logged and the push is retried every `retry` seconds;
 capture and encoding go on meanwhile, so the first frame after a reconnect is fresh.
 """
@@ -68,6 +69,8 @@ class PushOptions:
     max_quality: int = 80
     min_quality: int = 30
     min_width: int = 320
+    h264_bitrate: int = 4_000_000  # --format h264: the rate when the link allows (bits/s)
+    gop: int = 60                  # --format h264: frames between keyframes
 
 
 def ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
@@ -99,7 +102,7 @@ class Connection:
         scheme, self.host, self.port, self.path = parse_destination(
             opts.url, ("https", "http", "tcp"))
         self.scheme = scheme
-        self.fmt = "mjpeg" if scheme == "tcp" else opts.fmt
+        self.fmt = "mjpeg" if scheme == "tcp" and opts.fmt != "h264" else opts.fmt
         self.sock: socket.socket | None = None
         self.chunked = scheme in ("https", "http")
 
@@ -127,8 +130,8 @@ class Connection:
             self._send(self._request_head())
 
     def _request_head(self) -> bytes:
-        ctype = (f"multipart/x-mixed-replace; boundary={BOUNDARY}"
-                 if self.opts.fmt == "mpjpeg" else "image/jpeg")
+        ctype = {"mpjpeg": f"multipart/x-mixed-replace; boundary={BOUNDARY}",
+                 "h264": "video/mp2t"}.get(self.opts.fmt, "image/jpeg")
         host = f"[{self.host}]" if ":" in self.host else self.host
         lines = [
             f"POST {self.path} HTTP/1.1", f"Host: {host}:{self.port}",
@@ -171,6 +174,10 @@ class Connection:
                     ).encode() + jpeg + b"\r\n"
         else:
             body = jpeg
+        return self.send_bytes(body)
+
+    def send_bytes(self, body: bytes) -> int:
+        """Write bytes of the stream (one chunk of the POST body); returns the bytes written."""
         if self.chunked:
             body = b"%x\r\n" % len(body) + body + b"\r\n"
         self._check_closed()
@@ -238,40 +245,56 @@ class Pusher:
         self._q_field = f"push_quality_{opts.stream}"
         self._w_field = f"push_width_{opts.stream}"
 
-    def run(self) -> None:
-        """Until stopped (or out of retries)."""
-        failures = 0
-        down_since: float | None = None
+    def _begin(self) -> None:
+        """Announce the push as a consumer of its stream, from full size."""
         self.control[f"sink_{self.opts.stream}"] = 1
         self.control[self._q_field] = 0  # a restarted push starts from full size
         self.control[self._w_field] = 0
+
+    def _end(self) -> None:
+        self.control[self._q_field] = 0
+        self.control[self._w_field] = 0
+
+    def _connection(self) -> Connection:
+        return Connection(self.opts, self._beat)
+
+    def _connected(self) -> None:
+        """The destination takes the stream: say so once, and end a failure streak."""
+        log.info("connected to %s%s", redact(self.opts.url),
+                 f" after {self.failures} failed attempt(s)" if self.failures else "")
+        self.failures, self.down_since = 0, None
+
+    def run(self) -> None:
+        """Until stopped (or out of retries)."""
+        self.failures = 0
+        self.down_since: float | None = None
+        self._begin()
         try:
             while not self.stop.is_set():
-                conn = Connection(self.opts, self._beat)
+                conn = self._connection()
                 try:
                     conn.open()
-                    log.info("connected to %s%s", redact(self.opts.url),
-                             f" after {failures} failed attempt(s)" if failures else "")
-                    failures, down_since = 0, None
+                    if not getattr(conn, "deferred", False):  # else: once it is established
+                        self._connected()
                     self._stream(conn)
                     conn.finish()
                 except PushFailed as exc:
-                    failures += 1
-                    if down_since is None:
-                        down_since = time.monotonic()
+                    self.failures += 1
+                    if self.down_since is None:
+                        self.down_since = time.monotonic()
                         log.warning("push to %s failed: %s; retrying every %g s",
                                     redact(self.opts.url), exc, self.opts.retry)
                     else:
-                        log.debug("attempt %d failed: %s", failures, exc)
-                    if self.opts.max_retries is not None and failures > self.opts.max_retries:
+                        log.debug("attempt %d failed: %s", self.failures, exc)
+                    if (self.opts.max_retries is not None
+                            and self.failures > self.opts.max_retries):
                         raise CannotStart(f"giving up on {redact(self.opts.url)} after "
-                                          f"{failures} failed attempts: {exc}") from None
+                                          f"{self.failures} failed attempts: {exc}") from None
                     self.stop.wait(self.opts.retry)
                 finally:
                     conn.close()
         finally:
-            self.control[self._q_field] = 0
-            self.control[self._w_field] = 0
+            self._end()
 
     def _beat(self) -> None:
         self.control["hb_push"] = time.time()
@@ -379,7 +402,7 @@ class _Stats:
 class _Tick:
     """One adaptation tick's measurements: bytes written, time blocked, delivery samples."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket | None) -> None:
         self.sock = sock
         self.t0 = time.monotonic()
         self.busy = 0.0
@@ -388,7 +411,7 @@ class _Tick:
 
     def sample(self) -> None:
         """Keep the kernel's delivery-rate sample (after each frame)."""
-        rate = delivery_rate(self.sock)
+        rate = delivery_rate(self.sock) if self.sock is not None else None
         if rate:
             self.rates.append(rate)
 
@@ -408,6 +431,12 @@ def push_main(cfg: Config, handles: Handles, opts: PushOptions) -> None:
         stop = threading.Event()
         install_stop_handlers(stop)
         control = Control.attach(handles.control)
+        if opts.fmt == "h264":
+            from push.h264 import H264Pusher  # noqa: PLC0415
+
+            ring = FrameRing.attach(handles.h264)
+            H264Pusher(opts, ring, control, handles.h264_wake_r, stop).run()
+            return
         ring = FrameRing.attach(handles.jpeg[opts.stream])
         Pusher(opts, ring, control, handles.jpeg_wake_r, stop).run()
 

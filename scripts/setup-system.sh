@@ -7,7 +7,7 @@ set -euo pipefail
 # x11-apps (xwd): a virtual screen for the --display tests, typed into and grabbed.
 packages=(python3 python3-venv python3-pip libturbojpeg0 ffmpeg chromium gpsd gpsd-clients
           nginx-light openssl iproute2 janus libgl1 libglib2.0-0 libsm6 libxext6 libxcb1
-          xvfb xdotool x11-apps)
+          xvfb xdotool x11-apps libnginx-mod-rtmp)
 if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: not a Debian/Ubuntu system; install by hand: ${packages[*]}" >&2
   exit 0

@@ -297,3 +297,137 @@ def pusher(link: ShapedLink, port: int, log_path: Path, *args: str
         yield proc
     finally:
         kill_group(proc)
+
+
+TS_PACKET = 188
+PTS_WRAP = (1 << 33) / 90_000
+
+
+def _pes_pts(pes: bytes) -> float | None:
+    """The PTS (seconds, modulo 2**33 ticks) of a PES packet's header, if it has one."""
+    if len(pes) < 14 or pes[:3] != b"\x00\x00\x01" or not pes[7] & 0x80:
+        return None
+    p = pes[9:14]
+    ticks = ((p[0] >> 1) & 7) << 30 | p[1] << 22 | (p[2] >> 1) << 15 | p[3] << 7 | p[4] >> 1
+    return ticks / 90_000
+
+
+def capture_time(pts: float, now: float) -> float:
+    """A PTS carrying capture time modulo 2**33 ticks, unwrapped to the epoch nearest `now`."""
+    base = now - now % PTS_WRAP
+    return min((base - PTS_WRAP + pts, base + pts, base + PTS_WRAP + pts),
+               key=lambda c: abs(c - now))
+
+
+@dataclass
+class TsReceiver:
+    """`ffmpeg -listen 1 -f mpegts` in the receiving namespace, copying the TS out.
+
+    The copy keeps the sender's timestamps (-copyts), so each access unit's PTS is its
+    capture time; every byte is also kept in `path` for ffprobe.
+    """
+
+    link: ShapedLink | None
+    port: int
+    log_path: Path
+    path: Path
+    host: str = "127.0.0.1"
+    scheme: str = "http"
+    arrivals: list[Arrival] = field(default_factory=list)
+
+    def __enter__(self) -> TsReceiver:
+        self._err = open(self.log_path, "wb")  # noqa: SIM115
+        self._out = open(self.path, "wb")  # noqa: SIM115
+        host = self.link.addr_b if self.link is not None else self.host
+        argv = [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-loglevel", "error",
+                "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0",
+                "-listen", "1", "-f", "mpegts", "-i", f"{self.scheme}://{host}:{self.port}",
+                "-c", "copy", "-copyts", "-muxdelay", "0", "-muxpreload", "0",
+                "-f", "mpegts", "-flush_packets", "1", "pipe:1"]
+        if self.link is not None:
+            argv = self.link.cmd(self.link.b, *argv)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._err,
+                                     start_new_session=True)
+        self._thread = threading.Thread(target=self._read, daemon=True)
+        self._thread.start()
+        self._wait_listening()
+        return self
+
+    def _wait_listening(self, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            argv = ["ss", "-Hltn", f"sport = :{self.port}"]
+            if self.link is not None:
+                argv = self.link.cmd(self.link.b, *argv)
+            if subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip():
+                return
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise RuntimeError(f"ffmpeg is not listening: {self.log_path.read_text()}")
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
+        buf = bytearray()
+        pes = bytearray()
+        video_pid: int | None = None
+        last = 0.0
+        while True:
+            data = os.read(fd, 1 << 16)
+            if not data:
+                return
+            now = time.time()
+            self._out.write(data)
+            buf += data
+            while len(buf) >= TS_PACKET:
+                if buf[0] != 0x47:
+                    i = buf.find(b"\x47")
+                    del buf[:i if i > 0 else len(buf)]
+                    continue
+                pkt = bytes(buf[:TS_PACKET])
+                del buf[:TS_PACKET]
+                pid = (pkt[1] & 0x1F) << 8 | pkt[2]
+                start = bool(pkt[1] & 0x40)
+                off = 4 + (1 + pkt[4] if pkt[3] & 0x20 else 0)
+                if not pkt[3] & 0x10 or off >= TS_PACKET:
+                    continue
+                payload = pkt[off:]
+                if start and payload[:4] == b"\x00\x00\x01\xe0":
+                    video_pid = pid
+                if pid != video_pid:
+                    continue
+                if start:
+                    self._unit(pes, last)
+                    pes = bytearray()
+                pes += payload
+                last = now  # when the unit's latest byte arrived
+
+    def _unit(self, pes: bytearray, now: float) -> None:
+        pts = _pes_pts(bytes(pes))
+        if pts is None:
+            return
+        self.arrivals.append(Arrival(t=now, ts_capture=capture_time(pts, now), width=0,
+                                     quality=0, nbytes=len(pes)))
+
+    def __exit__(self, *exc: object) -> None:
+        kill_group(self.proc, signal.SIGTERM, 5)
+        self._thread.join(5)
+        self._err.close()
+        self._out.close()
+
+    def window(self, t0: float, t1: float) -> list[Arrival]:
+        """Access units that arrived between two time.time() instants."""
+        return [a for a in list(self.arrivals) if t0 <= a.t < t1]
+
+
+def probe_frames(path: Path, seconds: float | None = None) -> list[dict[str, str]]:
+    """Frames ffprobe decodes from a file: pts_time, key_frame, width, height."""
+    argv = ["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+            "frame=pts_time,key_frame,width,height", "-of", "compact=p=0:nk=0"]
+    if seconds is not None:
+        argv += ["-read_intervals", f"%+{seconds}"]
+    out = subprocess.run([*argv, str(path)], capture_output=True, text=True, check=False,
+                         timeout=120).stdout
+    return [dict(kv.split("=", 1) for kv in line.split("|") if "=" in kv)
+            for line in out.splitlines() if line.strip()]

@@ -202,7 +202,7 @@ def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
                 v for k, v in snap.items() if k.startswith("sink_h264"))),
             "fps": round(snap["h264_fps"], 2),
             "bitrate_bps": round(snap["h264_bps"]),
-            "target_bitrate_bps": opts.bitrate,
+            "target_bitrate_bps": int(snap["h264_bitrate"]) or opts.bitrate,  # as applied
             "gop": opts.gop,
             "frames": int(snap["h264_frames"]),
             "keyframes": int(snap["h264_keyframes"]),

@@ -4,8 +4,10 @@ A child of its own, beside the JPEG encoder, so a crash here never touches the M
 viewers. It encodes only while something consumes H.264 (WebRTC viewers counted by the
 Janus child, or a sink announcing itself in `sink_h264`); each access unit goes into the
 H.264 ring (capture time, keyframe flag) for any consumer, and out as RTP to Janus.
-A keyframe comes every `gop` frames, when consumption starts or grows, and whenever
-Janus asks over RTCP (PLI/FIR: a new viewer, a lost packet).
+A keyframe comes every `gop` frames, when consumption starts or grows, whenever
+Janus asks over RTCP (PLI/FIR: a new viewer, a lost packet) and whenever the push bumps
+`push_h264_keyframes` (it (re)connected). The push may also ask for a lower bit rate
+(`push_h264_bitrate`, what its link carries); libx264 takes it on the next frame.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import select
 import threading
 import time
+from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -69,14 +72,17 @@ class H264Stage:
     """Reads the raw ring, encodes, publishes to the H.264 ring and to RTP."""
 
     def __init__(self, cfg: Config, opts: WebRTCOptions, raw: FrameRing, out: FrameRing,
-                 control: Control, *, rtp: RtpSender | None) -> None:
+                 control: Control, *, rtp: RtpSender | None,
+                 notify: Connection | None = None) -> None:
         self.cfg, self.opts = cfg, opts
+        self.notify = notify  # woken after each access unit (readers of the ring)
         self.raw, self.out, self.control, self.rtp = raw, out, control, rtp
         self.enc: H264Encoder | None = None
         self.stats = H264Stats(control)
         self.last = 0
         self.consumers = 0
         self._last_forced = 0.0
+        self._key_requests = control["push_h264_keyframes"]
 
     def consumers_now(self) -> int:
         """WebRTC viewers plus every sink announcing itself in a `sink_h264*` field."""
@@ -92,9 +98,28 @@ class H264Stage:
             log.debug("keyframe: %s", why)
 
     def _open(self, w: int, h: int) -> None:
-        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop)
+        self.enc = H264Encoder(w, h, self.cfg.fps, self.opts.bitrate, self.opts.gop,
+                               vbv_seconds=self.opts.vbv_seconds)
         log.info("H.264 %dx%d, %d bit/s, keyframe every %d frames", w, h,
                  self.opts.bitrate, self.opts.gop)
+        self._apply_bitrate()
+
+    def _apply_bitrate(self) -> None:
+        """The push's requested bit rate (0: the configured one), never above the latter."""
+        want = self.control["push_h264_bitrate"]
+        target = int(min(want, self.opts.bitrate)) if want > 0 else self.opts.bitrate
+        if self.enc is not None and target != self.enc.bitrate:
+            log.debug("bit rate %d -> %d", self.enc.bitrate, target)
+            self.enc.set_bitrate(target)
+        self.control["h264_bitrate"] = self.enc.bitrate if self.enc is not None else target
+
+    def _keyframe_requested(self) -> bool:
+        """True once per bump of `push_h264_keyframes`."""
+        n = self.control["push_h264_keyframes"]
+        if n == self._key_requests:
+            return False
+        self._key_requests = n
+        return True
 
     def _prepare(self) -> None:
         """Open the encoder for the newest frame's size while idle: the first viewer waits
@@ -115,6 +140,9 @@ class H264Stage:
         """One wake-up: feedback, consumers, then the newest frame if there is one."""
         if self.rtp is not None and self.rtp.keyframe_requested():
             self._force("requested over RTCP")
+        if self._keyframe_requested() and self.enc is not None:
+            self.enc.force_keyframe()  # a receiver that just connected: not rate-limited
+            log.debug("keyframe: requested by the push")
         consumers = self.consumers_now()
         if consumers > self.consumers:
             self._force(f"{consumers} consumer(s), was {self.consumers}")
@@ -145,6 +173,7 @@ class H264Stage:
         if self.enc is None or (self.enc.width, self.enc.height) != (w, h):
             self._open(w, h)
             assert self.enc is not None
+        self._apply_bitrate()
         for au in self.enc.encode_i420(i420):
             t1 = time.time()
             if len(au.data) > self.out.capacity:
@@ -155,6 +184,8 @@ class H264Stage:
             self.out.publish(au.data, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
                              ts_aux1=t0, ts_aux2=t1, width=w, height=h,
                              flags=FLAG_KEYFRAME if au.keyframe else 0)
+            if self.notify is not None:
+                wake(self.notify)
             if self.rtp is not None:
                 self.rtp.send(au.data, meta.ts_capture)
             self.stats.record(len(au.data), au.keyframe, t1 - t0)
@@ -170,7 +201,9 @@ def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
         raw = FrameRing.attach(handles.raw)
         out = FrameRing.attach(handles.h264)
         rtp = RtpSender(opts.rtp_host, opts.video_port, opts.rtcp_port) if opts.video_port else None
-        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp)
+        if handles.h264_wake_w is not None:
+            set_nonblocking_writer(handles.h264_wake_w)
+        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp, notify=handles.h264_wake_w)
         wake_r = handles.sink_wakes["h264"][0]
         fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
         # The robotics sinks read the H.264 ring: wake them as each access unit lands.

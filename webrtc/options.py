@@ -38,6 +38,7 @@ class WebRTCOptions:
     workdir: str = ""
     bitrate: int = 2_500_000
     gop: int = 60
+    vbv_seconds: float = 1.0  # the encoder's VBV buffer; a thin push link wants less
     ice_servers: tuple[str, ...] = ()
     nat_1_1: str | None = None
 

@@ -25,8 +25,12 @@ BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
 def run_pipeline(cfg: Config,
-                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None) -> int:
-    """Run capture → encoder → sink under a supervisor; returns the exit code."""
+                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None, *,
+                 sink_reads_h264: bool = False) -> int:
+    """Run capture → encoder → sink under a supervisor; returns the exit code.
+
+    `sink_reads_h264`: the sink reads the H.264 ring (its children include the stage).
+    """
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
     robotics = cfg.robotics
@@ -44,8 +48,8 @@ def run_pipeline(cfg: Config,
             workdir = _prepare_webrtc(cfg)
         from webrtc.options import stage_options  # noqa: PLC0415
 
-        h264 = stage_options(cfg)
-        res = Resources(cfg, raw_capacity(cfg), h264=h264 is not None)
+        stage = stage_options(cfg)
+        res = Resources(cfg, raw_capacity(cfg), h264=stage is not None or sink_reads_h264)
         h = res.handles
         children = [
             ChildSpec("capture", capture_main, (cfg, h), heartbeat="hb_capture"),
@@ -76,11 +80,12 @@ def run_pipeline(cfg: Config,
                 ]
         else:
             children.extend(sink(cfg, h, backend))
-        if h264 is not None and cfg.webrtc is None:
+        if stage is not None and cfg.webrtc is None and not sink_reads_h264:
             # No WebRTC: the stage runs for /camera/h264 alone, idle until a sink subscribes.
+            # (A push of H.264 brings its own stage, which the robotics sinks share.)
             from webrtc.h264_stage import h264_main  # noqa: PLC0415
 
-            children.append(ChildSpec("h264", h264_main, (cfg, h, h264), heartbeat="hb_h264"))
+            children.append(ChildSpec("h264", h264_main, (cfg, h, stage), heartbeat="hb_h264"))
         if robotics is not None and robotics.enabled:
             from robotics.sink import robotics_children  # noqa: PLC0415
 

@@ -1,0 +1,327 @@
+"""The H.264 push: every access unit of the H.264 ring, in order, to one destination.
+
+`https://`, `http://`: MPEG-TS in the body of one chunked POST (what
+`ffmpeg -listen 1 -f mpegts -i http://...` reads); `tcp://`: the same TS on a plain
+socket; `rtmp://`, `rtmps://`: the distribution's ffmpeg remuxes our TS to FLV and
+publishes it (no encoder runs there); `rtsp://`: the same ffmpeg announces and records
+it to an RTSP server (RTP over TCP). The stage encodes once; the push announces itself
+in `sink_h264`, asks for a keyframe on every (re)connect so the receiver starts at once,
+and asks for the bit rate the link carries (`push_h264_bitrate`, at most --h264-bitrate
+and --max-bitrate). Unlike JPEGs, access units cannot be skipped one by one: when the link
+falls a whole ring behind, the push drops to the next keyframe and asks for one.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import select
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection as MpConnection
+from urllib.parse import urlsplit
+
+from pipeline.child import CannotStart, drain
+from pipeline.control import Control
+from pipeline.shm import FLAG_KEYFRAME, FrameRing
+from push.adapt import TICK_S, Adapter
+from push.ts import TsMuxer
+from push.urls import parse_destination, redact
+from push.video import (
+    CONNECT_TIMEOUT_S,
+    STALL_TIMEOUT_S,
+    STATS_EVERY_S,
+    Connection,
+    Pusher,
+    PushFailed,
+    PushOptions,
+    _Stats,
+    _Tick,
+)
+
+log = logging.getLogger("push")
+
+MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
+MUXER = {"rtmp": "flv", "rtmps": "flv", "rtsp": "rtsp"}
+MIN_H264_BITRATE = 100_000
+START_BITRATE = 1_500_000  # an adaptive push starts here (or lower) and climbs to what fits
+STEP_UP = 1.25             # at most this much more per tick while the link has room
+# Share of the link the encoder may plan for: below MJPEG's, since frames cannot be
+# skipped and each keyframe's burst has to drain in the slack.
+H264_HEADROOM = 0.7
+FFMPEG_EXIT_WAIT_S = 2.0
+
+
+def h264_cap(opts: PushOptions) -> int:
+    """The highest bit rate the push may ask for: --h264-bitrate, capped by --max-bitrate."""
+    cap = opts.h264_bitrate
+    if opts.max_bitrate:
+        cap = min(cap, int(opts.max_bitrate))
+    return max(cap, MIN_H264_BITRATE)
+
+
+class FfmpegOutput:
+    """`ffmpeg -f mpegts -i pipe:0 -c copy -f flv|rtsp URL`: our TS in, to a media server.
+
+    Same interface as Connection. For RTMP, reachability is checked with a plain TCP
+    connect first, so a server that is down is retried and logged like any other
+    destination (an RTSP receiver may take one connection only, e.g.
+    `ffmpeg -rtsp_flags listen`: there ffmpeg's own failure says so). ffmpeg's errors
+    are logged with the URL's credentials removed.
+    """
+
+    def __init__(self, opts: PushOptions, beat: Callable[[], None] | None = None) -> None:
+        self.url, self.beat = opts.url, beat
+        self.scheme, self.host, self.port, _ = parse_destination(opts.url, MEDIA_SCHEMES)
+        self.sock = None  # no socket of ours: the link is measured by the pipe's progress
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.lines: collections.deque[str] = collections.deque(maxlen=8)
+        # Connected means ffmpeg opened its output (it says "Output #0"), which it does
+        # only after reading the first access units: the push reports it from there.
+        self.deferred = True
+        self.established = threading.Event()
+        password = urlsplit(opts.url).password
+        self._secrets = [s for s in (opts.url, password) if s]
+
+    def _clean(self, line: str) -> str:
+        for secret in self._secrets:
+            line = line.replace(secret, redact(self.url) if secret == self.url else "***")
+        return line
+
+    def open(self) -> None:
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            raise CannotStart("rtmp:// needs ffmpeg (Debian: apt install ffmpeg)")
+        if self.scheme != "rtsp":
+            try:
+                socket.create_connection((self.host, self.port),
+                                         timeout=CONNECT_TIMEOUT_S).close()
+            except OSError as exc:
+                raise PushFailed(f"cannot connect: {exc.strerror or exc}") from None
+        argv = [exe, "-hide_banner", "-nostats", "-loglevel", "info",
+                "-fflags", "nobuffer", "-probesize", "65536", "-analyzeduration", "0",
+                "-f", "mpegts", "-i", "pipe:0", "-c", "copy", "-f", MUXER[self.scheme]]
+        if self.scheme == "rtsp":
+            argv += ["-rtsp_transport", "tcp", "-timeout", str(int(STALL_TIMEOUT_S * 1e6))]
+        else:
+            argv += ["-flvflags", "no_duration_filesize",
+                     "-rw_timeout", str(int(STALL_TIMEOUT_S * 1e6))]
+        argv.append(self.url)
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, start_new_session=True)
+        assert self.proc.stdin is not None
+        os.set_blocking(self.proc.stdin.fileno(), False)
+        threading.Thread(target=self._read_errors, args=(self.proc,), daemon=True).start()
+
+    def _read_errors(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stderr is not None
+        with proc.stderr:
+            for raw in proc.stderr:
+                line = self._clean(raw.decode(errors="replace").strip())
+                if line.startswith("Output #0"):
+                    self.established.set()
+                if line and not raw[:1].isspace():  # not the indented stream details
+                    self.lines.append(line)
+                    log.debug("ffmpeg: %s", line)
+
+    def _failed(self) -> PushFailed:
+        assert self.proc is not None
+        try:
+            self.proc.wait(1.0)
+        except subprocess.TimeoutExpired:
+            pass
+        # The first complaint is the cause; ffmpeg's last lines are only its consequences.
+        errors = [s for s in self.lines
+                  if any(w in s.lower() for w in ("error", "fail", "refused", "unable", "denied",
+                                                   "timed out", "not found", "invalid"))]
+        why = errors[0] if errors else f"ffmpeg exited ({self.proc.returncode})"
+        return PushFailed(f"media server: {why}")
+
+    def wait_writable(self, timeout: float) -> bool:
+        assert self.proc is not None and self.proc.stdin is not None
+        if self.proc.poll() is not None:
+            raise self._failed()
+        _, writable, _ = select.select([], [self.proc.stdin], [], timeout)
+        return bool(writable)
+
+    def send_bytes(self, body: bytes) -> int:
+        """Write all of `body` into ffmpeg; the stall rule is no progress for STALL_TIMEOUT_S."""
+        assert self.proc is not None and self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(body)
+        last = time.monotonic()
+        while view:
+            try:
+                n = os.write(fd, view)
+            except BlockingIOError:
+                n = 0
+            except (BrokenPipeError, OSError):
+                raise self._failed() from None
+            if n:
+                view, last = view[n:], time.monotonic()
+                if self.beat is not None:
+                    self.beat()
+                continue
+            if self.proc.poll() is not None:
+                raise self._failed()
+            if time.monotonic() - last > STALL_TIMEOUT_S:
+                raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s")
+            select.select([], [fd], [], 0.25)
+        return len(body)
+
+    def finish(self) -> None:
+        """Let ffmpeg write out what it has and close the stream."""
+        if self.proc is None or self.proc.stdin is None:
+            return
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(FFMPEG_EXIT_WAIT_S)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+
+    def close(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(FFMPEG_EXIT_WAIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdin is not None:  # stderr: closed by its reader at EOF
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        self.proc = None
+
+
+class H264Pusher(Pusher):
+    """Push every access unit in order; follow the link with the encoder's bit rate."""
+
+    def __init__(self, opts: PushOptions, ring: FrameRing, control: Control,
+                 wake_r: MpConnection, stop: threading.Event) -> None:
+        super().__init__(opts, ring, control, wake_r, stop)
+        self.bucket = None  # --max-bitrate caps the encoder instead
+        self.cap = h264_cap(opts)
+        self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
+                               self.cap) if opts.adapt else None
+        self.requested = min(self.cap, START_BITRATE) if opts.adapt else self.cap
+        self.resyncs = 0
+
+    def _begin(self) -> None:
+        self.control["push_h264_bitrate"] = self.requested
+
+    def _end(self) -> None:
+        self.control["sink_h264"] = 0
+        self.control["push_h264_bitrate"] = 0
+
+    def _connection(self) -> Connection | FfmpegOutput:  # type: ignore[override]
+        if urlsplit(self.opts.url).scheme in MEDIA_SCHEMES:
+            return FfmpegOutput(self.opts, self._beat)
+        return Connection(self.opts, self._beat)
+
+    def _stream(self, conn: Connection | FfmpegOutput) -> None:  # type: ignore[override]
+        # A consumer only while connected: the stage idles while the destination is down.
+        self.control["sink_h264"] = 1
+        try:
+            self._push(conn)
+        finally:
+            self.control["sink_h264"] = 0
+
+    def _push(self, conn: Connection | FfmpegOutput) -> None:
+        self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
+        mux = TsMuxer()
+        fd = self.wake_r.fileno()  # type: ignore[attr-defined]
+        scan = self.ring.counter() + 1
+        nxt = 0  # the next access unit to send; 0 while waiting for a keyframe
+        announce = getattr(conn, "deferred", False)
+        stats = _Stats(self.ring.counter())
+        tick = _Tick(conn.sock)
+        progress = time.monotonic()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            self.control["hb_push"] = time.time()
+            if now - tick.t0 >= TICK_S:
+                self._adapt(tick.close(now))
+            if now - stats.t0 >= STATS_EVERY_S:
+                self._log_stats(stats, now)
+            latest = self.ring.counter()
+            if nxt == 0:
+                for c in range(max(scan, latest - self.ring.nslots + 2), latest + 1):
+                    got = self.ring.read_counter(c)
+                    if got is not None and got[0].flags & FLAG_KEYFRAME:
+                        nxt = c
+                        break
+                scan = latest + 1
+            if nxt == 0 or nxt > latest:
+                readable, _, _ = select.select([fd], [], [], 0.25)
+                if readable:
+                    drain(self.wake_r)  # type: ignore[arg-type]
+                progress = time.monotonic()  # nothing to send is not a stalled link
+                continue
+            t_wait = time.monotonic()
+            writable = conn.wait_writable(0.25)
+            tick.busy += time.monotonic() - t_wait
+            if not writable:
+                if time.monotonic() - progress > STALL_TIMEOUT_S:
+                    raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s")
+                continue
+            got = self.ring.read_counter(nxt)
+            if got is None:  # more than a ring behind: resume at a fresh keyframe
+                self.resyncs += 1
+                log.debug("fell %d access units behind; waiting for a keyframe",
+                          self.ring.counter() - nxt)
+                self.control.add("push_h264_keyframes")
+                nxt, scan = 0, self.ring.counter() + 1
+                continue
+            meta, au = got
+            data = mux.mux(au, meta.ts_capture, bool(meta.flags & FLAG_KEYFRAME))
+            t_send = time.monotonic()
+            n = conn.send_bytes(data)
+            done = time.monotonic()
+            tick.busy += done - t_send
+            tick.sent += n
+            tick.sample()
+            progress = done
+            self.sent += 1
+            stats.frame(meta, 0, n)
+            nxt += 1
+            if announce and getattr(conn, "established", None) is not None \
+                    and conn.established.is_set():  # type: ignore[union-attr]
+                announce = False
+                self._connected()
+
+    def _adapt(self, m: dict[str, float]) -> None:
+        """Fold one tick into the link estimate and ask the stage for a bit rate that fits."""
+        ad = self.adapter
+        if ad is None:
+            return
+        ad.update_capacity(sent_rate=m["sent_rate"], busy=m["busy"], delivery=m["delivery"])
+        if not ad.capacity:
+            return
+        fit = ad.capacity * 8 * H264_HEADROOM
+        want = min(fit, self.requested * STEP_UP)
+        want = int(max(MIN_H264_BITRATE, min(self.cap, want)))
+        log.debug("tick: sent %.2f Mbit/s busy %.0f%% delivery %.2f Mbit/s -> link %.2f "
+                  "Mbit/s, asking %.2f Mbit/s", m["sent_rate"] * 8e-6, m["busy"] * 100,
+                  m["delivery"] * 8e-6, ad.capacity * 8e-6, want * 1e-6)
+        if abs(want - self.requested) > 0.03 * self.requested:
+            self.requested = want
+            self.control["push_h264_bitrate"] = want
+
+    def _log_stats(self, st: _Stats, now: float) -> None:
+        dt = now - st.t0
+        link = ""
+        if self.adapter is not None and self.adapter.capacity:
+            link = f", link ~{self.adapter.capacity * 8e-6:.2f} Mbit/s"
+        log.info("pushed %d access units (%.1f fps, %.2f Mbit/s%s, encoder asked for %.2f "
+                 "Mbit/s), last %s, %d keyframe resyncs", self.sent, st.n / dt,
+                 st.bytes * 8e-6 / dt, link, self.requested * 1e-6, st.res, self.resyncs)
+        st.reset(now, self.ring.counter())
