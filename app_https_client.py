@@ -11,7 +11,6 @@ process (and a GPS process when -g is given).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import multiprocessing
 import sys
@@ -20,6 +19,7 @@ from pipeline.child import CannotStart, setup_logging
 from pipeline.config import (
     Config,
     OneLineParser,
+    bitrate,
     ranged,
 )
 from push.urls import parse_destination, redact
@@ -43,33 +43,12 @@ MIN_H264, MAX_H264 = 100_000, 50_000_000
 # The push's VBV buffer: a keyframe at most ~0.2 s of the top bit rate, so one IDR queues
 # a few frames on a link at its limit instead of a ring's worth (docs/BENCHMARKS.md).
 VBV_S = 0.2
-_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
 SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps", "rtsp")
 MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
 
 
-def _h264_bitrate(text: str) -> int:
-    """An H.264 bit rate: like --max-bitrate, within what the encoder is set up for."""
-    value = _bitrate(text)
-    if not MIN_H264 <= value <= MAX_H264:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range ({MIN_H264 // 1000}k to {MAX_H264 // 10**6}M bit/s)")
-    return int(value)
-
-
-def _bitrate(text: str) -> float:
-    """Bits per second with an optional k/M/G suffix (decimal), within a sane range."""
-    t = text.strip().lower().removesuffix("bit/s").removesuffix("bps").removesuffix("b")
-    mult = _SUFFIX.get(t[-1:], 1.0)
-    num = t[:-1] if t[-1:] in _SUFFIX else t
-    try:
-        value = float(num) * mult
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a bit rate (e.g. 4M, 800k)") from None
-    if not MIN_BITRATE <= value <= MAX_BITRATE:  # also rejects NaN
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is out of range ({MIN_BITRATE // 1000}k to {MAX_BITRATE // 10**9}G bit/s)")
-    return value
+_h264_bitrate = bitrate(MIN_H264, MAX_H264)
+_bitrate = bitrate(MIN_BITRATE, MAX_BITRATE)
 
 
 def parse_args(argv: list[str] | None = None) -> Config:

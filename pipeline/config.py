@@ -130,6 +130,36 @@ def ranged(cast: Callable[[str], float], lo: float, hi: float, what: str
     return parse
 
 
+_BIT_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
+
+
+def bitrate(lo: int, hi: int) -> Callable[[str], int]:
+    """An argparse type for bits per second: a number with an optional k/M/G suffix
+    (decimal; "bit/s", "bps" or "b" after it is accepted), required within [lo, hi]."""
+
+    def parse(text: str) -> int:
+        t = text.strip().lower().removesuffix("bit/s").removesuffix("bps").removesuffix("b")
+        mult = _BIT_SUFFIX.get(t[-1:], 1.0)
+        try:
+            value = float(t[:-1] if t[-1:] in _BIT_SUFFIX else t) * mult
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a bit rate (e.g. 4M, 800k)") from None
+        if not lo <= value <= hi:  # also rejects NaN
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is out of range ({_si(lo)} to {_si(hi)} bit/s)")
+        return int(value)
+
+    return parse
+
+
+def _si(bps: int) -> str:
+    for unit, mult in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if bps >= mult:
+            return f"{bps / mult:g}{unit}"
+    return str(bps)
+
+
 _positive_int = ranged(int, 1, 1 << 31, "a whole number")
 _fps = ranged(float, 0.5, 120, "a number")
 _quality = ranged(int, 1, 100, "a whole number")

@@ -221,17 +221,22 @@ class FrameRing:
             if counter == 0:
                 return None
             try:
-                seq, meta = self.read_meta(slot, counter)
+                return self._copy(slot, counter)
             except TornRead:
                 continue
-            n = meta.len0 + meta.len1
-            if n > self.capacity:
-                continue
-            off = self._slot_off(slot) + _SLOT_SIZE
-            data = bytes(self.buf[off : off + n])
-            if self.still_valid(slot, seq):
-                return meta, data
         return None
+
+    def _copy(self, slot: int, counter: int) -> tuple[SlotMeta, bytes]:
+        """(meta, payload) of a slot, copied under its seqlock; TornRead if it moved."""
+        seq, meta = self.read_meta(slot, counter)
+        n = meta.len0 + meta.len1
+        if n > self.capacity:
+            raise TornRead
+        off = self._slot_off(slot) + _SLOT_SIZE
+        data = bytes(self.buf[off : off + n])
+        if not self.still_valid(slot, seq):
+            raise TornRead
+        return meta, data
 
     def read_counter(self, counter: int) -> tuple[SlotMeta, bytes] | None:
         """Copy out the frame published as `counter` (for readers that need every frame,
@@ -243,16 +248,11 @@ class FrameRing:
             if self.counter() - counter >= self.nslots:
                 return None
             try:
-                seq, meta = self.read_meta(slot, counter)
+                got = self._copy(slot, counter)
             except TornRead:
                 continue
-            n = meta.len0 + meta.len1
-            if n > self.capacity:
-                return None
-            off = self._slot_off(slot) + _SLOT_SIZE
-            data = bytes(self.buf[off : off + n])
-            if self.still_valid(slot, seq) and self.counter() - counter < self.nslots:
-                return meta, data
+            if self.counter() - counter < self.nslots:  # not lapped while copying
+                return got
         return None
 
     def close(self) -> None:

@@ -9,12 +9,12 @@ import socket
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from pipeline.config import Config, ranged
+from pipeline.config import Config, bitrate, ranged
 
 DEFAULT_JANUS_BIN = "/usr/bin/janus"
 MOUNTPOINT_ID = 1
 
-_bitrate = ranged(int, 100_000, 50_000_000, "a bit rate in bit/s")
+_bitrate = bitrate(100_000, 50_000_000)
 _gop = ranged(int, 1, 600, "a number of frames")
 
 
@@ -73,8 +73,8 @@ def add_webrtc_args(p: argparse.ArgumentParser) -> None:
                    "private Janus gets a random one)")
     g.add_argument("--janus-mountpoint", type=ranged(int, 1, 1 << 31, "a mountpoint id"),
                    default=MOUNTPOINT_ID, help="with --janus: the mountpoint id (default 1)")
-    g.add_argument("--h264-bitrate", type=_bitrate, default=2_500_000, metavar="BPS",
-                   help="H.264 target bit rate in bit/s (default 2500000)")
+    g.add_argument("--h264-bitrate", type=_bitrate, default=2_500_000, metavar="RATE",
+                   help="H.264 target bit rate, e.g. 2.5M or 800k (default 2.5M)")
     g.add_argument("--h264-gop", type=_gop, default=60, metavar="FRAMES",
                    help="frames between keyframes (default 60: 2 s at 30 fps); viewers "
                    "joining or losing packets get one at once")
