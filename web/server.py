@@ -67,13 +67,29 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
         fan = self.environ.get(FANOUT_KEY)
         if (fan is None or self.server.ssl_enabled or self.command != "GET"
                 or self.code != 200):
-            super().process_result()
+            if not self._is_stream():
+                super().process_result()
+                return
+            # Parts go out through this greenlet's own blocking writes (TLS, ?fps=): a
+            # client that has not taken a part within the send timeout is let go, as the
+            # shared writer lets go of one that takes no bytes for that long.
+            self.socket.settimeout(self.server.guard.limits.send_timeout)
+            try:
+                super().process_result()
+            except OSError as exc:  # timed out (plain or TLS), or the client went
+                log.debug("stream to %s ended: %s", self.client_address, exc)
+                self.close_connection = True
             return
         hub, name, advance = fan
         self.write(ADVANCE_OPEN if advance else OPEN)  # headers and the first boundary
         if self.response_use_chunked:
             raise RuntimeError("a multipart stream must be sent close-delimited")
         hub.serve(self.socket, name, advance)
+
+    def _is_stream(self) -> bool:
+        return any(_text(k).lower() == "content-type"
+                   and _text(v).startswith("multipart/x-mixed-replace")
+                   for k, v in self.response_headers or ())
 
     def read_requestline(self) -> str:
         """Kept-alive connections get a fresh deadline for their next request head."""

@@ -175,7 +175,10 @@ def test_idle_keepalive_connections_are_closed(srv: Server) -> None:
         assert KEEPALIVE_S * 0.8 < time.monotonic() - t0 < KEEPALIVE_S + 3.0
 
 
-def test_a_stream_client_that_stops_reading_is_dropped(srv: Server) -> None:
+@pytest.mark.parametrize("path", ["/color", "/color?fps=10"])
+def test_a_stream_client_that_stops_reading_is_dropped(srv: Server, path: str) -> None:
+    """By the shared writer (/color) and by a client's own writer (?fps=, as TLS uses)."""
+
     def color_viewers() -> int:
         return srv.status()["streams"]["color"]["viewers"]
 
@@ -185,7 +188,7 @@ def test_a_stream_client_that_stops_reading_is_dropped(srv: Server) -> None:
         other.next_part()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", srv.port))
-        stalled.sendall(b"GET /color HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.sendall(b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode())
         deadline = time.monotonic() + 10
         while color_viewers() < 2:
             assert time.monotonic() < deadline, "the stalled client never became a viewer"

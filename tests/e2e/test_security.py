@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
+import socket
 import ssl
 import subprocess
 import time
@@ -93,7 +95,8 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
                     "-keyout", str(key), "-out", str(crt), "-days", "2", "-subj",
                     "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=60)
-    with running(*SMALL, "--cert", str(crt), "--key", str(key), ready=False) as srv:
+    with running(*SMALL, "--cert", str(crt), "--key", str(key), "--send-timeout", "2",
+                 ready=False) as srv:
         ctx = ssl.create_default_context(cafile=str(crt))
         deadline = time.monotonic() + 30
         while True:
@@ -113,6 +116,35 @@ def test_https_with_cert_and_key(tmp_path: Path) -> None:
              "-of", "csv=p=0", f"https://127.0.0.1:{srv.port}/color"],
             capture_output=True, text=True, timeout=30, check=True)
         assert out.stdout.strip() == "10"
+        _tls_client_that_stops_reading_is_dropped(srv.port, ctx)
+
+
+def _tls_client_that_stops_reading_is_dropped(port: int, ctx: ssl.SSLContext) -> None:
+    """Over TLS every client has its own writer; --send-timeout bounds it too."""
+
+    def viewers() -> int:
+        code, _, body = get(port, "/status", conn_cls=http.client.HTTPSConnection,
+                            context=ctx)
+        assert code == 200
+        return json.loads(body)["streams"]["color"]["viewers"]
+
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", port))
+    stalled = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    try:
+        stalled.sendall(b"GET /color HTTP/1.1\r\nHost: x\r\n\r\n")
+        deadline = time.monotonic() + 10
+        while viewers() < 1:
+            assert time.monotonic() < deadline, "the stalled client never became a viewer"
+            time.sleep(0.1)
+        deadline = time.monotonic() + 20  # 2 s of send timeout once the buffers are full
+        while viewers() > 0:
+            assert time.monotonic() < deadline, "a TLS client that reads nothing was kept"
+            time.sleep(0.2)
+    finally:
+        stalled.close()
 
 
 def test_max_clients_answers_503_with_retry_after_and_keeps_the_others() -> None:
