@@ -34,6 +34,7 @@ H264_SLOTS = 16
 """Half a second at 30 fps: how far a reader that needs every access unit (the push) may lag."""
 HEARTBEAT_TIMEOUT_S = 10.0
 STARTUP_GRACE_S = 20.0
+KILL_WAIT_S = 2.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
@@ -48,6 +49,10 @@ class ChildSpec:
     target: Callable[..., None]
     args: tuple[Any, ...]
     heartbeat: str | None = None
+    # How long its heartbeat may be stale before it counts as hung, and how long after a
+    # start that rule waits (a child that has never beaten is never taken for hung).
+    heartbeat_timeout: float = HEARTBEAT_TIMEOUT_S
+    grace: float = STARTUP_GRACE_S
     proc: multiprocessing.process.BaseProcess | None = None
     started: float = 0.0
     backoff: float = BACKOFF_FIRST_S
@@ -217,14 +222,17 @@ class Supervisor:
         return True
 
     def _check_heartbeat(self, child: ChildSpec, now: float) -> None:
-        if not child.heartbeat or now - child.started < STARTUP_GRACE_S:
+        if not child.heartbeat or now - child.started < child.grace:
             return
         beat = self.control[child.heartbeat]
-        if beat and time.time() - beat > HEARTBEAT_TIMEOUT_S:
+        if beat and time.time() - beat > child.heartbeat_timeout:
             log.warning("%s process stopped responding for %.0f s; killing it", child.name,
                         time.time() - beat)
             assert child.proc is not None
             child.proc.kill()
+            # Until it is reaped its sentinel may fire while it still counts as alive: wait
+            # (SIGKILL is prompt) rather than warn and kill again on every turn of the loop.
+            child.proc.join(KILL_WAIT_S)
 
     def shutdown(self) -> None:
         """SIGTERM every child, wait a bounded time, SIGKILL the rest."""

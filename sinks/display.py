@@ -15,13 +15,14 @@ import ctypes.util
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from pipeline.child import Handles, install_stop_handlers, run_child
+from pipeline.child import EXIT_CRASH, Handles, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing
@@ -39,6 +40,20 @@ KEYS = {
 # are handled within this many ms, and a new frame is shown at the next turn.
 EVENT_WAIT_MS = 10
 HEARTBEAT_EVERY_S = 0.5
+# Qt's event wait (cv2.waitKey) now and then never returns on a busy machine: its timer
+# stops firing and the window neither repaints nor takes keys. The loop beats every turn,
+# so a beat this old means that hang; the supervisor then kills and restarts the window.
+HUNG_AFTER_S = 5.0
+# Qt on a busy machine now and then maps a window it never draws into (it stays blank and
+# deaf to keys while the loop runs on). Once the window has shown frames this long, a few
+# of its pixels are read back from the screen; a blank one is opened again by a restart,
+# at most this many times per run (a window covered by another cannot pass the check).
+DRAWN_CHECK_AFTER_S = 1.5
+REOPEN_AT_MOST = 3
+
+
+class BlankWindow(Exception):
+    """The window is on screen but nothing was drawn into it."""
 
 
 class NoScreen(Exception):
@@ -69,6 +84,66 @@ def screen_size() -> tuple[int, int] | None:
         return int(x11.XDisplayWidth(dpy, screen)), int(x11.XDisplayHeight(dpy, screen))
     finally:
         x11.XCloseDisplay(dpy)
+
+
+def _x11() -> Any:
+    """libX11 with the few calls used here typed (ctypes' int default truncates pointers)."""
+    path = ctypes.util.find_library("X11")
+    if path is None:
+        return None
+    x11 = ctypes.CDLL(path)
+    x11.XOpenDisplay.restype = ctypes.c_void_p
+    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+    x11.XDefaultRootWindow.restype = ctypes.c_ulong
+    x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+    x11.XGetImage.restype = ctypes.c_void_p
+    x11.XGetImage.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_uint, ctypes.c_uint, ctypes.c_ulong, ctypes.c_int]
+    x11.XGetPixel.restype = ctypes.c_ulong
+    x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
+    x11.XDestroyImage.argtypes = [ctypes.c_void_p]
+    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    return x11
+
+
+def on_screen(rect: tuple[int, int, int, int], points: list[tuple[int, int]]) -> np.ndarray | None:
+    """BGR of the screen at `points` (x, y inside `rect`), read from the root window;
+    None when it cannot be read (no libX11, no display, off screen)."""
+    x11 = _x11()
+    if x11 is None:
+        return None
+    dpy = x11.XOpenDisplay(None)
+    if not dpy:
+        return None
+    try:
+        x, y, w, h = rect
+        img = x11.XGetImage(dpy, x11.XDefaultRootWindow(dpy), x, y, w, h, 0xFFFFFFFF, 2)
+        if not img:
+            return None
+        try:
+            px = [x11.XGetPixel(img, px_, py_) for px_, py_ in points]
+        finally:
+            x11.XDestroyImage(img)
+    finally:
+        x11.XCloseDisplay(dpy)
+    return np.array([[(v & 0xFF), (v >> 8) & 0xFF, (v >> 16) & 0xFF] for v in px], np.int16)
+
+
+def drawn(frame: np.ndarray, rect: tuple[int, int, int, int]) -> bool | None:
+    """Whether the screen shows `frame` at `rect` (1:1), judged on a grid of pixels; None
+    when that cannot be told (a plain frame, an unreadable screen)."""
+    h, w = frame.shape[:2]
+    if rect[2] != w or rect[3] != h:
+        return None
+    points = [(w * i // 9, h * j // 7) for i in range(1, 9) for j in range(1, 7)]
+    want = np.array([frame[py, px] for px, py in points], np.int16)
+    if want.std() < 20:
+        return None
+    got = on_screen(rect, points)
+    if got is None:
+        return None
+    # The scene may move a frame between drawing and reading: far apart means not drawn.
+    return float(np.median(np.abs(got - want))) < 40
 
 
 def gui_backend() -> str:
@@ -133,7 +208,14 @@ class DisplayWindow:
         self.parent_pid, self.max_width = parent_pid, max_width
         self.with_depth = 2 * cfg.width <= max_width
         cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        # Mapped at once at the size frames will have: Qt maps a new window at a default
+        # size, and one resized while it is being mapped was on a busy machine now and
+        # then never drawn again (1 start in 6 here; none in 30 opened this way).
+        width = 2 * cfg.width if self.with_depth else cfg.width
+        cv2.imshow(TITLE, np.zeros((cfg.height, width, 3), np.uint8))
         self.shown = False
+        self.first_shown = 0.0
+        self.checked = control["restarts_display"] >= REOPEN_AT_MOST
 
     def run(self, stop: threading.Event) -> None:
         """Show frames until the stop flag, q or the window's close button."""
@@ -171,8 +253,16 @@ class DisplayWindow:
         if color is None:
             return
         depth = self._decode("depth") if self.with_depth else None
-        self.cv2.imshow(TITLE, side_by_side(color, depth, self.max_width))
-        self.shown = True
+        frame = side_by_side(color, depth, self.max_width)
+        self.cv2.imshow(TITLE, frame)
+        now = time.monotonic()
+        if not self.shown:
+            self.shown, self.first_shown = True, now
+        elif not self.checked and now - self.first_shown >= DRAWN_CHECK_AFTER_S:
+            self.checked = True
+            self.cv2.waitKey(1)  # let this frame reach the screen first
+            if drawn(frame, self.cv2.getWindowImageRect(TITLE)) is False:
+                raise BlankWindow
 
     def _decode(self, stream: str) -> np.ndarray | None:
         got = self.rings[stream].read_latest()
@@ -231,6 +321,9 @@ def display_main(cfg: Config, handles: Handles) -> None:
         control["display_depth"] = 1 if window.with_depth else 0
         try:
             window.run(stop)
+        except BlankWindow:
+            log.warning("the window stayed blank (Qt lost its drawing): opening it again")
+            sys.exit(EXIT_CRASH)
         finally:
             control["display_color"] = 0
             control["display_depth"] = 0

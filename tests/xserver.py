@@ -27,6 +27,7 @@ class Xvfb:
 
     def __init__(self, width: int = 1600, height: int = 1200, log_path: Path | None = None):
         r, w = os.pipe()
+        self._own_log = log_path is None
         self.log_path = log_path or Path(f"/tmp/xvfb-{os.getpid()}-{time.monotonic_ns()}.log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -75,6 +76,8 @@ class Xvfb:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+        if self._own_log:
+            self.log_path.unlink(missing_ok=True)
 
     def run(self, *cmd: str, timeout: float = 20.0) -> subprocess.CompletedProcess[bytes]:
         """Run an X client on this display."""

@@ -66,10 +66,11 @@ def run_pipeline(cfg: Config,
 
                 children.append(ChildSpec("tap", tap_main, (cfg, h), heartbeat="hb_tap"))
             if cfg.display:
-                from sinks.display import display_main  # noqa: PLC0415
+                from sinks.display import HUNG_AFTER_S, display_main  # noqa: PLC0415
 
                 children.append(ChildSpec("display", display_main, (cfg, h),
-                                          heartbeat="hb_display"))
+                                          heartbeat="hb_display", grace=0.0,
+                                          heartbeat_timeout=HUNG_AFTER_S))
             if cfg.webrtc is not None:
                 from webrtc.h264_stage import h264_main  # noqa: PLC0415
                 from webrtc.janus import janus_main  # noqa: PLC0415

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
+from sinks.display import HUNG_AFTER_S
 from tests.browser import Browser
 from tests.conftest import require
 from tests.e2e.test_filters_web import colourfulness, post
@@ -40,31 +41,55 @@ def xvfb() -> Iterator[Xvfb]:
         x.stop()
 
 
+class Window:
+    """The server's window on a screen, looked up by title at every use.
+
+    The supervisor replaces a display process whose GUI hangs, and the new window has a
+    new id: a test follows the window, as a user's eyes would.
+    """
+
+    def __init__(self, xvfb: Xvfb, srv: Server) -> None:
+        self.xvfb, self.srv = xvfb, srv
+
+    def id(self) -> int:
+        return self.xvfb.find_window(TITLE)
+
+    def grab(self) -> np.ndarray:
+        for _ in range(3):  # it may go between the look-up and the grab (a restart)
+            with contextlib.suppress(RuntimeError):
+                return self.xvfb.grab(self.id())
+        return self.xvfb.grab(self.id())
+
+    def key(self, key: str) -> None:
+        self.xvfb.key(self.id(), key)
+
+
 @contextlib.contextmanager
-def displayed(xvfb: Xvfb, *args: str) -> Iterator[tuple[Server, int]]:
+def displayed(xvfb: Xvfb, *args: str) -> Iterator[tuple[Server, Window]]:
     """A server with --display on the virtual screen, and its window once it shows frames."""
     with running("--display", "--width", str(W), "--height", str(H), *args,
                  env=xvfb.env) as srv:
-        window = xvfb.find_window(TITLE)
-        wait_grab(xvfb, window, lambda g: g.shape[0] == H)
+        window = Window(xvfb, srv)
+        wait_grab(window, lambda g: g.shape == (H, 2 * W, 3) and colourfulness(g[:, :W]) > 20)
         yield srv, window
 
 
 @pytest.fixture(scope="module")
-def shown(xvfb: Xvfb) -> Iterator[tuple[Server, int]]:
+def shown(xvfb: Xvfb) -> Iterator[tuple[Server, Window]]:
     with displayed(xvfb) as got:
         yield got
 
 
-def wait_grab(xvfb: Xvfb, window: int, pred: Callable[[np.ndarray], bool],
+def wait_grab(window: Window, pred: Callable[[np.ndarray], bool],
               timeout: float = 15.0) -> np.ndarray:
     """Grab the window until `pred` holds (bounded)."""
     deadline = time.monotonic() + timeout
     while True:
-        img = xvfb.grab(window)
+        img = window.grab()
         if pred(img):
             return img
-        assert time.monotonic() < deadline, f"the window never showed it (last {img.shape})"
+        assert time.monotonic() < deadline, \
+            f"the window never showed it (last {img.shape}); log:\n{window.srv.log()[-3000:]}"
         time.sleep(0.05)
 
 
@@ -86,10 +111,10 @@ def diff(a: np.ndarray, b: np.ndarray) -> float:
 
 def test_window_shows_the_live_stream_with_depth_beside(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
     srv, window = shown
-    first = wait_grab(xvfb, window, lambda g: g.shape == (H, 2 * W, 3))
+    first = wait_grab(window, lambda g: g.shape == (H, 2 * W, 3))
     # The scene moves: a later grab of the color half differs.
-    wait_grab(xvfb, window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
-    grab = xvfb.grab(window)
+    wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
+    grab = window.grab()
     color, depth = snapshot(srv, "color"), snapshot(srv, "depth")
     left, right = grab[:, :W], grab[:, W:]
     # Left is the color stream, right the depth stream (each nearer its own than the other).
@@ -107,29 +132,29 @@ def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) 
     with Browser() as page:
         page.goto(srv.base + "/")
         page.wait_for("window.depthcam && window.depthcam.ready")
-        xvfb.key(window, "g")
-        wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) < 3)
+        window.key("g")
+        wait_grab(window, lambda g: colourfulness(g[:, :W]) < 3)
         assert filters(srv) == ["gray"]
         assert srv.status()["filters"] == ["gray"]
         assert page.wait_for(f"{LIT} === 'gray'", timeout=5)  # the page's button lights up
         # A click on the page's button shows in the window.
         page.eval("document.querySelector('#filters button[data-name=gray]').click()")
-        wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) > 20)
+        wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
         assert filters(srv) == []
-    xvfb.key(window, "g")
-    xvfb.key(window, "b")
-    wait_grab(xvfb, window, lambda g: filters(srv) == ["gray", "blur"])
-    xvfb.key(window, "x")
-    wait_grab(xvfb, window, lambda g: colourfulness(g[:, :W]) > 20)
+    window.key("g")
+    window.key("b")
+    wait_grab(window, lambda g: filters(srv) == ["gray", "blur"])
+    window.key("x")
+    wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
     assert filters(srv) == []
     # The page's way (POST /filters) shows in the window, and the next key builds on it.
     assert post(srv, {"filters": ["edges", "blur=15"]})[0] == 200
-    wait_grab(xvfb, window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
-    xvfb.key(window, "e")
-    wait_grab(xvfb, window, lambda g: g[:, :W].mean() > 60)
+    wait_grab(window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
+    window.key("e")
+    wait_grab(window, lambda g: g[:, :W].mean() > 60)
     assert filters(srv) == ["blur=15"]
-    xvfb.key(window, "b")
-    wait_grab(xvfb, window, lambda g: filters(srv) == [])
+    window.key("b")
+    wait_grab(window, lambda g: filters(srv) == [])
     assert srv.status()["filters"] == []
 
 
@@ -167,9 +192,34 @@ def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> Non
     # A pipeline that waited on its display would send ~nothing while it is stopped; the
     # margin is for the noise of a shared 2-core machine, not for a slower stream.
     assert during >= 0.6 * before, (before, during)
-    first = xvfb.grab(window)
-    wait_grab(xvfb, window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
+    first = window.grab()
+    wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
     assert _display_pid(srv) == pid  # it carried on; nobody had to restart it
+
+
+def test_a_hung_window_is_replaced_and_the_stream_never_stops(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
+    srv, window = shown
+    pid = _display_pid(srv)
+    old = window.id()
+    reader = MjpegReader(srv.port, "/color")
+    try:
+        # A GUI that stops answering (as Qt's event wait now and then does) looks like this
+        # from outside: the process lives on and beats no more.
+        os.kill(pid, signal.SIGSTOP)
+        deadline = time.monotonic() + HUNG_AFTER_S + 10
+        while pid_alive(pid):
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            assert _frames_in(reader, 0.5) > 0  # the web clients never noticed
+        first = wait_grab(window, lambda g: g.shape == (H, 2 * W, 3)
+                          and colourfulness(g[:, :W]) > 20)
+        wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)  # live again
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+        reader.close()
+    assert window.id() != old and _display_pid(srv) != pid
+    log = srv.log()
+    assert "display process stopped responding" in log and "Traceback" not in log, log
 
 
 @pytest.fixture
@@ -188,9 +238,9 @@ def test_q_or_closing_the_window_stops_the_whole_server(own_screen: Xvfb, how: s
     with displayed(xvfb) as (srv, window):
         children = children_of(srv.pid)
         if how == "q":
-            xvfb.key(window, "q")
+            window.key("q")
         else:
-            xvfb.close_window(window)
+            xvfb.close_window(window.id())
         t0 = time.monotonic()
         code = srv.proc.wait(10)
         took = time.monotonic() - t0
