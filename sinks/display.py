@@ -66,16 +66,9 @@ def screen_size() -> tuple[int, int] | None:
     Asked through libX11 directly because a Qt build of OpenCV aborts the whole process
     when it cannot connect, which must end in one clear line instead.
     """
-    path = ctypes.util.find_library("X11")
-    if path is None:
+    x11 = _x11()
+    if x11 is None:
         return None
-    x11 = ctypes.CDLL(path)
-    x11.XOpenDisplay.restype = ctypes.c_void_p
-    x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
-    for fn in (x11.XDefaultScreen, x11.XCloseDisplay):
-        fn.argtypes = [ctypes.c_void_p]
-    for fn in (x11.XDisplayWidth, x11.XDisplayHeight):
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
     dpy = x11.XOpenDisplay(None)
     if not dpy:
         raise NoScreen(f"cannot open the X display {os.environ.get('DISPLAY', '')!r}")
@@ -101,8 +94,10 @@ def _x11() -> Any:
                               ctypes.c_uint, ctypes.c_uint, ctypes.c_ulong, ctypes.c_int]
     x11.XGetPixel.restype = ctypes.c_ulong
     x11.XGetPixel.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-    x11.XDestroyImage.argtypes = [ctypes.c_void_p]
-    x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+    for fn in (x11.XDestroyImage, x11.XDefaultScreen, x11.XCloseDisplay):
+        fn.argtypes = [ctypes.c_void_p]
+    for fn in (x11.XDisplayWidth, x11.XDisplayHeight):
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int]
     return x11
 
 
