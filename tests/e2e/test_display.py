@@ -200,7 +200,6 @@ def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> Non
 def test_a_hung_window_is_replaced_and_the_stream_never_stops(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
     srv, window = shown
     pid = _display_pid(srv)
-    old = window.id()
     reader = MjpegReader(srv.port, "/color")
     try:
         # A GUI that stops answering (as Qt's event wait now and then does) looks like this
@@ -217,7 +216,7 @@ def test_a_hung_window_is_replaced_and_the_stream_never_stops(xvfb: Xvfb, shown)
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGCONT)
         reader.close()
-    assert window.id() != old and _display_pid(srv) != pid
+    assert _display_pid(srv) != pid  # a new process (its window may reuse the old id)
     log = srv.log()
     assert "display process stopped responding" in log and "Traceback" not in log, log
 
