@@ -112,6 +112,10 @@ def on_screen(rect: tuple[int, int, int, int], points: list[tuple[int, int]]) ->
         return None
     try:
         x, y, w, h = rect
+        screen = x11.XDefaultScreen(dpy)
+        if x < 0 or y < 0 or x + w > x11.XDisplayWidth(dpy, screen) \
+                or y + h > x11.XDisplayHeight(dpy, screen):
+            return None  # X answers a read past the screen's edge with a fatal error
         img = x11.XGetImage(dpy, x11.XDefaultRootWindow(dpy), x, y, w, h, 0xFFFFFFFF, 2)
         if not img:
             return None
