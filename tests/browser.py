@@ -51,8 +51,10 @@ class Browser:
         flags = [*BASE_FLAGS, *(WEBGL_FLAGS if webgl else ("--disable-gpu",)), *extra_flags,
                  f"--user-data-dir={self.profile}", f"--window-size={width},{height}",
                  "--remote-debugging-port=0", "about:blank"]
+        # Chromium keeps its singleton socket in TMPDIR: inside the profile, it goes with it.
         self.proc = subprocess.Popen([exe, *flags], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     env={**os.environ, "TMPDIR": self.profile})
         self._id = 0
         self.console: list[str] = []
         try:

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,7 +65,13 @@ class Server:
                  preexec_fn: Callable[[], None] | None = None) -> None:
         self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path or Path(f"/tmp/server-{self.port}.log")
+        self._own_log = log_path is None
+        self._final_log: str | None = None
+        if log_path is None:  # one file per server, even for a port started on again
+            fd, name = tempfile.mkstemp(prefix=f"server-{self.port}-", suffix=".log")
+            os.close(fd)
+            log_path = Path(name)
+        self.log_path = log_path
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         cmd = [PYTHON, str(ROOT / script), "--host", "127.0.0.1", "--port", str(self.port),
                *args]
@@ -76,6 +83,8 @@ class Server:
         self.child_pids: list[int] = []
 
     def log(self) -> str:
+        if self._final_log is not None:
+            return self._final_log
         if not self._log.closed:
             self._log.flush()
         return self.log_path.read_text(errors="replace")
@@ -139,6 +148,10 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self._log.close()
+        if self._own_log and self._final_log is None:
+            # Its log outlives the file for the test that still reads it; /tmp keeps nothing.
+            self._final_log = self.log_path.read_text(errors="replace")
+            self.log_path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

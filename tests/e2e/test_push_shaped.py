@@ -140,6 +140,7 @@ def shaped_run(link: ShapedLink, tmp_path_factory: pytest.TempPathFactory) -> di
     finally:
         if fake is not None:
             kill_group(fake, signal.SIGTERM, 3)
+            Path(f"/tmp/gpsfake-{fake.pid}.sock").unlink(missing_ok=True)  # its control socket
         gps.close()
 
 

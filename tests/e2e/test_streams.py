@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -164,6 +165,7 @@ def test_chromium_renders_both_streams(server: Server, tmp_path: Path) -> None:
          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,700",
          "--virtual-time-budget=4000", f"--screenshot={shot}", server.base + "/"],
         capture_output=True, timeout=60, check=True,
+        env={**os.environ, "TMPDIR": str(tmp_path)},  # its singleton socket goes there
     )
     img = cv2.imread(str(shot))
     assert img is not None
