@@ -49,18 +49,14 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
 
     def finalize_headers(self) -> None:
         super().finalize_headers()
-        if not self.response_use_chunked:
+        if not self.response_use_chunked or not self._is_stream():
             return
-        for name, value in self.response_headers:
-            if name.lower() in ("content-type", b"content-type") and (
-                    _text(value).startswith("multipart/x-mixed-replace")):
-                self.response_use_chunked = False
-                self.close_connection = True
-                self.response_headers = [
-                    (k, v) for k, v in self.response_headers
-                    if _text(k).lower() not in ("transfer-encoding", "connection")
-                ] + [(b"Connection", b"close")]
-                return
+        self.response_use_chunked = False
+        self.close_connection = True
+        self.response_headers = [
+            (k, v) for k, v in self.response_headers
+            if _text(k).lower() not in ("transfer-encoding", "connection")
+        ] + [(b"Connection", b"close")]
 
     def process_result(self) -> None:
         """A plain-HTTP stream goes to the hub's shared writer once its headers are out."""
