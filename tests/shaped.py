@@ -354,9 +354,12 @@ class TsReceiver:
         return self
 
     def _wait_listening(self, timeout: float = 10.0) -> None:
+        """Until ffmpeg listens, or has already taken the sender's connection: it accepts
+        one and closes its listening socket, which a sender retrying fast can beat us to."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            argv = ["ss", "-Hltn", f"sport = :{self.port}"]
+            argv = ["ss", "-Htn", "state", "listening", "state", "established",
+                    f"sport = :{self.port}"]
             if self.link is not None:
                 argv = self.link.cmd(self.link.b, *argv)
             if subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip():

@@ -126,35 +126,48 @@ def test_window_shows_the_live_stream_with_depth_beside(xvfb: Xvfb, shown) -> No
 LIT = "[...document.querySelectorAll('#filters button.on')].map((b) => b.dataset.name).join()"
 
 
+def press(window: Window, srv: Server, key: str, expect: list[str]) -> None:
+    """Type `key` into the window and see its effect in GET /filters.
+
+    Without a window manager a synthetic key now and then reaches the window before Qt
+    has taken the focus, and is dropped, when the machine is busy; it is typed once more
+    (as a user would) only if the settings did not change within 5 s.
+    """
+    before = filters(srv)
+    for _ in range(2):
+        window.key(key)
+        deadline = time.monotonic() + 5.0
+        while filters(srv) == before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if filters(srv) != before:
+            break
+    assert filters(srv) == expect, (key, before, filters(srv))
+
+
 def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) -> None:  # noqa: ANN001
     srv, window = shown
     assert filters(srv) == []
     with Browser() as page:
         page.goto(srv.base + "/")
         page.wait_for("window.depthcam && window.depthcam.ready")
-        window.key("g")
+        press(window, srv, "g", ["gray"])
         wait_grab(window, lambda g: colourfulness(g[:, :W]) < 3)
-        assert filters(srv) == ["gray"]
         assert srv.status()["filters"] == ["gray"]
         assert page.wait_for(f"{LIT} === 'gray'", timeout=5)  # the page's button lights up
         # A click on the page's button shows in the window.
         page.eval("document.querySelector('#filters button[data-name=gray]').click()")
         wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
         assert filters(srv) == []
-    window.key("g")
-    window.key("b")
-    wait_grab(window, lambda g: filters(srv) == ["gray", "blur"])
-    window.key("x")
+    press(window, srv, "g", ["gray"])
+    press(window, srv, "b", ["gray", "blur"])
+    press(window, srv, "x", [])
     wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
-    assert filters(srv) == []
     # The page's way (POST /filters) shows in the window, and the next key builds on it.
     assert post(srv, {"filters": ["edges", "blur=15"]})[0] == 200
     wait_grab(window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
-    window.key("e")
+    press(window, srv, "e", ["blur=15"])
     wait_grab(window, lambda g: g[:, :W].mean() > 60)
-    assert filters(srv) == ["blur=15"]
-    window.key("b")
-    wait_grab(window, lambda g: filters(srv) == [])
+    press(window, srv, "b", [])
     assert srv.status()["filters"] == []
 
 
