@@ -209,7 +209,7 @@ class DisplayWindow:
         cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
         # Mapped at once at the size frames will have: Qt maps a new window at a default
         # size, and one resized while it is being mapped was on a busy machine now and
-        # then never drawn again (1 start in 6 here; none in 30 opened this way).
+        # then never drawn again (1 start in 10-30 under load here; fewer opened this way).
         width = 2 * cfg.width if self.with_depth else cfg.width
         cv2.imshow(TITLE, np.zeros((cfg.height, width, 3), np.uint8))
         self.shown = False
