@@ -125,6 +125,24 @@ class ShapedLink:
         self._made.clear()
 
 
+def wait_ffmpeg_listening(proc: subprocess.Popen[bytes], port: int, log_path: Path,
+                          link: ShapedLink | None, timeout: float = 10.0) -> None:
+    """Until an `ffmpeg -listen` receiver listens on `port` (inside `link`'s receiving
+    side, if any), or has already taken the sender's connection: it accepts one and
+    closes its listening socket, which a sender retrying fast can beat us to."""
+    argv = ["ss", "-Htn", "state", "listening", "state", "established", f"sport = :{port}"]
+    if link is not None:
+        argv = link.cmd(link.b, *argv)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip():
+            return
+        if proc.poll() is not None:
+            break
+        time.sleep(0.05)
+    raise RuntimeError(f"ffmpeg is not listening: {log_path.read_text()}")
+
+
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGINT,
                timeout: float = 10.0) -> None:
     """Stop a process started in its own session: `sig` first, SIGKILL to the group after."""
@@ -210,21 +228,8 @@ class FfmpegReceiver:
             stdout=subprocess.PIPE, stderr=self._err, start_new_session=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
-        self.wait_listening()
+        wait_ffmpeg_listening(self.proc, self.port, self.log_path, self.link)
         return self
-
-    def wait_listening(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            out = subprocess.run(self.link.cmd(self.link.b, "ss", "-Hltn",
-                                               f"sport = :{self.port}"),
-                                 capture_output=True, text=True, check=False).stdout
-            if out.strip():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"ffmpeg is not listening: {self.log_path.read_text()}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
@@ -350,24 +355,8 @@ class TsReceiver:
                                      start_new_session=True)
         self._thread = threading.Thread(target=self._read, daemon=True)
         self._thread.start()
-        self._wait_listening()
+        wait_ffmpeg_listening(self.proc, self.port, self.log_path, self.link)
         return self
-
-    def _wait_listening(self, timeout: float = 10.0) -> None:
-        """Until ffmpeg listens, or has already taken the sender's connection: it accepts
-        one and closes its listening socket, which a sender retrying fast can beat us to."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            argv = ["ss", "-Htn", "state", "listening", "state", "established",
-                    f"sport = :{self.port}"]
-            if self.link is not None:
-                argv = self.link.cmd(self.link.b, *argv)
-            if subprocess.run(argv, capture_output=True, text=True, check=False).stdout.strip():
-                return
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
-        raise RuntimeError(f"ffmpeg is not listening: {self.log_path.read_text()}")
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
