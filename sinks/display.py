@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -50,6 +51,11 @@ HUNG_AFTER_S = 5.0
 # at most this many times per run (a window covered by another cannot pass the check).
 DRAWN_CHECK_AFTER_S = 1.5
 REOPEN_AT_MOST = 3
+# A window is called blank only when this many reads, this far apart, match none of the
+# frames shown in the last second: one read can catch a repaint half done.
+BLANK_READS = 3
+BLANK_READ_EVERY_S = 0.5
+RECENT_FRAMES = 30
 
 
 class BlankWindow(Exception):
@@ -128,21 +134,32 @@ def on_screen(rect: tuple[int, int, int, int], points: list[tuple[int, int]]) ->
     return np.array([[(v & 0xFF), (v >> 8) & 0xFF, (v >> 16) & 0xFF] for v in px], np.int16)
 
 
-def drawn(frame: np.ndarray, rect: tuple[int, int, int, int]) -> bool | None:
-    """Whether the screen shows `frame` at `rect` (1:1), judged on a grid of pixels; None
-    when that cannot be told (a plain frame, an unreadable screen)."""
+def grid(width: int, height: int) -> list[tuple[int, int]]:
+    """The pixels (x, y) of a `width` x `height` frame that the drawn check compares."""
+    return [(width * i // 9, height * j // 7) for i in range(1, 9) for j in range(1, 7)]
+
+
+def sample(frame: np.ndarray) -> np.ndarray | None:
+    """A frame's colours at its grid; None for a plain frame, which proves nothing."""
     h, w = frame.shape[:2]
-    if rect[2] != w or rect[3] != h:
+    got = np.array([frame[py, px] for px, py in grid(w, h)], np.int16)
+    return None if got.std() < 20 else got
+
+
+def drawn(recent: list[np.ndarray], size: tuple[int, int],
+          rect: tuple[int, int, int, int]) -> bool | None:
+    """Whether the screen at `rect` shows one of the `recent` frames' samples (frames of
+    `size`, drawn 1:1); None when that cannot be told (resized, unreadable screen)."""
+    if (rect[2], rect[3]) != size:
         return None
-    points = [(w * i // 9, h * j // 7) for i in range(1, 9) for j in range(1, 7)]
-    want = np.array([frame[py, px] for px, py in points], np.int16)
-    if want.std() < 20:
-        return None
-    got = on_screen(rect, points)
+    got = on_screen(rect, grid(*size))
     if got is None:
         return None
-    # The scene may move a frame between drawing and reading: far apart means not drawn.
-    return float(np.median(np.abs(got - want))) < 40
+    # Qt paints a frame a few turns after imshow, more on a busy machine: the screen may
+    # show any recent frame. Far from all of them means not drawn at all.
+    off = [float(np.median(np.abs(got - want))) for want in recent]
+    log.debug("drawn check at %s: nearest recent frame %.0f off", rect, min(off, default=-1))
+    return any(o < 40 for o in off)
 
 
 def gui_backend() -> str:
@@ -213,7 +230,9 @@ class DisplayWindow:
         width = 2 * cfg.width if self.with_depth else cfg.width
         cv2.imshow(TITLE, np.zeros((cfg.height, width, 3), np.uint8))
         self.shown = False
-        self.first_shown = 0.0
+        self.next_check = 0.0
+        self.misses = 0
+        self.recent: deque[np.ndarray] = deque(maxlen=RECENT_FRAMES)
         self.checked = control["restarts_display"] >= REOPEN_AT_MOST
 
     def run(self, stop: threading.Event) -> None:
@@ -256,12 +275,32 @@ class DisplayWindow:
         self.cv2.imshow(TITLE, frame)
         now = time.monotonic()
         if not self.shown:
-            self.shown, self.first_shown = True, now
-        elif not self.checked and now - self.first_shown >= DRAWN_CHECK_AFTER_S:
-            self.checked = True
-            self.cv2.waitKey(1)  # let this frame reach the screen first
-            if drawn(frame, self.cv2.getWindowImageRect(TITLE)) is False:
+            self.shown, self.next_check = True, now + DRAWN_CHECK_AFTER_S
+        if not self.checked:
+            self.check_drawn(frame, now)
+
+    def check_drawn(self, frame: np.ndarray, now: float) -> None:
+        """Raise BlankWindow if the screen shows none of the recent frames, read after read."""
+        got = sample(frame)
+        if got is not None:
+            self.recent.append(got)
+        if now < self.next_check or not self.recent:
+            return  # too early, or only plain frames so far (they prove nothing)
+        self.cv2.waitKey(1)  # let this frame on its way to the screen
+        size = (frame.shape[1], frame.shape[0])
+        verdict = drawn(list(self.recent), size, self.cv2.getWindowImageRect(TITLE))
+        if verdict is False:
+            self.misses += 1
+            log.debug("the window showed none of the last %d frames (%d/%d)",
+                      len(self.recent), self.misses, BLANK_READS)
+            if self.misses >= BLANK_READS:
                 raise BlankWindow
+            self.next_check = now + BLANK_READ_EVERY_S
+        else:
+            self.checked = True  # drawn, or cannot be told on this screen
+            if verdict:
+                log.info("the window shows the stream (%dx%d, read back from the screen)",
+                         *size)
 
     def _decode(self, stream: str) -> np.ndarray | None:
         got = self.rings[stream].read_latest()
