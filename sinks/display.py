@@ -158,7 +158,8 @@ def drawn(recent: list[np.ndarray], size: tuple[int, int],
     # Qt paints a frame a few turns after imshow, more on a busy machine: the screen may
     # show any recent frame. Far from all of them means not drawn at all.
     off = [float(np.median(np.abs(got - want))) for want in recent]
-    log.debug("drawn check at %s: nearest recent frame %.0f off", rect, min(off, default=-1))
+    log.debug("drawn check at %s: nearest recent frame %.0f off, screen spread %.0f",
+              rect, min(off, default=-1), float(got.std()))
     return any(o < 40 for o in off)
 
 
@@ -233,7 +234,8 @@ class DisplayWindow:
         self.next_check = 0.0
         self.misses = 0
         self.recent: deque[np.ndarray] = deque(maxlen=RECENT_FRAMES)
-        self.checked = control["restarts_display"] >= REOPEN_AT_MOST
+        self.checked = False
+        self.may_reopen = control["restarts_display"] < REOPEN_AT_MOST
 
     def run(self, stop: threading.Event) -> None:
         """Show frames until the stop flag, q or the window's close button."""
@@ -294,7 +296,12 @@ class DisplayWindow:
             log.debug("the window showed none of the last %d frames (%d/%d)",
                       len(self.recent), self.misses, BLANK_READS)
             if self.misses >= BLANK_READS:
-                raise BlankWindow
+                if self.may_reopen:
+                    raise BlankWindow
+                self.checked = True
+                log.warning("the window still looks blank after %d restarts: left as it is "
+                            "(a window covered by another, or scaled, cannot pass the check)",
+                            REOPEN_AT_MOST)
             self.next_check = now + BLANK_READ_EVERY_S
         else:
             self.checked = True  # drawn, or cannot be told on this screen

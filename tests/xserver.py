@@ -14,6 +14,7 @@ import select
 import signal
 import struct
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -136,6 +137,53 @@ class Xvfb:
             x11.XFlush(dpy)
         finally:
             x11.XCloseDisplay(dpy)
+
+
+class Cover:
+    """A plain black window over a part of the screen, raised above every other window
+    every 50 ms until `lower_guard()`: another application's window the user cannot move."""
+
+    def __init__(self, display: str, rect: tuple[int, int, int, int]) -> None:
+        x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
+        x11.XOpenDisplay.restype = ctypes.c_void_p
+        x11.XOpenDisplay.argtypes = [ctypes.c_char_p]
+        x11.XDefaultRootWindow.restype = ctypes.c_ulong
+        x11.XDefaultRootWindow.argtypes = [ctypes.c_void_p]
+        x11.XCreateSimpleWindow.restype = ctypes.c_ulong
+        x11.XCreateSimpleWindow.argtypes = [ctypes.c_void_p, ctypes.c_ulong, ctypes.c_int,
+                                            ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+                                            ctypes.c_uint, ctypes.c_ulong, ctypes.c_ulong]
+        for fn in (x11.XMapRaised, x11.XRaiseWindow, x11.XDestroyWindow):
+            fn.argtypes = [ctypes.c_void_p, ctypes.c_ulong]
+        x11.XSync.argtypes = [ctypes.c_void_p, ctypes.c_int]
+        x11.XCloseDisplay.argtypes = [ctypes.c_void_p]
+        self.x11 = x11
+        self.dpy = x11.XOpenDisplay(display.encode())
+        if not self.dpy:
+            raise RuntimeError(f"cannot open {display}")
+        x, y, w, h = rect
+        self.win = x11.XCreateSimpleWindow(self.dpy, x11.XDefaultRootWindow(self.dpy),
+                                           x, y, w, h, 0, 0, 0)
+        x11.XMapRaised(self.dpy, self.win)
+        x11.XSync(self.dpy, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._keep_on_top, daemon=True)
+        self._thread.start()
+
+    def _keep_on_top(self) -> None:
+        while not self._stop.wait(0.05):
+            self.x11.XRaiseWindow(self.dpy, self.win)
+            self.x11.XSync(self.dpy, 0)
+
+    def lower_guard(self) -> None:
+        """Stop raising it: a window mapped from now on goes above it."""
+        self._stop.set()
+        self._thread.join()
+
+    def close(self) -> None:
+        self.lower_guard()
+        self.x11.XDestroyWindow(self.dpy, self.win)
+        self.x11.XCloseDisplay(self.dpy)
 
 
 _CLIENT_MESSAGE = 33

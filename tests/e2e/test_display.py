@@ -18,13 +18,13 @@ import cv2
 import numpy as np
 import pytest
 
-from sinks.display import HUNG_AFTER_S, drawn, sample
+from sinks.display import HUNG_AFTER_S, REOPEN_AT_MOST, drawn, sample
 from tests.browser import Browser
 from tests.conftest import require
 from tests.e2e.test_filters_web import colourfulness, post
 from tests.e2e.test_lifecycle import run_cli
 from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
-from tests.xserver import Xvfb
+from tests.xserver import Cover, Xvfb
 
 W, H = 640, 480
 TITLE = r"^camera \(q quits"
@@ -304,6 +304,53 @@ def test_losing_the_x_server_costs_the_window_only(own_screen: Xvfb) -> None:
         log = srv.log()
         assert log.count("display process died") == died + 1 and "Traceback" not in log, log
         assert srv.stop(signal.SIGINT) == 0
+
+
+def wait_log(srv: Server, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in srv.log():
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{srv.log()[-3000:]}"
+        time.sleep(0.1)
+
+
+def test_a_window_left_blank_is_reopened_and_shows_the_stream(own_screen: Xvfb) -> None:
+    # What the check sees of a window Qt never draws into: the same pixels, whatever the
+    # stream shows. A window kept over it looks just so, until it stops being raised.
+    cover = Cover(own_screen.display, (0, 0, 1600, 1200))
+    try:
+        with running("--display", "--width", str(W), "--height", str(H),
+                     env=own_screen.env) as srv:
+            wait_log(srv, "the window stayed blank")
+            cover.lower_guard()
+            wait_log(srv, "the window shows the stream")
+            window = Window(own_screen, srv)
+            first = wait_grab(window, lambda g: g.shape == (H, 2 * W, 3)
+                              and colourfulness(g[:, :W]) > 20)
+            wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)  # live
+            log = srv.log()
+            reopened = log.count("the window stayed blank")
+            assert 1 <= reopened <= REOPEN_AT_MOST, log
+            assert log.count("display process died") == reopened and "Traceback" not in log
+    finally:
+        cover.close()
+
+
+def test_a_window_that_stays_blank_is_left_after_3_reopens(own_screen: Xvfb) -> None:
+    cover = Cover(own_screen.display, (0, 0, 1600, 1200))
+    try:
+        with running("--display", "--width", str(W), "--height", str(H),
+                     env=own_screen.env) as srv:
+            wait_log(srv, "the window still looks blank", timeout=60)
+            before = srv.status()["frames_captured"]
+            assert srv.get("/color.jpg")[0] == 200
+            assert srv.status()["frames_captured"] > before  # the stream went on
+            log = srv.log()
+            assert log.count("the window stayed blank") == REOPEN_AT_MOST, log
+            assert log.count("display process died") == REOPEN_AT_MOST, log
+            assert "the window shows the stream" not in log and "Traceback" not in log
+            assert srv.stop(signal.SIGINT) == 0
+    finally:
+        cover.close()
 
 
 def test_display_that_does_not_answer_is_one_clear_line() -> None:
