@@ -64,6 +64,14 @@ class Window:
         self.xvfb.key(self.id(), key)
 
 
+def wait_log(srv: Server, text: str, timeout: float = 30.0) -> None:
+    """Wait (bounded) until the server has logged `text`."""
+    deadline = time.monotonic() + timeout
+    while text not in srv.log():
+        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{srv.log()[-3000:]}"
+        time.sleep(0.1)
+
+
 @contextlib.contextmanager
 def displayed(xvfb: Xvfb, *args: str) -> Iterator[tuple[Server, Window]]:
     """A server with --display on the virtual screen, and its window once it shows frames."""
@@ -73,10 +81,7 @@ def displayed(xvfb: Xvfb, *args: str) -> Iterator[tuple[Server, Window]]:
         wait_grab(window, lambda g: g.shape == (H, 2 * W, 3) and colourfulness(g[:, :W]) > 20)
         # A window Qt left blank is reopened within seconds of opening; one that passed
         # its own check stays.
-        deadline = time.monotonic() + 20
-        while "the window shows the stream" not in srv.log():
-            assert time.monotonic() < deadline, srv.log()[-3000:]
-            time.sleep(0.1)
+        wait_log(srv, "the window shows the stream", timeout=20)
         yield srv, window
 
 
@@ -294,23 +299,13 @@ def test_losing_the_x_server_costs_the_window_only(own_screen: Xvfb) -> None:
     with displayed(own_screen) as (srv, _):
         died = srv.log().count("display process died")
         own_screen.stop()
-        deadline = time.monotonic() + 30
-        while "cannot open the X display" not in srv.log():
-            assert time.monotonic() < deadline, srv.log()
-            time.sleep(0.2)
+        wait_log(srv, "cannot open the X display")
         before = srv.status()["frames_captured"]
         assert srv.get("/color.jpg")[0] == 200
         assert srv.status()["frames_captured"] > before
         log = srv.log()
         assert log.count("display process died") == died + 1 and "Traceback" not in log, log
         assert srv.stop(signal.SIGINT) == 0
-
-
-def wait_log(srv: Server, text: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in srv.log():
-        assert time.monotonic() < deadline, f"no {text!r} in the log:\n{srv.log()[-3000:]}"
-        time.sleep(0.1)
 
 
 def test_a_window_left_blank_is_reopened_and_shows_the_stream(own_screen: Xvfb) -> None:
