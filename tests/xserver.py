@@ -11,7 +11,6 @@ import ctypes
 import ctypes.util
 import os
 import select
-import signal
 import struct
 import subprocess
 import threading
@@ -60,16 +59,8 @@ class Xvfb:
                 data += chunk
         return int(data)
 
-    def freeze(self) -> None:
-        """Stop the X server (SIGSTOP): every client drawing on it stalls."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        self.proc.send_signal(signal.SIGCONT)
-
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.thaw()
             self.proc.terminate()
             try:
                 self.proc.wait(10)
@@ -93,9 +84,6 @@ class Xvfb:
         if res.returncode != 0 or not ids:
             raise RuntimeError(f"no window {name_regex!r}: {res.stderr.decode()}")
         return int(ids[0])
-
-    def window_exists(self, window: int) -> bool:
-        return self.run("xdotool", "getwindowname", str(window)).returncode == 0
 
     def key(self, window: int, key: str) -> None:
         """Focus the window and type a key through XTEST, as a keyboard would."""

@@ -185,14 +185,16 @@ def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) 
 def test_the_blank_window_check_reads_what_the_screen_shows(
         xvfb: Xvfb, shown, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     srv, window = shown
-    res = xvfb.run("xdotool", "getwindowgeometry", "--shell", str(window.id()))
+    wid = window.id()
+    res = xvfb.run("xdotool", "getwindowgeometry", "--shell", str(wid))
     geo = dict(line.split("=", 1) for line in res.stdout.decode().split())
     rect = (int(geo["X"]), int(geo["Y"]), int(geo["WIDTH"]), int(geo["HEIGHT"]))
     monkeypatch.setenv("DISPLAY", xvfb.display)
     pid = _display_pid(srv)
-    os.kill(pid, signal.SIGSTOP)  # nothing is drawn between the grab and the reads below
+    # Nothing is drawn between the grab and the reads below (well within HUNG_AFTER_S).
+    os.kill(pid, signal.SIGSTOP)
     try:
-        frozen = window.grab()
+        frozen = xvfb.grab(wid)
         here = sample(frozen)
         assert here is not None
         assert drawn([here], (2 * W, H), rect) is True
