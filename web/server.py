@@ -16,6 +16,7 @@ import ssl
 from typing import Any
 
 import gevent
+import gevent.event
 import gevent.pywsgi
 import gevent.socket
 
@@ -230,18 +231,20 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
             handler_class=StreamHandler, guard=guard, **(ssl_args or {}),
         )
 
-        def stop() -> None:
-            server.close()
-            hub.stop()
-            gevent.spawn(server.stop, timeout=1.0)
-
-        gevent.signal_handler(signal.SIGTERM, stop)
-        gevent.signal_handler(signal.SIGINT, stop)
+        # A signal only asks: the server's start yields (it looks up its own name), and
+        # closing it half started would leave it without its handler.
+        stopping = gevent.event.Event()
+        gevent.signal_handler(signal.SIGTERM, stopping.set)
+        gevent.signal_handler(signal.SIGINT, stopping.set)
         for s in STREAMS:
             control[f"viewers_{s}"] = 0
         hub.start()
+        server.start()
         log.info("serving on %s", _addr(sock))
-        server.serve_forever()
+        stopping.wait()
+        server.close()
+        hub.stop()
+        server.stop(timeout=1.0)
 
     run_child("web", cfg.log_level, handles.parent_pid, body)
 

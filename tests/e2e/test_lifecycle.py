@@ -47,6 +47,25 @@ def test_signal_exits_clean_within_3s(sig: int) -> None:
         srv.kill()
 
 
+def test_a_stop_while_the_web_server_starts_exits_clean() -> None:
+    """SIGTERM just as the web process opens its server (it yields there, looking up its
+    own name): the run still ends with exit 0 and no traceback. Ten tries, spread over
+    the first milliseconds, since the moment cannot be hit exactly from outside."""
+    for attempt in range(10):
+        srv = Server(*SMALL)
+        try:
+            deadline = time.monotonic() + 30
+            while "open files:" not in srv.log():  # the web's last line before its server
+                assert time.monotonic() < deadline and srv.proc.poll() is None, srv.log()
+                time.sleep(0.001)
+            time.sleep(0.002 * (attempt % 5))
+            code = srv.stop(signal.SIGTERM, timeout=10)
+            log = srv.log()
+            assert code == 0 and "Traceback" not in log, (attempt, log)
+        finally:
+            srv.kill()
+
+
 @pytest.mark.parametrize("role", ["encoder", "capture"])
 def test_killed_child_is_restarted_and_the_same_connection_resumes(role: str) -> None:
     with running(*SMALL) as srv:
