@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import sys
 
+from media.urls import parse_destination, redact
 from pipeline.child import CannotStart, setup_logging
 from pipeline.config import (
     Config,
@@ -22,7 +23,6 @@ from pipeline.config import (
     bitrate,
     ranged,
 )
-from push.urls import parse_destination, redact
 from robotics.options import add_robotics_args, robotics_options
 from wiring.options import (
     add_common_args,
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     def sinks(cfg: Config, handles: object, backend: str) -> list[ChildSpec]:
         specs = [ChildSpec("push", push_main, (cfg, handles, opts), heartbeat="hb_push")]
         if opts.fmt == "h264":
+            from encoder.h264_stage import h264_main  # noqa: PLC0415
             from push.h264 import h264_cap  # noqa: PLC0415
-            from webrtc.h264_stage import h264_main  # noqa: PLC0415
             from webrtc.options import WebRTCOptions  # noqa: PLC0415
 
             # The stage without Janus (no RTP port): it fills the H.264 ring for the push.

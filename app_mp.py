@@ -92,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     except ValueError as exc:
         p.error(str(exc))
     if cfg.record:
-        from encoder.recorder import JpegRecorder  # noqa: PLC0415
+        from media.recorder import JpegRecorder  # noqa: PLC0415
 
         try:
             JpegRecorder.check_path(cfg.record)

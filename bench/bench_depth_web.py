@@ -29,7 +29,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from encoder.hue import decode_hue_depth  # noqa: E402
+from media.hue import decode_hue_depth  # noqa: E402
 from tests.browser import Browser  # noqa: E402
 from tests.camera.rs_recording import make_recording  # noqa: E402
 from tests.helpers import MjpegReader, running  # noqa: E402

@@ -34,10 +34,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from camera.synthetic import SyntheticSource  # noqa: E402
-from encoder.codec import JpegCodec, pick_backend  # noqa: E402
-from encoder.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
-from encoder.filters import FilterChain  # noqa: E402
 from encoder.process import FrameEncoder  # noqa: E402
+from media.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
+from media.filters import FilterChain  # noqa: E402
+from media.jpeg import JpegCodec, pick_backend  # noqa: E402
 from pipeline.config import Config, OneLineParser  # noqa: E402
 from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta  # noqa: E402
 from wiring.options import (  # noqa: E402

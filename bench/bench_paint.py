@@ -4,7 +4,7 @@ Chromium's multipart parser ignores Content-Length and shows a part only when th
 boundary arrives (crbug.com/527446), so a server that sends each part's closing boundary
 with the next frame makes every frame wait one frame interval before it is painted.
 This starts the server (synthetic source, which draws its capture time into each frame
-as a machine-readable stamp, camera/stamp.py), opens its page in headless Chromium and,
+as a machine-readable stamp, media/stamp.py), opens its page in headless Chromium and,
 on every animation frame, reads the stamp of the color <img> (web/static/stamp.js):
 the first animation frame that shows a new stamp gives that frame's capture-to-paint
 time. Medians over several runs, as Markdown.

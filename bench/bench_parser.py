@@ -19,7 +19,7 @@ from turbojpeg import TJPF_RGB, TJSAMP_420, TurboJPEG
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from encoder.jpeg_stream import JpegStreamParser  # noqa: E402
+from media.jpeg_stream import JpegStreamParser  # noqa: E402
 
 logger = logging.getLogger("bench_parser")
 

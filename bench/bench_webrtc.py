@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from camera.synthetic import SyntheticSource  # noqa: E402
-from encoder.codec import JpegCodec, pick_backend  # noqa: E402
-from encoder.h264 import H264Encoder  # noqa: E402
+from media.h264 import H264Encoder  # noqa: E402
+from media.jpeg import JpegCodec, pick_backend  # noqa: E402
 
 CLK = os.sysconf("SC_CLK_TCK")
 W, H, FPS = 1280, 720, 30

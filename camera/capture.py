@@ -16,7 +16,7 @@ import numpy as np
 
 from camera.base import Frame, FrameSource, SourceConfigError, SourceError, SourceWaiting
 from camera.factory import make_source
-from camera.nosignal import render_no_signal
+from media.nosignal import render_no_signal
 from pipeline.child import (
     EXIT_CONFIG,
     CannotStart,

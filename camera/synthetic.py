@@ -4,7 +4,7 @@ It looks like a depth camera's output: a textured room (floor and back wall in t
 perspective for the scene's intrinsics), objects moving at different depths that occlude
 each other in both images, stereo "shadows" and speckles of invalid (0) depth, the frame
 number and clock drawn in, and the capture time as a machine-readable stamp
-(`camera.stamp`). Everything static is rendered once; a frame costs two buffer copies and
+(`media.stamp`). Everything static is rendered once; a frame costs two buffer copies and
 a few OpenCV draw calls.
 """
 
@@ -18,12 +18,12 @@ import cv2
 import numpy as np
 
 from camera.base import Frame, FrameSource
-from camera.geometry import (
+from media.geometry import (
     SYNTHETIC_CAMERA_HEIGHT_M,
     SYNTHETIC_WALL_M,
     synthetic_intrinsics,
 )
-from camera.stamp import draw_stamp
+from media.stamp import draw_stamp
 
 DEPTH_SCALE = 0.001  # millimetres, like the D455
 
@@ -45,7 +45,7 @@ class SyntheticSource(FrameSource):
     def open(self) -> None:
         """Render the static background once: a floor plane and a back wall, in perspective.
 
-        Depth follows the scene's own intrinsics (`camera.geometry`), so the point cloud a
+        Depth follows the scene's own intrinsics (`media.geometry`), so the point cloud a
         client rebuilds from it is a real floor meeting a real wall.
         """
         w, h = self.width, self.height

@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from camera.base import Frame, FrameSource, SourceConfigError, SourceWaiting
-from encoder.codec import JpegCodec, pick_backend
-from encoder.jpeg_stream import JpegStreamParser
+from media.jpeg import JpegCodec, pick_backend
+from media.jpeg_stream import JpegStreamParser
 
 log = logging.getLogger("capture.tcp")
 

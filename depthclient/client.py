@@ -11,9 +11,9 @@ import cv2
 import numpy as np
 import requests
 
-from camera.geometry import deproject, scaled_intrinsics
 from depthclient.stream import MultipartReader
-from encoder.hue import decode_hue_depth
+from media.geometry import deproject, scaled_intrinsics
+from media.hue import decode_hue_depth
 
 log = logging.getLogger("depthclient")
 
@@ -101,7 +101,7 @@ class DepthClient:
 
     def decode_metric(self, headers: dict[str, str], jpeg: bytes) -> np.ndarray:
         """Metres (float32, 0 = none) of one metric-stream part, from its X-Depth-* headers."""
-        from encoder.hue import HUE_MODES  # noqa: PLC0415
+        from media.hue import HUE_MODES  # noqa: PLC0415
 
         mode = headers.get("x-depth-mode", self.camera()["metric"]["mode"])
         if mode not in HUE_MODES:

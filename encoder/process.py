@@ -15,11 +15,11 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import numpy as np
 
-from camera.nosignal import render_no_depth
-from encoder.codec import JpegCodec
-from encoder.depth import render_depth_bgrx
-from encoder.filters import FilterChain
 from encoder.shaping import AS_CONFIGURED, Shape, apply_shape, requested
+from media.depth import render_depth_bgrx
+from media.filters import FilterChain
+from media.jpeg import JpegCodec
+from media.nosignal import render_no_depth
 from pipeline.child import (
     Handles,
     drain,

@@ -26,12 +26,12 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection as MpConnection
 from urllib.parse import urlsplit
 
+from media.ts import TsMuxer
+from media.urls import parse_destination, redact
 from pipeline.child import CannotStart, drain
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing
 from push.adapt import TICK_S, Adapter
-from push.ts import TsMuxer
-from push.urls import parse_destination, redact
 from push.video import (
     CONNECT_TIMEOUT_S,
     STALL_TIMEOUT_S,

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from media.urls import parse_destination, redact
 from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control
@@ -35,7 +36,6 @@ from push.adapt import (
     delivery_rate,
     jpeg_quality,
 )
-from push.urls import parse_destination, redact
 
 log = logging.getLogger("push")
 

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from camera.geometry import FRAME_ID, camera_model
+from media.geometry import FRAME_ID, camera_model
 from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control

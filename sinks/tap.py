@@ -42,7 +42,7 @@ def tap_main(cfg: Config, handles: Handles) -> None:
         ring = FrameRing.attach(handles.jpeg["color"])
         recorder = None
         if cfg.record:
-            from encoder.recorder import JpegRecorder  # noqa: PLC0415
+            from media.recorder import JpegRecorder  # noqa: PLC0415
 
             path = unused_path(cfg.record) if control["restarts_tap"] else cfg.record
             recorder = JpegRecorder(path, fps_hint=max(cfg.fps, 30.0))
@@ -76,7 +76,7 @@ def tap_main(cfg: Config, handles: Handles) -> None:
                 log.info("recording finalized: %d frames (%d dropped)",
                          recorder.frames_written, recorder.frames_dropped)
             if cfg.snapshot_on_exit and last_jpeg is not None:
-                from encoder.recorder import save_snapshot  # noqa: PLC0415
+                from media.recorder import save_snapshot  # noqa: PLC0415
 
                 save_snapshot(cfg.snapshot_on_exit, last_jpeg)
                 log.info("last frame saved to %s", cfg.snapshot_on_exit)

@@ -203,7 +203,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/filters")
     def get_filters() -> Response:
         _check_query({"token"})
-        from encoder.filters import filter_catalog  # noqa: PLC0415
+        from media.filters import filter_catalog  # noqa: PLC0415
 
         active = control.settings().get("filters", list(cfg.filters))
         return jsonify(active=active, available=filter_catalog())
@@ -211,7 +211,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.post("/filters")
     def set_filters() -> Response:
         _check_query({"token"})
-        from encoder.filters import parse_filter_list  # noqa: PLC0415
+        from media.filters import parse_filter_list  # noqa: PLC0415
 
         body = request.get_json(silent=True)
         wanted = body.get("filters") if isinstance(body, dict) else None

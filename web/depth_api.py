@@ -16,8 +16,8 @@ import gevent
 import numpy as np
 from flask import Blueprint, Response, abort, jsonify, request
 
-from camera.geometry import camera_model
-from encoder.hue import HUE_MODES
+from media.geometry import camera_model
+from media.hue import HUE_MODES
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing, SlotMeta, TornRead

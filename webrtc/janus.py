@@ -26,7 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from encoder.h264 import profile_level_id
+from media.h264 import profile_level_id
 from pipeline.child import Handles, install_stop_handlers, run_child
 from pipeline.config import Config
 from pipeline.control import Control

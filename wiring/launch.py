@@ -12,8 +12,8 @@ from typing import Any
 
 from camera.capture import capture_main
 from camera.factory import raw_capacity
-from encoder.codec import pick_backend
 from encoder.process import encoder_main
+from media.jpeg import pick_backend
 from pipeline.child import CannotStart
 from pipeline.config import Config
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
@@ -72,7 +72,7 @@ def run_pipeline(cfg: Config,
                                           heartbeat="hb_display", grace=0.0,
                                           heartbeat_timeout=HUNG_AFTER_S))
             if cfg.webrtc is not None:
-                from webrtc.h264_stage import h264_main  # noqa: PLC0415
+                from encoder.h264_stage import h264_main  # noqa: PLC0415
                 from webrtc.janus import janus_main  # noqa: PLC0415
 
                 children += [
@@ -84,7 +84,7 @@ def run_pipeline(cfg: Config,
         if stage is not None and cfg.webrtc is None and not sink_reads_h264:
             # No WebRTC: the stage runs for /camera/h264 alone, idle until a sink subscribes.
             # (A push of H.264 brings its own stage, which the robotics sinks share.)
-            from webrtc.h264_stage import h264_main  # noqa: PLC0415
+            from encoder.h264_stage import h264_main  # noqa: PLC0415
 
             children.append(ChildSpec("h264", h264_main, (cfg, h, stage), heartbeat="hb_h264"))
         if robotics is not None and robotics.enabled:

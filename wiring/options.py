@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from encoder.depth import DEPTH_MODES
+from media.depth import DEPTH_MODES
 from pipeline.config import (
     Config,
     MetricOptions,
@@ -27,7 +27,7 @@ from pipeline.config import (
 D455_SIZES = ((1280, 720), (848, 480), (640, 480))
 LOG_LEVELS = ("debug", "info", "warning", "error")
 METRIC_MODES = ("hue-log", "hue", "hue-inverse")
-"""Depth codings of the metric stream, each decodable back to metres (encoder/hue.py)."""
+"""Depth codings of the metric stream, each decodable back to metres (media/hue.py)."""
 
 def _name_list(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
@@ -107,7 +107,7 @@ def finish(p: argparse.ArgumentParser, ns: argparse.Namespace, cfg: Config) -> C
     if cfg.width > 7680 or cfg.height > 4320:
         p.error(f"--width/--height {cfg.width}x{cfg.height} is larger than 7680x4320")
     if cfg.filters:
-        from encoder.filters import parse_filter_list  # noqa: PLC0415
+        from media.filters import parse_filter_list  # noqa: PLC0415
 
         try:
             cfg.filters = tuple(parse_filter_list(",".join(cfg.filters)))

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from encoder.hue import HUE_MODES, decode_hue_depth
+from media.hue import HUE_MODES, decode_hue_depth
 from tests.browser import Browser
 from tests.camera.rs_recording import FOCAL, make_recording
 from tests.conftest import require

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from encoder import codec
+from media import jpeg as codec
 from tests.conftest import require
 from tests.helpers import PYTHON, ROOT, free_port, running
 

@@ -3,7 +3,7 @@
 Chromium shows a multipart part only once it has parsed the next part's headers
 (crbug.com/527446). At 5 fps that is 200 ms of extra latency unless the server sends
 the next headers right after each JPEG, which it does for Chromium (advance headers).
-The capture time drawn into each synthetic frame (camera/stamp.py) is read back from
+The capture time drawn into each synthetic frame (media/stamp.py) is read back from
 the painted <img> on every animation frame.
 """
 

@@ -43,7 +43,7 @@ def test_recording_serves_color_and_depth_with_its_resolution_and_scale(recordin
 
 def test_known_depth_decodes_to_metres_on_the_aligned_hue_stream(recording) -> None:  # noqa: ANN001
     """The plane at a known distance reads back in metres from the depth stream's JPEG."""
-    from encoder.hue import decode_hue_depth  # noqa: PLC0415
+    from media.hue import decode_hue_depth  # noqa: PLC0415
 
     with running("--source", recording["path"], "--width", "640", "--height", "480",
                  "--depth-mode", "hue", "--depth-min", "0.3", "--depth-max", "3") as srv:

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from camera.synthetic import SyntheticSource
-from encoder.codec import JpegCodec
-from encoder.depth import DEPTH_MODES, render_depth, render_depth_bgrx
-from encoder.filters import FilterChain
-from encoder.hue import HUE_MODES, encode_hue_depth
 from encoder.process import FrameEncoder
+from media.depth import DEPTH_MODES, render_depth, render_depth_bgrx
+from media.filters import FilterChain
+from media.hue import HUE_MODES, encode_hue_depth
+from media.jpeg import JpegCodec
 from pipeline.config import Config
 from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta
 

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from encoder.codec import JpegCodec
 from encoder.shaping import requested_shape
+from media.jpeg import JpegCodec
 from pipeline.control import Control
 from push.adapt import Adapter, Level, TokenBucket, jpeg_quality, ladder
 
@@ -126,8 +126,8 @@ def test_a_request_is_ignored_while_another_sink_reads_the_stream() -> None:
 
 
 def test_hue_depth_is_shrunk_without_blending_depths() -> None:
-    from encoder.depth import render_depth
     from encoder.shaping import Shape, apply_shape
+    from media.depth import render_depth
 
     depth = np.zeros((720, 1280), np.uint16)
     depth[:, 640:] = 5000

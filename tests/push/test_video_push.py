@@ -183,7 +183,7 @@ def test_client_reconnects_after_each_listener_restart(cert: dict[str, Path],
 
 
 def test_raw_tcp_push_splits_into_the_expected_jpegs(tmp_path: Path) -> None:
-    from encoder.codec import JpegCodec  # noqa: PLC0415
+    from media.jpeg import JpegCodec  # noqa: PLC0415
 
     srv = socket.create_server(("127.0.0.1", 0))
     port = srv.getsockname()[1]

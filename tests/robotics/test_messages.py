@@ -7,7 +7,7 @@ from mcap.records import Schema
 from mcap_protobuf.decoder import DecoderFactory
 from mcap_ros2.decoder import DecoderFactory as Ros2DecoderFactory
 
-from camera.geometry import camera_model
+from media.geometry import camera_model
 from robotics import messages as m
 from robotics import ros2
 

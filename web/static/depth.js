@@ -12,7 +12,7 @@ import {LatestFrame} from "./mjpeg.js";
 const url = api.url;
 const $ = (id) => document.getElementById(id);
 
-// The hue ramp of encoder/hue.py (docs/DEPTH_HUE.md): 1530 steps, 24 guard steps each side
+// The hue ramp of media/hue.py (docs/DEPTH_HUE.md): 1530 steps, 24 guard steps each side
 // of the wrap point, dark (< 96) or grey (saturation < 0.5) pixels are invalid.
 export const HUE = {steps: 1530, guard: 24, levels: 1482, minValue: 96, minSaturation: 0.5};
 export const MAPPINGS = {uniform: 0, inverse: 1, log: 2};

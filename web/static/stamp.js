@@ -1,4 +1,4 @@
-// Reads the capture-time stamp the synthetic scene draws into its frames (camera/stamp.py):
+// Reads the capture-time stamp the synthetic scene draws into its frames (media/stamp.py):
 // a row of 8x8 black/white cells in the bottom-left corner, 2 guard cells (white, black),
 // 40 bits of epoch milliseconds modulo 2^40, 6 bits counting the set data bits.
 const CELL = 8, DATA_BITS = 40, CHECK_BITS = 6, CELLS = 2 + DATA_BITS + CHECK_BITS;

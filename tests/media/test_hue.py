@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from turbojpeg import TJSAMP_444, TurboJPEG
 
-from encoder import hue
-from encoder.codec import JpegCodec
-from encoder.depth import DEPTH_MODES, render_depth, render_depth_bgrx
-from encoder.hue import (
+from media import hue
+from media.depth import DEPTH_MODES, render_depth, render_depth_bgrx
+from media.hue import (
     DEPTH_LEVELS,
     HUE_GUARD,
     HUE_MAPPINGS,
@@ -28,6 +27,7 @@ from encoder.hue import (
     hue_index,
     hue_index_lut,
 )
+from media.jpeg import JpegCodec
 from pipeline.config import Config, OneLineParser
 from wiring.options import (
     add_common_args,

@@ -19,8 +19,8 @@ import pytest
 from PIL import Image
 from turbojpeg import TurboJPEG
 
-from encoder import recorder as recorder_mod
-from encoder.recorder import JpegRecorder, jpeg_size, save_snapshot
+from media import recorder as recorder_mod
+from media.recorder import JpegRecorder, jpeg_size, save_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 12.0
@@ -125,8 +125,8 @@ def test_explicit_timestamps_survive_gaps(tmp_path: Path, ext: str) -> None:
 
 CHILD = """
 import json, sys, time
-from encoder.recorder import JpegRecorder
-from tests.encoder.test_recorder import frame
+from media.recorder import JpegRecorder
+from tests.media.test_recorder import frame
 path, mode = sys.argv[1], sys.argv[2]
 rec = JpegRecorder(path, fps_hint=12)
 print("ffmpeg", rec._proc.pid, flush=True)

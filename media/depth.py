@@ -45,7 +45,7 @@ def _bgr_lut(mode: str, dmin: float, dmax: float, scale: float) -> np.ndarray:
     if mode == "colormap":
         levels = _level_lut(dmin, dmax, scale, 1)
         return np.ascontiguousarray(_colormap_table()[levels, 0, :])
-    from encoder.hue import HUE_MODES, encode_hue_depth  # noqa: PLC0415
+    from media.hue import HUE_MODES, encode_hue_depth  # noqa: PLC0415
 
     raw = np.arange(65536, dtype=np.uint16).reshape(256, 256)
     table = encode_hue_depth(raw, dmin, dmax, depth_scale=scale, mapping=HUE_MODES[mode])

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from encoder.filters import (
+from media.filters import (
     DRAW_COLOR_CONTOURS,
     DRAW_COLOR_CORNERS,
     DRAW_COLOR_LINES,

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from PIL import Image
 from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_GRAY, TurboJPEG
 
-from encoder import jpeg_stream
-from encoder.jpeg_stream import DEFAULT_MAX_FRAME_BYTES, JpegStreamParser
-from tests.encoder.jpeg_corpus import (
+from media import jpeg_stream
+from media.jpeg_stream import DEFAULT_MAX_FRAME_BYTES, JpegStreamParser
+from tests.media.jpeg_corpus import (
     EOI,
     SOI,
     SOS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from encoder.h264 import H264Encoder
+from media.h264 import H264Encoder
 
 W, H, FPS = 320, 240, 30
 

@@ -20,7 +20,8 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from encoder.h264 import H264Encoder
+from media.h264 import H264Encoder
+from media.rtp import RtpSender
 from pipeline.child import (
     Handles,
     drain,
@@ -33,7 +34,6 @@ from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing, TornRead
 from webrtc.options import WebRTCOptions
-from webrtc.rtp import RtpSender
 
 log = logging.getLogger("h264")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from encoder.h264 import H264Encoder
-from push.ts import AUD, PMT_PID, VIDEO_PID, TsMuxer, crc32_mpeg, pts_of
+from media.h264 import H264Encoder
+from media.ts import AUD, PMT_PID, VIDEO_PID, TsMuxer, crc32_mpeg, pts_of
 from tests.conftest import require
 
 

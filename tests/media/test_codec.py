@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from camera.synthetic import SyntheticSource
-from encoder.codec import JpegCodec, pick_backend
-from encoder.depth import render_depth
+from media.depth import render_depth
+from media.jpeg import JpegCodec, pick_backend
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

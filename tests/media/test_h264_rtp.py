@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from camera.synthetic import SyntheticSource
-from encoder.h264 import NAL_IDR, NAL_PPS, NAL_SPS, H264Encoder, nal_type, split_nals
+from media.h264 import NAL_IDR, NAL_PPS, NAL_SPS, H264Encoder, nal_type, split_nals
+from media.rtp import MAX_PAYLOAD, RtpSender, packetize, parse_feedback
 from tests.conftest import require
-from webrtc.rtp import MAX_PAYLOAD, RtpSender, packetize, parse_feedback
 
 
 def _frames(n: int, w: int = 320, h: int = 240) -> list[np.ndarray]:

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 
-from camera.geometry import camera_model, deproject, scaled_intrinsics, synthetic_intrinsics
-from camera.stamp import CELL, MODULO, draw_stamp, read_stamp
 from camera.synthetic import SyntheticSource
+from media.geometry import camera_model, deproject, scaled_intrinsics, synthetic_intrinsics
+from media.stamp import CELL, MODULO, draw_stamp, read_stamp
 
 T = 1_780_000_000.123
 

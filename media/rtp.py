@@ -15,7 +15,7 @@ import socket
 import struct
 import time
 
-from encoder.h264 import NAL_AUD, split_nals
+from media.h264 import NAL_AUD, split_nals
 
 log = logging.getLogger("rtp")
 

@@ -1,0 +1,1 @@
+"""The library floor: codecs, parsers, depth coding, geometry; imports no stage above it."""
