@@ -15,22 +15,16 @@ import logging
 import multiprocessing
 import sys
 
+from encoder.options import MIN_H264, H264Options, add_h264_args, h264_options
 from media.urls import parse_destination, redact
+from pipeline.args import OneLineParser, bitrate, ranged
 from pipeline.child import CannotStart, setup_logging
-from pipeline.config import (
-    Config,
-    OneLineParser,
-    bitrate,
-    ranged,
-)
+from push.gps import parse_gps_spec
+from push.h264 import h264_cap
+from push.video import GpsOptions, PushOptions
 from robotics.options import add_robotics_args, robotics_options
-from wiring.options import (
-    add_common_args,
-    add_encoder_args,
-    add_source_args,
-    config_from,
-    finish,
-)
+from wiring.options import add_common_args, add_encoder_args, add_source_args, pipeline_config
+from wiring.plan import Plan
 
 log = logging.getLogger("app_https_client")
 
@@ -39,7 +33,6 @@ DEFAULT_GPS = "gpsd://127.0.0.1:2947"
 
 _seconds = ranged(float, 0.05, 3600, "a number of seconds")
 MIN_BITRATE, MAX_BITRATE = 64_000, 10 * 10**9
-MIN_H264, MAX_H264 = 100_000, 50_000_000
 # The push's VBV buffer: a keyframe at most ~0.2 s of the top bit rate, so one IDR queues
 # a few frames on a link at its limit instead of a ring's worth (docs/BENCHMARKS.md).
 VBV_S = 0.2
@@ -47,12 +40,11 @@ SCHEMES = ("https", "http", "tcp", "rtmp", "rtmps", "rtsp")
 MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
 
 
-_h264_bitrate = bitrate(MIN_H264, MAX_H264)
 _bitrate = bitrate(MIN_BITRATE, MAX_BITRATE)
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    """Command line -> Config with the push options in cfg.extra."""
+def parse_args(argv: list[str] | None = None) -> Plan:
+    """Command line -> Plan: the pipeline, the push, and GPS and robotics if asked for."""
     p = OneLineParser(
         prog="app_https_client.py",
         description="Push the camera stream to one listener (e.g. ffmpeg -listen 1) over "
@@ -91,13 +83,6 @@ def parse_args(argv: list[str] | None = None) -> Config:
                    "nmea:/dev/ttyUSB0[:BAUD], fixed:LAT,LON[,ALT], or none")
     g.add_argument("--gps-interval", type=_seconds, default=1.0, metavar="SECONDS",
                    help="seconds between GPS posts (default 1)")
-    h = p.add_argument_group("H.264 push (--format h264, rtmp://, rtsp://)")
-    h.add_argument("--h264-bitrate", type=_h264_bitrate, default=4_000_000, metavar="RATE",
-                   help="bit rate when the link allows (default 4M; adapting goes lower, "
-                   f"--max-bitrate caps it; {MIN_H264 // 1000}k to {MAX_H264 // 10**6}M)")
-    h.add_argument("--h264-gop", type=ranged(int, 1, 600, "a number of frames"), default=60,
-                   metavar="FRAMES", help="frames between keyframes (default 60); every "
-                   "(re)connect gets one at once")
     a = p.add_argument_group("adaptive push")
     a.add_argument("--max-bitrate", type=_bitrate, default=None, metavar="RATE",
                    help="cap the video push at RATE bits/s (e.g. 4M, 800k, 2500000; "
@@ -115,6 +100,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     add_source_args(p)
     add_encoder_args(p)
     add_robotics_args(p, gps=False)
+    add_h264_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
     if ns.min_quality > ns.quality:
@@ -144,66 +130,54 @@ def parse_args(argv: list[str] | None = None) -> Config:
     given_gps = ns.gps is not None  # asked for on the command line, not the default
     ns.gps = ns.gps or DEFAULT_GPS
     if ns.gps_url and ns.gps != "none":
-        from push.gps import parse_gps_spec  # noqa: PLC0415
-
         try:
             parse_gps_spec(ns.gps)
         except ValueError as exc:
             p.error(f"--gps: {exc}")
-    cfg = finish(p, ns, config_from(ns))
+    cfg = pipeline_config(p, ns)
     # /gps on Foxglove and in MCAP when a GPS is read anyway (-g) or --gps is given.
     push_reads_gps = bool(ns.gps_url) and ns.gps != "none"
     gps = ns.gps if ns.gps_url or given_gps else None
-    cfg.robotics = robotics_options(ns, p, gps=gps, other_gps_readers=int(push_reads_gps))
-    return cfg
+    robotics = robotics_options(ns, p, gps=gps, other_gps_readers=int(push_reads_gps))
+    push = PushOptions(url=ns.video, stream=ns.stream, fmt=ns.fmt, retry=ns.retry,
+                       max_retries=ns.max_retries, ca_file=ns.ca_file, insecure=ns.insecure,
+                       adapt=ns.adapt, max_bitrate=ns.max_bitrate, max_quality=cfg.quality,
+                       min_quality=ns.min_quality, min_width=ns.min_width,
+                       h264=h264_options(ns))
+    gps_opts = (GpsOptions(spec=ns.gps, url=ns.gps_url, interval=ns.gps_interval,
+                           ca_file=ns.ca_file, insecure=ns.insecure)
+                if push_reads_gps else None)
+    # The H.264 stage: for the push (a small VBV so one keyframe cannot flood a thin link,
+    # its rate the push's cap), or idle for the robotics sinks' /camera/h264.
+    h264 = None
+    if push.fmt == "h264":
+        h264 = H264Options(bitrate=h264_cap(push), gop=push.h264.gop, vbv_seconds=VBV_S)
+    elif robotics.h264:
+        h264 = push.h264
+    return Plan(pipeline=cfg, push=push, gps=gps_opts, h264=h264, robotics=robotics)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options and run capture → encoder → push (+ GPS) under the supervisor."""
-    cfg = parse_args(argv)
-    setup_logging(cfg.log_level)
+    plan = parse_args(argv)
+    setup_logging(plan.pipeline.log_level)
     multiprocessing.current_process().name = "main"
-    from pipeline.supervisor import ChildSpec  # noqa: PLC0415
-    from push.video import GpsOptions, PushOptions, gps_main, push_main  # noqa: PLC0415
-    from wiring.launch import run_pipeline  # noqa: PLC0415
-
-    x = cfg.extra
-    opts = PushOptions(url=x["video"], stream=x["stream"], fmt=x["fmt"], retry=x["retry"],
-                       max_retries=x["max_retries"], ca_file=x["ca_file"],
-                       insecure=x["insecure"], adapt=x["adapt"], max_bitrate=x["max_bitrate"],
-                       max_quality=cfg.quality, min_quality=x["min_quality"],
-                       min_width=x["min_width"], h264_bitrate=x["h264_bitrate"],
-                       gop=x["h264_gop"])
+    opts = plan.push
+    assert opts is not None
     if opts.insecure and opts.url.startswith("https"):
         log.warning("--insecure: the listener's certificate is NOT verified")
     cap = f", at most {opts.max_bitrate / 1e6:g} Mbit/s" if opts.max_bitrate else ""
     if opts.fmt == "h264":
-        how = (f"adaptive bit rate up to {opts.h264_bitrate / 1e6:g} Mbit/s" if opts.adapt
-               else f"{opts.h264_bitrate / 1e6:g} Mbit/s")
+        top = opts.h264.bitrate / 1e6
+        how = f"adaptive bit rate up to {top:g} Mbit/s" if opts.adapt else f"{top:g} Mbit/s"
     else:
         how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
                f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
     log.info("pushing %s as %s to %s, %s%s", opts.stream, opts.fmt, redact(opts.url), how, cap)
-
-    def sinks(cfg: Config, handles: object, backend: str) -> list[ChildSpec]:
-        specs = [ChildSpec("push", push_main, (cfg, handles, opts), heartbeat="hb_push")]
-        if opts.fmt == "h264":
-            from encoder.h264_stage import h264_main  # noqa: PLC0415
-            from push.h264 import h264_cap  # noqa: PLC0415
-            from webrtc.options import WebRTCOptions  # noqa: PLC0415
-
-            # The stage without Janus (no RTP port): it fills the H.264 ring for the push.
-            stage = WebRTCOptions(bitrate=h264_cap(opts), gop=opts.gop, vbv_seconds=VBV_S)
-            specs.append(ChildSpec("h264", h264_main, (cfg, handles, stage),
-                                   heartbeat="hb_h264"))
-        if x["gps_url"] and x["gps"] != "none":
-            gps = GpsOptions(spec=x["gps"], url=x["gps_url"], interval=x["gps_interval"],
-                             ca_file=x["ca_file"], insecure=x["insecure"])
-            specs.append(ChildSpec("gps", gps_main, (cfg, handles, gps)))
-        return specs
+    from wiring.launch import run_pipeline  # noqa: PLC0415  (children re-import this module)
 
     try:
-        return run_pipeline(cfg, sinks, sink_reads_h264=opts.fmt == "h264")
+        return run_pipeline(plan)
     except CannotStart as exc:
         log.error("%s", exc)
         return exc.code

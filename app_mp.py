@@ -7,29 +7,31 @@ client. Run `python3 app_mp.py --help` for the options.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import multiprocessing
 import os
+import resource
 import sys
 
+from encoder.options import add_h264_args, h264_options
+from media.recorder import JpegRecorder
+from pipeline.args import OneLineParser
 from pipeline.child import CannotStart, setup_logging
-from pipeline.config import Config, OneLineParser
 from robotics.options import add_robotics_args, robotics_options
-from wiring.options import (
-    add_common_args,
-    add_encoder_args,
-    add_source_args,
-    config_from,
-    finish,
-)
+from sinks.display import display_problem
+from sinks.tap import TapOptions
+from web.limits import max_clients_allowed
+from web.options import WebOptions, add_web_args, web_options
+from webrtc.options import add_webrtc_args, webrtc_options
+from wiring.options import add_common_args, add_encoder_args, add_source_args, pipeline_config
+from wiring.plan import Plan
 
 log = logging.getLogger("app_mp")
 
 
-def parse_args(argv: list[str] | None = None) -> Config:
-    """Command line -> Config (one-line error and exit code 2 on bad values)."""
-    from pipeline.config import _fps, _host, _port, _positive_int  # noqa: PLC0415
-
+def parse_args(argv: list[str] | None = None) -> Plan:
+    """Command line -> Plan (one-line error and exit code 2 on bad values)."""
     p = OneLineParser(
         prog="app_mp.py",
         description="Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: "
@@ -38,10 +40,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     )
     add_source_args(p)
     add_encoder_args(p)
-    g = p.add_argument_group("web server")
-    g.add_argument("--host", type=_host, default="0.0.0.0",
-                   help="address to listen on (default 0.0.0.0, all IPv4 interfaces)")
-    g.add_argument("--port", type=_port, default=5000, help="TCP port (default 5000)")
+    add_web_args(p)
     o = p.add_argument_group("recording and display")
     o.add_argument("--record", metavar="PATH.mkv",
                    help="record the color JPEGs as they are (no re-encoding) into .mkv or .avi")
@@ -50,72 +49,41 @@ def parse_args(argv: list[str] | None = None) -> Config:
     o.add_argument("--display", action="store_true",
                    help="also show the stream in an OpenCV window (needs a desktop and a "
                    "GUI build of OpenCV); keys toggle filters, q quits")
-    s = p.add_argument_group("access and limits")
-    s.add_argument("--auth", metavar="USER:PASSWORD",
-                   help="require HTTP Basic auth on every route")
-    s.add_argument("--auth-file", metavar="PATH",
-                   help="Basic-auth users, one USER:HASH per line "
-                   "(make a line with: python3 -m web.auth USER)")
-    s.add_argument("--token", help="accept this token as ?token=... or 'Authorization: Bearer'")
-    s.add_argument("--cert", metavar="PEM", help="serve HTTPS with this certificate chain")
-    s.add_argument("--key", metavar="PEM", help="private key for --cert")
-    s.add_argument("--max-clients", type=_positive_int, default=None,
-                   help="stream clients at once; more get 503 with Retry-After (default 500, "
-                   "or fewer if the open-files limit allows fewer)")
-    s.add_argument("--allow-origin", metavar="ORIGIN",
-                   help="CORS: send Access-Control-Allow-Origin: ORIGIN (off by default)")
-    s.add_argument("--fps-limit", type=_fps, default=None,
-                   help="highest rate sent to any client (clients may ask lower with ?fps=)")
     add_robotics_args(p)
-    from webrtc.options import add_webrtc_args, webrtc_options  # noqa: PLC0415
-
     add_webrtc_args(p)
-    from web.limits import add_limit_args  # noqa: PLC0415
-
-    add_limit_args(p)
+    add_h264_args(p)
     add_common_args(p)
     ns = p.parse_args(argv)
-    cfg = finish(p, ns, config_from(ns))
-    cfg.robotics = robotics_options(ns, p, gps=ns.gps, web=(cfg.host, cfg.port))
-    if cfg.extra["max_clients"] is not None:
-        _check_max_clients(p, cfg.extra["max_clients"])
-    # Imported here, not at the top: every spawned child re-imports this module, and
-    # only the web child needs Flask.
-    from web.app import web_options  # noqa: PLC0415
-
+    cfg = pipeline_config(p, ns)
+    robotics = robotics_options(ns, p, gps=ns.gps, web=(ns.host, ns.port))
     try:
-        cfg.webrtc = webrtc_options(ns)
+        web = web_options(ns)
+        webrtc = webrtc_options(ns)
     except ValueError as exc:
         p.error(str(exc))
-    try:
-        web_options(cfg)
-    except ValueError as exc:
-        p.error(str(exc))
-    if cfg.record:
-        from media.recorder import JpegRecorder  # noqa: PLC0415
-
+    if web.max_clients_given:
+        _check_max_clients(p, web.max_clients)
+    if ns.record:
         try:
-            JpegRecorder.check_path(cfg.record)
+            JpegRecorder.check_path(ns.record)
         except (ValueError, RuntimeError) as exc:
             p.error(f"--record: {exc}")
-    if cfg.snapshot_on_exit and not os.access(
-            os.path.dirname(os.path.abspath(cfg.snapshot_on_exit)), os.W_OK):
-        p.error(f"--snapshot-on-exit {cfg.snapshot_on_exit}: directory not writable")
-    if cfg.display:
-        from sinks.display import display_problem  # noqa: PLC0415
-
+    if ns.snapshot_on_exit and not os.access(
+            os.path.dirname(os.path.abspath(ns.snapshot_on_exit)), os.W_OK):
+        p.error(f"--snapshot-on-exit {ns.snapshot_on_exit}: directory not writable")
+    if ns.display:
         problem = display_problem()
         if problem:
             p.error(problem)
-    return cfg
+    # The H.264 stage runs for WebRTC, or idle for /camera/h264 until a sink subscribes.
+    h264 = h264_options(ns) if webrtc is not None or robotics.h264 else None
+    return Plan(pipeline=cfg, web=web,
+                tap=TapOptions(record=ns.record, snapshot_on_exit=ns.snapshot_on_exit),
+                display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics)
 
 
 def _check_max_clients(p: OneLineParser, wanted: int) -> None:
     """--max-clients must fit in the open-files limit the web process can raise itself to."""
-    import resource  # noqa: PLC0415
-
-    from web.limits import max_clients_allowed  # noqa: PLC0415
-
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and wanted > max_clients_allowed(hard):
         p.error(f"--max-clients {wanted}: the open-files limit ({hard}) allows at most "
@@ -124,27 +92,23 @@ def _check_max_clients(p: OneLineParser, wanted: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse options, build the pipeline, supervise it until Ctrl-C or SIGTERM."""
-    cfg = parse_args(argv)
-    setup_logging(cfg.log_level)
+    plan = parse_args(argv)
+    setup_logging(plan.pipeline.log_level)
     multiprocessing.current_process().name = "main"
-    from web.app import web_options  # noqa: PLC0415
-    from wiring.launch import run_pipeline  # noqa: PLC0415
-
-    opts = web_options(cfg)
-    if not opts.auth.enabled and not _loopback(cfg.host):
+    web = plan.web or WebOptions()
+    if not web.auth.enabled and not _loopback(web.host):
         log.warning("no --auth/--token and listening on %s: anyone who can reach this "
-                    "port can watch", cfg.host)
+                    "port can watch", web.host)
+    from wiring.launch import run_pipeline  # noqa: PLC0415  (children re-import this module)
 
     try:
-        return run_pipeline(cfg)
+        return run_pipeline(plan)
     except CannotStart as exc:
         log.error("%s", exc)
         return exc.code
 
 
 def _loopback(host: str) -> bool:
-    import ipaddress  # noqa: PLC0415
-
     if host == "localhost":
         return True
     try:

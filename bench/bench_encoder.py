@@ -9,7 +9,7 @@ by `tjCompress2` called directly, with one reused handle and output buffer per t
 once one after the other and once on two threads at the same time. Besides wall time it
 records the process's CPU time (all threads), which other load on the machine barely
 moves: ratio_cpu is the work the encoder adds over libjpeg-turbo alone. Settings come
-from the real option parser (`finish()`).
+from the real option parser (`pipeline_config()`).
 Run: .venv/bin/python bench/bench_encoder.py [--runs N] [--frames N] [--modes LIST]
 """
 
@@ -38,14 +38,14 @@ from encoder.process import FrameEncoder  # noqa: E402
 from media.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
 from media.filters import FilterChain  # noqa: E402
 from media.jpeg import JpegCodec, pick_backend  # noqa: E402
-from pipeline.config import Config, OneLineParser  # noqa: E402
+from pipeline.args import OneLineParser
+from pipeline.config import Config  # noqa: E402
 from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta  # noqa: E402
 from wiring.options import (  # noqa: E402
     add_common_args,
     add_encoder_args,
     add_source_args,
-    config_from,
-    finish,
+    pipeline_config,
 )
 
 logger = logging.getLogger("bench_encoder")
@@ -97,7 +97,7 @@ def make_config(mode: str, quality: int, backend: str) -> Config:
     add_common_args(p)
     ns = p.parse_args(["--source", "synthetic", "--depth-mode", mode, "--quality", str(quality),
                        "--encoder", backend, "--log-level", "warning"])
-    return finish(p, ns, config_from(ns))
+    return pipeline_config(p, ns)
 
 
 def make_frames(width: int, height: int, count: int) -> list[tuple[SlotMeta, memoryview]]:
@@ -202,7 +202,7 @@ def main() -> None:
     p.add_argument("--height", type=int, default=720)
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logger.setLevel(logging.INFO)  # finish() sets the root level from --log-level
+    logger.setLevel(logging.INFO)  # pipeline_config() sets the root level from --log-level
     frames = make_frames(args.width, args.height, 10)
     raw = RawTurbo()
     cols = ("render_old", "render", "render_cpu", "enc_depth", "enc_color", "ours",

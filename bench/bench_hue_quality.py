@@ -23,16 +23,15 @@ from turbojpeg import TJPF_BGRX, TJSAMP_420, TJSAMP_422, TJSAMP_444, TurboJPEG
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from camera.synthetic import SyntheticSource  # noqa: E402
+from media.depth import render_depth_bgrx  # noqa: E402
+from media.hue import HUE_MODES, decode_hue_depth  # noqa: E402
 from tests.media.test_hue import (  # noqa: E402
     DMAX,
     DMIN,
     synthetic_depth_scene,
     within_1pct_by_range,
 )
-
-from camera.synthetic import SyntheticSource  # noqa: E402
-from media.depth import render_depth_bgrx  # noqa: E402
-from media.hue import HUE_MODES, decode_hue_depth  # noqa: E402
 
 logger = logging.getLogger("bench_hue_quality")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import cv2
 import numpy as np
@@ -17,15 +18,7 @@ import numpy as np
 from camera.base import Frame, FrameSource, SourceConfigError, SourceError, SourceWaiting
 from camera.factory import make_source
 from media.nosignal import render_no_signal
-from pipeline.child import (
-    EXIT_CONFIG,
-    CannotStart,
-    Handles,
-    install_stop_handlers,
-    run_child,
-    set_nonblocking_writer,
-    wake,
-)
+from pipeline.child import EXIT_CONFIG, CannotStart, Child, set_nonblocking_writer, wake
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing
@@ -90,9 +83,11 @@ class CaptureLoop:
     """Drives one FrameSource: open, read, pace, recover."""
 
     def __init__(self, cfg: Config, source: FrameSource, writer: RawWriter,
-                 control: Control, stop: threading.Event) -> None:
+                 control: Control, stop: threading.Event, *,
+                 beat: Callable[[], None]) -> None:
         self.cfg, self.source, self.writer, self.control, self.stop = (
             cfg, source, writer, control, stop)
+        self.beat = beat
         self.period = 1.0 / (source.pace_fps or cfg.fps)
         self.size = (cfg.width, cfg.height)
         self._last_no_signal = 0.0
@@ -102,7 +97,7 @@ class CaptureLoop:
         self.control["source_ok"] = 0
         end = time.monotonic() + duration
         while not self.stop.is_set():
-            self.control["hb_capture"] = time.time()
+            self.beat()
             img = render_no_signal(self.size[0], self.size[1], reason)
             self.writer.write(img, None, time.time(), 0.0, FLAG_NO_SIGNAL)
             left = end - time.monotonic()
@@ -141,7 +136,7 @@ class CaptureLoop:
         deadline = time.monotonic()
         info_at = time.monotonic()
         while not self.stop.is_set():
-            self.control["hb_capture"] = time.time()
+            self.beat()
             if time.monotonic() - info_at >= 1.0:
                 info_at = time.monotonic()
                 self.control.set_info(self.source.info())
@@ -204,30 +199,24 @@ class CaptureLoop:
         self.no_signal(reason, NO_SIGNAL_PERIOD)
 
 
-def capture_main(cfg: Config, handles: Handles) -> None:
-    """Entry point of the capture process (spawned by the supervisor)."""
-
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        ring = FrameRing.attach(handles.raw)
-        control = Control.attach(handles.control)
-        set_nonblocking_writer(handles.raw_wake_w)
+def capture_main(child: Child) -> None:
+    """The capture child: the source into the raw ring, NO SIGNAL while it is lost."""
+    handles = child.handles
+    ring = FrameRing.attach(handles.raw)
+    set_nonblocking_writer(handles.raw_wake_w)
+    try:
+        source = make_source(child.cfg)
+    except SourceConfigError as exc:
+        raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+    sink_wakes = tuple(w for _, w in handles.sink_wakes.values())
+    for w in sink_wakes:
+        set_nonblocking_writer(w)
+    writer = RawWriter(ring, child.control, handles.raw_wake_w, sink_wakes)
+    loop = CaptureLoop(child.cfg, source, writer, child.control, child.stop, beat=child.beat)
+    try:
+        loop.run()
+    finally:
         try:
-            source = make_source(cfg)
-        except SourceConfigError as exc:
-            raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
-        sink_wakes = tuple(w for _, w in handles.sink_wakes.values())
-        for w in sink_wakes:
-            set_nonblocking_writer(w)
-        writer = RawWriter(ring, control, handles.raw_wake_w, sink_wakes)
-        loop = CaptureLoop(cfg, source, writer, control, stop)
-        try:
-            loop.run()
-        finally:
-            try:
-                source.close()
-            except SourceError:
-                pass
-
-    run_child("capture", cfg.log_level, handles.parent_pid, body)
+            source.close()
+        except SourceError:
+            pass

@@ -3,41 +3,12 @@
 from __future__ import annotations
 
 import logging
-import socket
 
 from camera.base import FrameSource, SourceConfigError
+from pipeline.args import parse_hostport
 from pipeline.config import Config
 
 log = logging.getLogger(__name__)
-
-
-def parse_hostport(text: str) -> tuple[str, int]:
-    """'HOST:PORT' or '[v6]:PORT' -> (host, port); raises ValueError on nonsense."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("expected HOST:PORT with a port number 0-65535")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
-
-
-def check_listen_address(host: str) -> None:
-    """Resolve `host` and make sure it is an address of this machine (one we can listen
-    on); raises ValueError with a one-line reason otherwise."""
-    try:
-        infos = socket.getaddrinfo(host, 0, type=socket.SOCK_STREAM,
-                                   flags=socket.AI_PASSIVE)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise ValueError(f"cannot resolve {host!r}: {getattr(exc, 'strerror', None) or exc}"
-                         ) from None
-    reasons = []
-    for family, kind, proto, _, addr in infos:
-        try:
-            with socket.socket(family, kind, proto) as probe:
-                probe.bind(addr)  # port 0: only asks whether the address is ours
-            return
-        except OSError as exc:
-            reasons.append(f"{addr[0]}: {exc.strerror or exc}")
-    raise ValueError(f"{host!r} is not an address of this machine ({'; '.join(reasons)})")
 
 
 def realsense_present() -> bool:

@@ -14,26 +14,18 @@ from __future__ import annotations
 
 import logging
 import select
-import threading
 import time
 from multiprocessing.connection import Connection
 
 import numpy as np
 
+from encoder.options import H264Options, RtpTarget
 from media.h264 import H264Encoder
 from media.rtp import RtpSender
-from pipeline.child import (
-    Handles,
-    drain,
-    install_stop_handlers,
-    run_child,
-    set_nonblocking_writer,
-    wake,
-)
+from pipeline.child import Child, drain, set_nonblocking_writer, wake
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing, TornRead
-from webrtc.options import WebRTCOptions
 
 log = logging.getLogger("h264")
 
@@ -71,7 +63,7 @@ class H264Stats:
 class H264Stage:
     """Reads the raw ring, encodes, publishes to the H.264 ring and to RTP."""
 
-    def __init__(self, cfg: Config, opts: WebRTCOptions, raw: FrameRing, out: FrameRing,
+    def __init__(self, cfg: Config, opts: H264Options, raw: FrameRing, out: FrameRing,
                  control: Control, *, rtp: RtpSender | None,
                  notify: Connection | None = None) -> None:
         self.cfg, self.opts = cfg, opts
@@ -191,42 +183,37 @@ class H264Stage:
             self.stats.record(len(au.data), au.keyframe, t1 - t0)
 
 
-def h264_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
-    """Entry point of the H.264 child (spawned by the supervisor)."""
-
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        raw = FrameRing.attach(handles.raw)
-        out = FrameRing.attach(handles.h264)
-        rtp = RtpSender(opts.rtp_host, opts.video_port, opts.rtcp_port) if opts.video_port else None
-        if handles.h264_wake_w is not None:
-            set_nonblocking_writer(handles.h264_wake_w)
-        stage = H264Stage(cfg, opts, raw, out, control, rtp=rtp, notify=handles.h264_wake_w)
-        wake_r = handles.sink_wakes["h264"][0]
-        fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
-        # The robotics sinks read the H.264 ring: wake them as each access unit lands.
-        readers = [w for name, (_, w) in handles.sink_wakes.items() if name != "h264"]
-        for w in readers:
-            set_nonblocking_writer(w)
-        try:
-            while not stop.is_set():
-                control["hb_h264"] = time.time()
-                try:
-                    ready, _, _ = select.select(fds, [], [], 0.5)
-                except InterruptedError:
-                    continue
-                if wake_r.fileno() in ready:
-                    drain(wake_r)
-                published = out.counter()
-                stage.step()
-                if readers and out.counter() != published:
-                    for w in readers:
-                        wake(w)
-        finally:
-            if rtp is not None:
-                rtp.close()
-            control["h264_fps"] = control["h264_bps"] = 0.0
-
-    run_child("h264", cfg.log_level, handles.parent_pid, body)
+def h264_main(child: Child, opts: H264Options, target: RtpTarget | None = None) -> None:
+    """The H.264 child: one access unit per new frame while consumed, RTP to `target`."""
+    handles, control = child.handles, child.control
+    raw = FrameRing.attach(handles.raw)
+    out = FrameRing.attach(handles.h264)
+    rtp = (RtpSender(target.host, target.video_port, target.rtcp_port)
+           if target is not None else None)
+    if handles.h264_wake_w is not None:
+        set_nonblocking_writer(handles.h264_wake_w)
+    stage = H264Stage(child.cfg, opts, raw, out, control, rtp=rtp, notify=handles.h264_wake_w)
+    wake_r = handles.sink_wakes["h264"][0]
+    fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
+    # The robotics sinks read the H.264 ring: wake them as each access unit lands.
+    readers = [w for name, (_, w) in handles.sink_wakes.items() if name != "h264"]
+    for w in readers:
+        set_nonblocking_writer(w)
+    try:
+        while not child.stop.is_set():
+            child.beat()
+            try:
+                ready, _, _ = select.select(fds, [], [], 0.5)
+            except InterruptedError:
+                continue
+            if wake_r.fileno() in ready:
+                drain(wake_r)
+            published = out.counter()
+            stage.step()
+            if readers and out.counter() != published:
+                for w in readers:
+                    wake(w)
+    finally:
+        if rtp is not None:
+            rtp.close()
+        control["h264_fps"] = control["h264_bps"] = 0.0

@@ -9,7 +9,6 @@ not encoded; with no viewers at all it only wakes up to notice new frames.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
@@ -20,14 +19,7 @@ from media.depth import render_depth_bgrx
 from media.filters import FilterChain
 from media.jpeg import JpegCodec
 from media.nosignal import render_no_depth
-from pipeline.child import (
-    Handles,
-    drain,
-    install_stop_handlers,
-    run_child,
-    set_nonblocking_writer,
-    wake,
-)
+from pipeline.child import Child, drain, set_nonblocking_writer, wake
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FLAG_HAS_DEPTH, FLAG_NO_SIGNAL, FrameRing, SlotMeta, TornRead
@@ -172,37 +164,32 @@ class FrameEncoder:
         return self._jpeg(shape, np.hstack((color, depth_img)), self.cfg.quality, "420")
 
 
-def encoder_main(cfg: Config, handles: Handles, backend: str) -> None:
-    """Entry point of the encoder process (spawned by the supervisor)."""
-
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        raw = FrameRing.attach(handles.raw)
-        rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
-        control = Control.attach(handles.control)
-        set_nonblocking_writer(handles.jpeg_wake_w)
-        set_nonblocking_writer(handles.tap_wake_w)
-        for name, (_, w) in handles.sink_wakes.items():
-            if name != "h264":
-                set_nonblocking_writer(w)
-        codec = JpegCodec(backend)
-        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
-            enc = FrameEncoder(cfg, codec, pool, FilterChain(list(cfg.filters)), control)
-            stats = {s: StreamStats(control, s) for s in STREAMS}
-            _encode_loop(raw, rings, control, handles=handles, enc=enc, stats=stats, stop=stop)
-
-    run_child("encoder", cfg.log_level, handles.parent_pid, body)
+def encoder_main(child: Child, backend: str) -> None:
+    """The encoder child: each new raw frame to the JPEGs somebody watches, encoded once."""
+    handles = child.handles
+    raw = FrameRing.attach(handles.raw)
+    rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+    set_nonblocking_writer(handles.jpeg_wake_w)
+    set_nonblocking_writer(handles.tap_wake_w)
+    for name, (_, w) in handles.sink_wakes.items():
+        if name != "h264":
+            set_nonblocking_writer(w)
+    codec = JpegCodec(backend)
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="jpeg") as pool:
+        enc = FrameEncoder(child.cfg, codec, pool, FilterChain(list(child.cfg.filters)),
+                           child.control)
+        stats = {s: StreamStats(child.control, s) for s in STREAMS}
+        _encode_loop(raw, rings, child, enc=enc, stats=stats)
 
 
-def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], control: Control, *,
-                 handles: Handles, enc: FrameEncoder, stats: dict[str, StreamStats],
-                 stop: threading.Event) -> None:
+def _encode_loop(raw: FrameRing, rings: dict[str, FrameRing], child: Child, *,
+                 enc: FrameEncoder, stats: dict[str, StreamStats]) -> None:
+    control, handles, stop = child.control, child.handles, child.stop
     last = 0
     torn = 0
     settings_version = -1.0
     while not stop.is_set():
-        control["hb_encoder"] = time.time()
+        child.beat()
         if handles.raw_wake_r.poll(0.5):
             drain(handles.raw_wake_r)
         if control["settings_version"] != settings_version:

@@ -1,7 +1,11 @@
-"""What every child process does first: log set-up, parent-death signal, stop flag.
+"""The child skeleton: what every child process does around its own work.
 
-Children are started with the spawn method and get all their state as arguments. A
-signal only sets the stop flag; the child's loop notices it at its next wake-up.
+Children are started with the spawn method and get all their state as arguments: the
+pipeline settings, their handles and their own options. `enter` (gunicorn's `Worker` in
+spirit) sets up logging, the parent-death signal, the stop flag and the control block,
+runs the child's `main(child, *args)` and turns its ending into the exit code the
+supervisor reads. A signal only sets the stop flag; the loop notices it at its next
+wake-up. `Child.beat()` writes the heartbeat the supervisor watches, keyed by the name.
 """
 
 from __future__ import annotations
@@ -12,9 +16,16 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from pipeline.control import Control
+
+if TYPE_CHECKING:
+    from pipeline.config import Config
 
 EXIT_OK = 0
 EXIT_CRASH = 1
@@ -109,13 +120,39 @@ def drain(conn: Connection) -> None:
         pass
 
 
-def run_child(role: str, level: str, parent_pid: int, body: Callable[[], None]) -> None:
-    """Run a child's body and turn its ending into the exit code the supervisor reads."""
-    setup_logging(level)
-    die_with_parent(parent_pid)
-    log = logging.getLogger(role)
+class Child:
+    """A running child's own view: its name, the pipeline settings, handles, control block,
+    stop flag and heartbeat."""
+
+    def __init__(self, name: str, cfg: Config, handles: Handles) -> None:
+        self.name = name
+        self.cfg = cfg
+        self.handles = handles
+        self.stop = threading.Event()
+        self.log = logging.getLogger(name)
+        self.control = Control.attach(handles.control)
+        self.heartbeat_key = f"hb_{name}"
+
+    def beat(self) -> None:
+        """Tell the supervisor this child is alive (it kills one that stops beating)."""
+        self.control[self.heartbeat_key] = time.time()
+
+
+def enter(name: str, main: Callable[..., None], cfg: Config, handles: Handles,
+          args: tuple[Any, ...], *, stop_handlers: bool = True) -> None:
+    """Process target of every child: set up, run `main(child, *args)`, exit with its code.
+
+    `stop_handlers=False` leaves SIGTERM/SIGINT to a child with its own event loop (the
+    web process's gevent handlers), which then sets `child.stop` itself.
+    """
+    setup_logging(cfg.log_level)
+    die_with_parent(handles.parent_pid)
+    log = logging.getLogger(name)
     try:
-        body()
+        child = Child(name, cfg, handles)
+        if stop_handlers:
+            install_stop_handlers(child.stop)
+        main(child, *args)
     except CannotStart as exc:
         log.error("%s", exc)
         sys.exit(exc.code)

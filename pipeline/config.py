@@ -1,24 +1,13 @@
-"""One Config for every entry point, and the parser pieces every command line shares.
+"""The pipeline settings every child receives: source, size, rate and encoding.
 
-`Config` is what the supervisor hands each child (picklable for spawn). The command
-line that fills it, with its checks against the camera and encoder packages, lives
-above in `wiring/options.py`; a parser error is one line on stderr and exit code 2.
+`Config` is frozen and holds only what capture and encoding need; each sink's own options
+are typed dataclasses of their role (web, push, robotics, ...), and a secret reaches only
+the child that uses it. The command line that fills them lives above in `wiring/`.
 """
 
 from __future__ import annotations
 
-import argparse
-import ipaddress
-import re
-import sys
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NoReturn
-
-if TYPE_CHECKING:
-    from robotics.options import RoboticsOptions
-    from webrtc.options import WebRTCOptions
-
 
 
 def hue_subsampling(mode: str) -> str:
@@ -45,9 +34,9 @@ class MetricOptions:
     subsampling: str = "444"
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
-    """Everything the capture, encoder and sink processes need, picklable for spawn."""
+    """Source, size, rate and encoding of one camera's pipeline, picklable for spawn."""
 
     source: str = "auto"
     width: int = 1280
@@ -68,16 +57,8 @@ class Config:
     record_raw: str | None = None
     filters: tuple[str, ...] = ()
     max_frame_bytes: int = 8 * 1024 * 1024
-    record: str | None = None
-    snapshot_on_exit: str | None = None
-    display: bool = False
-    host: str = "0.0.0.0"
-    port: int = 5000
     log_level: str = "info"
     metric: MetricOptions = field(default_factory=MetricOptions)
-    robotics: RoboticsOptions | None = None
-    extra: dict = field(default_factory=dict)
-    webrtc: WebRTCOptions | None = None  # --webrtc: H.264 stage and Janus children
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:
@@ -103,78 +84,3 @@ class Config:
     def stream_headers(self) -> dict[str, dict[str, str]]:
         """Extra headers per stream (its parts and its snapshot)."""
         return {"depth": self.streams_depth_headers, "metric": self.metric_headers}
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse that reports a bad value as one line and exit code 2."""
-
-    def error(self, message: str) -> NoReturn:
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
-        sys.exit(2)
-
-
-def ranged(cast: Callable[[str], float], lo: float, hi: float, what: str
-           ) -> Callable[[str], float]:
-    """An argparse type: `cast` the text and require lo <= value <= hi, else one clear line."""
-
-    def parse(text: str) -> float:
-        try:
-            value = cast(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
-        if not lo <= value <= hi:  # also rejects NaN
-            raise argparse.ArgumentTypeError(
-                f"{text!r} must be between {cast(lo)!s:.10} and {cast(hi)!s:.10}")
-        return value
-
-    return parse
-
-
-_BIT_SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}
-
-
-def bitrate(lo: int, hi: int) -> Callable[[str], int]:
-    """An argparse type for bits per second: a number with an optional k/M/G suffix
-    (decimal; "bit/s", "bps" or "b" after it is accepted), required within [lo, hi]."""
-
-    def parse(text: str) -> int:
-        t = text.strip().lower().removesuffix("bit/s").removesuffix("bps").removesuffix("b")
-        mult = _BIT_SUFFIX.get(t[-1:], 1.0)
-        try:
-            value = float(t[:-1] if t[-1:] in _BIT_SUFFIX else t) * mult
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is not a bit rate (e.g. 4M, 800k)") from None
-        if not lo <= value <= hi:  # also rejects NaN
-            raise argparse.ArgumentTypeError(
-                f"{text!r} is out of range ({_si(lo)} to {_si(hi)} bit/s)")
-        return int(value)
-
-    return parse
-
-
-def _si(bps: int) -> str:
-    for unit, mult in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if bps >= mult:
-            return f"{bps / mult:g}{unit}"
-    return str(bps)
-
-
-_positive_int = ranged(int, 1, 1 << 31, "a whole number")
-_fps = ranged(float, 0.5, 120, "a number")
-_quality = ranged(int, 1, 100, "a whole number")
-_metres = ranged(float, 0, 65, "a number of metres")
-_port = ranged(int, 0, 65535, "a port number")
-
-
-def _host(text: str) -> str:
-    """An IP address (IPv6 may be bracketed) or a host name."""
-    host = text.strip("[]")
-    try:
-        ipaddress.ip_address(host)
-        return host
-    except ValueError:
-        pass
-    if re.fullmatch(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,252})", host):
-        return host
-    raise argparse.ArgumentTypeError(f"{text!r} is not a host name or IP address")

@@ -15,11 +15,11 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Any
 
-from pipeline.child import EXIT_CANNOT_START, NO_RESTART_CODES, Handles
+from pipeline.child import EXIT_CANNOT_START, NO_RESTART_CODES, CannotStart, Handles, enter
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing, cleanup_stale_segments, segment_name
@@ -43,12 +43,19 @@ TERM_WAIT_S = 2.0
 
 @dataclass
 class ChildSpec:
-    """How to start one child: a target in an importable module and its arguments."""
+    """How to start one child: its name, its `main(child, *args)`, and what it receives.
+
+    A child gets the pipeline settings, the handles and its own `args` (its options),
+    nothing else. With `heartbeat` the supervisor watches `hb_<name>` (`Child.beat()`).
+    """
 
     name: str
-    target: Callable[..., None]
-    args: tuple[Any, ...]
-    heartbeat: str | None = None
+    main: Callable[..., None]
+    cfg: Config
+    handles: Handles
+    args: tuple[Any, ...] = ()
+    heartbeat: bool = True
+    stop_handlers: bool = True  # False: the child installs its own (gevent's)
     # How long its heartbeat may be stale before it counts as hung, and how long after a
     # start that rule waits (a child that has never beaten is never taken for hung).
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT_S
@@ -57,13 +64,19 @@ class ChildSpec:
     started: float = 0.0
     backoff: float = BACKOFF_FIRST_S
     restart_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def heartbeat_key(self) -> str | None:
+        """The control field this child's heartbeat goes to, if it is watched."""
+        return f"hb_{self.name}" if self.heartbeat else None
 
 
 class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
-    def __init__(self, cfg: Config, raw_capacity: int, h264: bool = False) -> None:
+    def __init__(self, raw_capacity: int, *, h264: bool = False,
+                 readers: tuple[str, ...] = ()) -> None:
+        """`readers`: sink children that read both rings, each woken through its own pipe."""
         cleanup_stale_segments()
         pid = os.getpid()
         self.control = Control.create(segment_name(pid, "control"))
@@ -86,8 +99,7 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        readers = (*(cfg.robotics.children() if cfg.robotics is not None else ()),
-                   *(("h264",) if h264 else ()))
+        readers = (*readers, *(("h264",) if h264 else ()))
         sink_wakes = {name: ctx.Pipe(duplex=False) for name in readers}
         h264_r, h264_w = ctx.Pipe(duplex=False) if h264 else (None, None)
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
@@ -122,8 +134,6 @@ class Resources:
 
 def bind_listener(host: str, port: int) -> socket.socket:
     """Bind the web port in the supervisor so web restarts never refuse connections."""
-    from pipeline.child import CannotStart  # noqa: PLC0415
-
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
         sock = socket.create_server(
@@ -156,9 +166,12 @@ class Supervisor:
             pass
 
     def _start(self, child: ChildSpec) -> None:
-        if child.heartbeat:
-            self.control[child.heartbeat] = 0.0
-        proc = self.ctx.Process(target=child.target, args=child.args, name=child.name)
+        if child.heartbeat_key:
+            self.control[child.heartbeat_key] = 0.0
+        proc = self.ctx.Process(
+            target=enter, name=child.name,
+            args=(child.name, child.main, child.cfg, child.handles, child.args),
+            kwargs={"stop_handlers": child.stop_handlers})
         proc.start()
         child.proc = proc
         try:
@@ -222,9 +235,9 @@ class Supervisor:
         return True
 
     def _check_heartbeat(self, child: ChildSpec, now: float) -> None:
-        if not child.heartbeat or now - child.started < child.grace:
+        if not child.heartbeat_key or now - child.started < child.grace:
             return
-        beat = self.control[child.heartbeat]
+        beat = self.control[child.heartbeat_key]
         if beat and time.time() - beat > child.heartbeat_timeout:
             log.warning("%s process stopped responding for %.0f s; killing it", child.name,
                         time.time() - beat)

@@ -59,7 +59,7 @@ FFMPEG_EXIT_WAIT_S = 2.0
 
 def h264_cap(opts: PushOptions) -> int:
     """The highest bit rate the push may ask for: --h264-bitrate, capped by --max-bitrate."""
-    cap = opts.h264_bitrate
+    cap = opts.h264.bitrate
     if opts.max_bitrate:
         cap = min(cap, int(opts.max_bitrate))
     return max(cap, MIN_H264_BITRATE)

@@ -20,12 +20,12 @@ import statistics
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
+from encoder.options import H264Options
 from media.urls import parse_destination, redact
-from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
-from pipeline.config import Config
+from pipeline.child import CannotStart, Child, drain
 from pipeline.control import Control
 from pipeline.shm import FrameRing, SlotMeta
 from push.adapt import (
@@ -69,8 +69,7 @@ class PushOptions:
     max_quality: int = 80
     min_quality: int = 30
     min_width: int = 320
-    h264_bitrate: int = 4_000_000  # --format h264: the rate when the link allows (bits/s)
-    gop: int = 60                  # --format h264: frames between keyframes
+    h264: H264Options = field(default_factory=H264Options)  # --format h264: top rate, GOP
 
 
 def ssl_context(ca_file: str | None, insecure: bool) -> ssl.SSLContext:
@@ -424,23 +423,17 @@ class _Tick:
         return out
 
 
-def push_main(cfg: Config, handles: Handles, opts: PushOptions) -> None:
-    """Entry point of the push process (spawned by the supervisor)."""
+def push_main(child: Child, opts: PushOptions) -> None:
+    """The push child: the stream to one listener, retrying while it is down."""
+    handles = child.handles
+    if opts.fmt == "h264":
+        from push.h264 import H264Pusher  # noqa: PLC0415
 
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        if opts.fmt == "h264":
-            from push.h264 import H264Pusher  # noqa: PLC0415
-
-            ring = FrameRing.attach(handles.h264)
-            H264Pusher(opts, ring, control, handles.h264_wake_r, stop).run()
-            return
-        ring = FrameRing.attach(handles.jpeg[opts.stream])
-        Pusher(opts, ring, control, handles.jpeg_wake_r, stop).run()
-
-    run_child("push", cfg.log_level, handles.parent_pid, body)
+        ring = FrameRing.attach(handles.h264)
+        H264Pusher(opts, ring, child.control, handles.h264_wake_r, child.stop).run()
+        return
+    ring = FrameRing.attach(handles.jpeg[opts.stream])
+    Pusher(opts, ring, child.control, handles.jpeg_wake_r, child.stop).run()
 
 
 @dataclass
@@ -454,26 +447,20 @@ class GpsOptions:
     insecure: bool = False
 
 
-def gps_main(cfg: Config, handles: Handles, gps: GpsOptions) -> None:
-    """Entry point of the GPS process: read fixes and POST them to the -g URL."""
+def gps_main(child: Child, gps: GpsOptions) -> None:
+    """The GPS child: read fixes and POST them to the -g URL."""
+    from push.gps import GpsPoster, parse_gps_spec  # noqa: PLC0415
 
-    def body() -> None:
-        from push.gps import GpsPoster, parse_gps_spec  # noqa: PLC0415
-
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        reader = parse_gps_spec(gps.spec)
-        if reader is None:
-            return
-        verify: bool | str = False if gps.insecure else (gps.ca_file or True)
-        poster = GpsPoster(gps.url, reader, interval=gps.interval, verify=verify)
-        reader.start()
-        poster.start()
-        try:
-            while not stop.wait(1.0):
-                pass
-        finally:
-            poster.stop()
-            reader.stop()
-
-    run_child("gps", cfg.log_level, handles.parent_pid, body)
+    reader = parse_gps_spec(gps.spec)
+    if reader is None:
+        return
+    verify: bool | str = False if gps.insecure else (gps.ca_file or True)
+    poster = GpsPoster(gps.url, reader, interval=gps.interval, verify=verify)
+    reader.start()
+    poster.start()
+    try:
+        while not child.stop.wait(1.0):
+            pass
+    finally:
+        poster.stop()
+        reader.stop()

@@ -7,10 +7,10 @@ argument; every check that can fail is done here so a bad value is one line and 
 from __future__ import annotations
 
 import argparse
-import errno
 import os
-import socket
 from dataclasses import dataclass
+
+from pipeline.args import host_arg, parse_hostport
 
 DEPTH_CHOICES = ("raw", "off")
 COMPRESSIONS = ("zstd", "lz4", "none")
@@ -32,8 +32,6 @@ class RoboticsOptions:
     gps: str | None = None
     foxglove_video: str = "h264"
     record_mcap_video: str = "off"
-    h264_bitrate: int = 2_500_000  # of the H.264 stage when it runs for these sinks alone
-    h264_gop: int = 60
 
     @property
     def enabled(self) -> bool:
@@ -91,12 +89,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
     """
     host, port = None, 8765
     if ns.foxglove:
-        from camera.factory import parse_hostport  # noqa: PLC0415
-        from pipeline.config import _host  # noqa: PLC0415
-
         try:
             host, port = parse_hostport(ns.foxglove)
-            host = _host(host)
+            host = host_arg(host)
         except (ValueError, argparse.ArgumentTypeError) as exc:
             p.error(f"--foxglove {ns.foxglove}: {exc}")
         if web is not None and port and port == web[1] and _overlap(host, web[0]):
@@ -130,29 +125,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         record_mcap_compression=ns.record_mcap_compression,
         record_mcap_profile=ns.record_mcap_profile, gps=gps,
         foxglove_video=ns.foxglove_video, record_mcap_video=ns.record_mcap_video,
-        # --h264-bitrate/--h264-gop, where the entry point has them (app_mp.py)
-        h264_bitrate=getattr(ns, "h264_bitrate", 2_500_000), h264_gop=getattr(ns, "h264_gop", 60),
     )
 
 
 def _overlap(a: str, b: str) -> bool:
     wild = ("0.0.0.0", "::", "")
     return a == b or a in wild or b in wild
-
-
-def check_listen(host: str, port: int) -> str | None:
-    """Why host:port cannot be listened on right now, or None (checked before children start)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:
-        infos = socket.getaddrinfo(host, port, family, socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        return f"cannot listen on {host}:{port}: {exc.strerror}"
-    with socket.socket(infos[0][0], socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(infos[0][4])
-        except OSError as exc:
-            reason = "address already in use" if exc.errno == errno.EADDRINUSE else (
-                exc.strerror or str(exc))
-            return f"cannot listen on {host}:{port}: {reason}"
-    return None

@@ -26,14 +26,12 @@ from __future__ import annotations
 import json
 import logging
 import select
-import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from media.geometry import FRAME_ID, camera_model
-from pipeline.child import CannotStart, Handles, drain, install_stop_handlers, run_child
-from pipeline.config import Config
+from pipeline.child import CannotStart, Child, drain
 from pipeline.control import Control
 from pipeline.shm import (
     FLAG_HAS_DEPTH,
@@ -45,9 +43,10 @@ from pipeline.shm import (
 )
 from robotics import messages as m
 from robotics.options import RoboticsOptions
+from sinks.tap import unused_path
 
 if TYPE_CHECKING:
-    from pipeline.supervisor import ChildSpec
+    pass
 
 log = logging.getLogger("robotics")
 
@@ -416,124 +415,110 @@ class _Listener:
         log.info("client %d unsubscribed from %s", client.id, channel.topic)
 
 
-def _loop(pub: Publisher, control: Control, hb: str, wake_r: Any,
-          stop: threading.Event) -> None:
+def _loop(pub: Publisher, child: Child) -> None:
+    wake_r = child.handles.sink_wakes[child.name][0]
     fd = wake_r.fileno()
-    while not stop.is_set():
-        control[hb] = time.time()
+    while not child.stop.is_set():
+        child.beat()
         readable, _, _ = select.select([fd], [], [], 0.5)
         if readable:
             drain(wake_r)
         pub.step()
 
 
-def foxglove_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
-    """Entry point of the Foxglove WebSocket child (spawned by the supervisor)."""
+def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
+    """The Foxglove WebSocket child: publish what clients subscribe to."""
+    import foxglove  # noqa: PLC0415
 
-    def body() -> None:
-        import foxglove  # noqa: PLC0415
+    handles, control = child.handles, child.control
+    raw = FrameRing.attach(handles.raw)
+    color = FrameRing.attach(handles.jpeg["color"])
+    ctx = foxglove.Context()
+    listener = _Listener()
+    host = opts.foxglove_host or "127.0.0.1"
+    try:
+        server = foxglove.start_server(
+            name="depth camera", host=host, port=opts.foxglove_port, context=ctx,
+            server_listener=listener, message_backlog_size=WS_BACKLOG)
+    except RuntimeError as exc:
+        raise CannotStart(f"--foxglove: cannot listen on {host}:{opts.foxglove_port}: "
+                          f"{_reason(exc)}") from None
+    shown = f"[{host}]" if ":" in host else host
+    log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
+    gps = _gps_reader(opts.gps)
+    pub = Publisher("foxglove", ctx, control, raw, color,
+                    depth=opts.foxglove_depth == "raw", gps=gps, live=True)
+    listener.publisher = pub
+    h264 = None
+    if opts.foxglove_video == "h264" and handles.h264:
+        h264 = FrameRing.attach(handles.h264)
+        pub.add_video(h264, lambda: len(listener.video_clients)
+                      if pub.video is not None and pub.video.channel.has_sinks() else 0)
+    try:
+        _loop(pub, child)
+    finally:
+        pub.close()
+        if gps is not None:
+            gps.stop()
+        server.stop()
+        if h264 is not None:
+            h264.close()
+        log.info("Foxglove WebSocket stopped (sent %s)", _counts(pub))
 
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        raw = FrameRing.attach(handles.raw)
-        color = FrameRing.attach(handles.jpeg["color"])
-        ctx = foxglove.Context()
-        listener = _Listener()
-        host = opts.foxglove_host or "127.0.0.1"
-        try:
-            server = foxglove.start_server(
-                name="depth camera", host=host, port=opts.foxglove_port, context=ctx,
-                server_listener=listener, message_backlog_size=WS_BACKLOG)
-        except RuntimeError as exc:
-            raise CannotStart(f"--foxglove: cannot listen on {host}:{opts.foxglove_port}: "
-                              f"{_reason(exc)}") from None
-        shown = f"[{host}]" if ":" in host else host
-        log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
+
+def mcap_main(child: Child, opts: RoboticsOptions) -> None:
+    """The MCAP recorder child: every frame to the file, finalized on every exit path."""
+    import foxglove  # noqa: PLC0415
+    from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
+
+    handles, control = child.handles, child.control
+    raw = FrameRing.attach(handles.raw)
+    color = FrameRing.attach(handles.jpeg["color"])
+    assert opts.record_mcap is not None
+    path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
+    compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
+                   "none": None}[opts.record_mcap_compression]
+    ctx = foxglove.Context()
+    try:
+        writer = foxglove.open_mcap(
+            path, allow_overwrite=True, context=ctx,
+            writer_options=MCAPWriteOptions(compression=compression,
+                                            profile=FLAVOURS[opts.record_mcap_profile].profile
+                                            or None,
+                                            chunk_size=MCAP_CHUNK_BYTES,
+                                            compression_threads=0))
+    except (RuntimeError, OSError) as exc:
+        raise CannotStart(f"--record-mcap {path}: {_reason(exc)}") from None
+    log.info("recording MCAP to %s (%s messages, %s chunks)", path,
+             opts.record_mcap_profile, opts.record_mcap_compression)
+    gps = None
+    pub = None
+    try:
         gps = _gps_reader(opts.gps)
-        pub = Publisher("foxglove", ctx, control, raw, color,
-                        depth=opts.foxglove_depth == "raw", gps=gps, live=True)
-        listener.publisher = pub
-        h264 = None
-        if opts.foxglove_video == "h264" and handles.h264:
-            h264 = FrameRing.attach(handles.h264)
-            pub.add_video(h264, lambda: len(listener.video_clients)
-                          if pub.video is not None and pub.video.channel.has_sinks() else 0)
-        try:
-            _loop(pub, control, "hb_foxglove", handles.sink_wakes["foxglove"][0], stop)
-        finally:
+        pub = Publisher("mcap", ctx, control, raw, color,
+                        depth=opts.record_mcap_depth == "raw", gps=gps,
+                        flavour=opts.record_mcap_profile)
+        if opts.record_mcap_video == "h264" and handles.h264:
+            pub.add_video(FrameRing.attach(handles.h264))
+
+        def flush() -> None:
+            # The source ended or was lost: put every frame so far on disk in whole
+            # chunks, so even a later SIGKILL leaves them readable.
+            writer.flush()
+            log.info("source lost: MCAP chunks flushed (%s)", _counts(pub))
+
+        pub.on_signal_lost = flush
+        _loop(pub, child)
+    finally:
+        if pub is not None:
             pub.close()
-            if gps is not None:
-                gps.stop()
-            server.stop()
-            if h264 is not None:
-                h264.close()
-            log.info("Foxglove WebSocket stopped (sent %s)", _counts(pub))
-
-    run_child("foxglove", cfg.log_level, handles.parent_pid, body)
-
-
-def mcap_main(cfg: Config, handles: Handles, opts: RoboticsOptions) -> None:
-    """Entry point of the MCAP recorder child (spawned by the supervisor)."""
-
-    def body() -> None:
-        import foxglove  # noqa: PLC0415
-        from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
-
-        from sinks.tap import unused_path  # noqa: PLC0415
-
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        raw = FrameRing.attach(handles.raw)
-        color = FrameRing.attach(handles.jpeg["color"])
-        assert opts.record_mcap is not None
-        path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
-        compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
-                       "none": None}[opts.record_mcap_compression]
-        ctx = foxglove.Context()
-        try:
-            writer = foxglove.open_mcap(
-                path, allow_overwrite=True, context=ctx,
-                writer_options=MCAPWriteOptions(compression=compression,
-                                                profile=FLAVOURS[opts.record_mcap_profile].profile
-                                                or None,
-                                                chunk_size=MCAP_CHUNK_BYTES,
-                                                compression_threads=0))
-        except (RuntimeError, OSError) as exc:
-            raise CannotStart(f"--record-mcap {path}: {_reason(exc)}") from None
-        log.info("recording MCAP to %s (%s messages, %s chunks)", path,
-                 opts.record_mcap_profile, opts.record_mcap_compression)
-        gps = None
-        pub = None
-        try:
-            gps = _gps_reader(opts.gps)
-            pub = Publisher("mcap", ctx, control, raw, color,
-                            depth=opts.record_mcap_depth == "raw", gps=gps,
-                            flavour=opts.record_mcap_profile)
-            if opts.record_mcap_video == "h264" and handles.h264:
-                pub.add_video(FrameRing.attach(handles.h264))
-
-            def flush() -> None:
-                # The source ended or was lost: put every frame so far on disk in whole
-                # chunks, so even a later SIGKILL leaves them readable.
-                writer.flush()
-                log.info("source lost: MCAP chunks flushed (%s)", _counts(pub))
-
-            pub.on_signal_lost = flush
-            _loop(pub, control, "hb_mcap", handles.sink_wakes["mcap"][0], stop)
-        finally:
-            if pub is not None:
-                pub.close()
-                model = pub.model
-                if model is not None:
-                    writer.write_metadata("camera", {"model": json.dumps(model)})
-            if gps is not None:
-                gps.stop()
-            writer.close()
-            log.info("MCAP finalized: %s (%s)", path, _counts(pub) if pub else "nothing")
-
-    run_child("mcap", cfg.log_level, handles.parent_pid, body)
+            model = pub.model
+            if model is not None:
+                writer.write_metadata("camera", {"model": json.dumps(model)})
+        if gps is not None:
+            gps.stop()
+        writer.close()
+        log.info("MCAP finalized: %s (%s)", path, _counts(pub) if pub else "nothing")
 
 
 def _counts(pub: Publisher) -> str:
@@ -543,19 +528,3 @@ def _counts(pub: Publisher) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc)
     return text.split(": ", 1)[1] if text.startswith("FoxgloveError: ") else text
-
-
-def robotics_children(cfg: Config, handles: Handles, opts: RoboticsOptions | None
-                      ) -> list[ChildSpec]:
-    """The ChildSpecs for the Foxglove server and the MCAP recorder the options ask for."""
-    from pipeline.supervisor import ChildSpec  # noqa: PLC0415
-
-    if opts is None or not opts.enabled:
-        return []
-    specs: list[ChildSpec] = []
-    if opts.foxglove_host is not None:
-        specs.append(ChildSpec("foxglove", foxglove_main, (cfg, handles, opts),
-                               heartbeat="hb_foxglove"))
-    if opts.record_mcap:
-        specs.append(ChildSpec("mcap", mcap_main, (cfg, handles, opts), heartbeat="hb_mcap"))
-    return specs

@@ -19,11 +19,12 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-from pipeline.child import EXIT_CRASH, Handles, install_stop_handlers, run_child
+from pipeline.child import EXIT_CRASH, Child
 from pipeline.config import Config
 from pipeline.control import Control
 from pipeline.shm import FrameRing
@@ -218,11 +219,11 @@ class DisplayWindow:
     """The window and its loop: newest frame shown, keys handled, close noticed."""
 
     def __init__(self, cfg: Config, control: Control, rings: dict[str, FrameRing],
-                 parent_pid: int, max_width: int) -> None:
+                 parent_pid: int, *, max_width: int, beat: Callable[[], None]) -> None:
         import cv2  # noqa: PLC0415
 
         self.cv2, self.cfg, self.control, self.rings = cv2, cfg, control, rings
-        self.parent_pid, self.max_width = parent_pid, max_width
+        self.parent_pid, self.max_width, self.beat = parent_pid, max_width, beat
         self.with_depth = 2 * cfg.width <= max_width
         cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
         # Mapped at once at the size frames will have: Qt maps a new window at a default
@@ -245,7 +246,7 @@ class DisplayWindow:
         while not stop.is_set():
             now = time.monotonic()
             if now - beat >= HEARTBEAT_EVERY_S:
-                self.control["hb_display"] = time.time()
+                self.beat()
                 beat = now
             key = cv2.waitKey(EVENT_WAIT_MS)
             # Letters come as their code; arrows and the like (above 255) mean nothing here.
@@ -344,41 +345,35 @@ class DisplayWindow:
         self.cv2.waitKey(1)
 
 
-def display_main(cfg: Config, handles: Handles) -> None:
-    """Entry point of the display process (spawned by the supervisor)."""
-
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        # A predecessor that Qt ended never cleared what it asked for.
-        control["display_color"] = control["display_depth"] = 0
-        rings = {s: FrameRing.attach(handles.jpeg[s]) for s in ("color", "depth")}
-        try:
-            size = screen_size()
-        except NoScreen as exc:
-            log.warning("%s: no window (the server goes on)", exc)
-            _idle(control, stop)
-            return
-        window = DisplayWindow(cfg, control, rings, handles.parent_pid,
-                               max_width=size[0] if size else 1920)
-        control["display_color"] = 1
-        control["display_depth"] = 1 if window.with_depth else 0
-        try:
-            window.run(stop)
-        except BlankWindow:
-            log.warning("the window stayed blank (Qt lost its drawing): opening it again")
-            sys.exit(EXIT_CRASH)
-        finally:
-            control["display_color"] = 0
-            control["display_depth"] = 0
-            window.close()
-        _idle(control, stop)
-
-    run_child("display", cfg.log_level, handles.parent_pid, body)
+def display_main(child: Child) -> None:
+    """The display child: the streams in a desktop window; keys toggle filters, q quits."""
+    control, stop = child.control, child.stop
+    # A predecessor that Qt ended never cleared what it asked for.
+    control["display_color"] = control["display_depth"] = 0
+    rings = {s: FrameRing.attach(child.handles.jpeg[s]) for s in ("color", "depth")}
+    try:
+        size = screen_size()
+    except NoScreen as exc:
+        log.warning("%s: no window (the server goes on)", exc)
+        _idle(child)
+        return
+    window = DisplayWindow(child.cfg, control, rings, child.handles.parent_pid,
+                           max_width=size[0] if size else 1920, beat=child.beat)
+    control["display_color"] = 1
+    control["display_depth"] = 1 if window.with_depth else 0
+    try:
+        window.run(stop)
+    except BlankWindow:
+        log.warning("the window stayed blank (Qt lost its drawing): opening it again")
+        sys.exit(EXIT_CRASH)
+    finally:
+        control["display_color"] = 0
+        control["display_depth"] = 0
+        window.close()
+    _idle(child)
 
 
-def _idle(control: Control, stop: threading.Event) -> None:
+def _idle(child: Child) -> None:
     """Beat until the supervisor stops us (after q, or with no screen to draw on)."""
-    while not stop.wait(HEARTBEAT_EVERY_S):
-        control["hb_display"] = time.time()
+    while not child.stop.wait(HEARTBEAT_EVERY_S):
+        child.beat()

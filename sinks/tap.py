@@ -11,13 +11,11 @@ from __future__ import annotations
 
 import logging
 import select
-import threading
-import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.child import Handles, drain, install_stop_handlers, run_child
-from pipeline.config import Config
-from pipeline.control import Control
+from media.recorder import JpegRecorder, save_snapshot
+from pipeline.child import Child, drain
 from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 
 log = logging.getLogger("tap")
@@ -32,53 +30,55 @@ def unused_path(path: str) -> str:
     return str(p)
 
 
-def tap_main(cfg: Config, handles: Handles) -> None:
-    """Entry point of the tap process (spawned by the supervisor)."""
+@dataclass(frozen=True)
+class TapOptions:
+    """--record and --snapshot-on-exit: where the color JPEGs go, as they are."""
 
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        ring = FrameRing.attach(handles.jpeg["color"])
-        recorder = None
-        if cfg.record:
-            from media.recorder import JpegRecorder  # noqa: PLC0415
+    record: str | None = None
+    snapshot_on_exit: str | None = None
 
-            path = unused_path(cfg.record) if control["restarts_tap"] else cfg.record
-            recorder = JpegRecorder(path, fps_hint=max(cfg.fps, 30.0))
-            log.info("recording color to %s", path)
-        control["sink_color"] = 1
-        last_jpeg: bytes | None = None
-        last = ring.counter()
-        fd = handles.tap_wake_r.fileno()
-        try:
-            while not stop.is_set():
-                control["hb_tap"] = time.time()
-                readable, _, _ = select.select([fd], [], [], 0.5)
-                if readable:
-                    drain(handles.tap_wake_r)
-                if ring.counter() == last:
-                    continue
-                got = ring.read_latest()
-                if got is None:
-                    continue
-                meta, jpeg = got
-                last = meta.counter
-                if meta.flags & FLAG_NO_SIGNAL:
-                    continue
-                last_jpeg = jpeg
-                if recorder is not None:
-                    recorder.write(jpeg, meta.ts_capture)
-        finally:
-            control["sink_color"] = 0
+    @property
+    def enabled(self) -> bool:
+        return bool(self.record or self.snapshot_on_exit)
+
+
+def tap_main(child: Child, opts: TapOptions) -> None:
+    """The tap child: record the color stream and keep its newest frame for the snapshot."""
+    control, handles, stop = child.control, child.handles, child.stop
+    ring = FrameRing.attach(handles.jpeg["color"])
+    recorder = None
+    if opts.record:
+        path = unused_path(opts.record) if control["restarts_tap"] else opts.record
+        recorder = JpegRecorder(path, fps_hint=max(child.cfg.fps, 30.0))
+        log.info("recording color to %s", path)
+    control["sink_color"] = 1
+    last_jpeg: bytes | None = None
+    last = ring.counter()
+    fd = handles.tap_wake_r.fileno()
+    try:
+        while not stop.is_set():
+            child.beat()
+            readable, _, _ = select.select([fd], [], [], 0.5)
+            if readable:
+                drain(handles.tap_wake_r)
+            if ring.counter() == last:
+                continue
+            got = ring.read_latest()
+            if got is None:
+                continue
+            meta, jpeg = got
+            last = meta.counter
+            if meta.flags & FLAG_NO_SIGNAL:
+                continue
+            last_jpeg = jpeg
             if recorder is not None:
-                recorder.close()
-                log.info("recording finalized: %d frames (%d dropped)",
-                         recorder.frames_written, recorder.frames_dropped)
-            if cfg.snapshot_on_exit and last_jpeg is not None:
-                from media.recorder import save_snapshot  # noqa: PLC0415
-
-                save_snapshot(cfg.snapshot_on_exit, last_jpeg)
-                log.info("last frame saved to %s", cfg.snapshot_on_exit)
-
-    run_child("tap", cfg.log_level, handles.parent_pid, body)
+                recorder.write(jpeg, meta.ts_capture)
+    finally:
+        control["sink_color"] = 0
+        if recorder is not None:
+            recorder.close()
+            log.info("recording finalized: %d frames (%d dropped)",
+                     recorder.frames_written, recorder.frames_dropped)
+        if opts.snapshot_on_exit and last_jpeg is not None:
+            save_snapshot(opts.snapshot_on_exit, last_jpeg)
+            log.info("last frame saved to %s", opts.snapshot_on_exit)

@@ -8,57 +8,26 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from flask import Flask, Response, abort, jsonify, render_template, request
 
+from encoder.options import H264Options
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
-from web.auth import Authenticator
 from web.depth_api import PAGE_VIEWS, depth_api
 from web.hub import BOUNDARY, FrameHub
 from web.metrics import metrics_response
+from web.options import WebOptions
 from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
 from web.webrtc import page_config as webrtc_page_config
+from webrtc.options import WebRTCOptions
 
 SNAPSHOT_TIMEOUT_S = 5.0
 FANOUT_KEY = "depthcam.fanout"  # environ: (hub, stream, advance) a server may serve from
 HEALTHY_HEARTBEAT_S = 5.0
-
-
-@dataclass
-class WebOptions:
-    """Access and limits of the web server (app_mp.py's security options)."""
-
-    auth: Authenticator = field(default_factory=Authenticator)
-    max_clients: int = 500
-    allow_origin: str | None = None
-    fps_limit: float | None = None
-    connections: Callable[[], dict[str, int]] | None = None  # the web server's table
-
-
-def web_options(cfg: Config) -> WebOptions:
-    """Build (and so validate) the web options; ValueError with a one-line message."""
-    import ssl  # noqa: PLC0415
-
-    from web.auth import build_authenticator  # noqa: PLC0415
-
-    x = cfg.extra
-    auth = build_authenticator(x.get("auth"), x.get("auth_file"), x.get("token"))
-    if bool(x.get("cert")) != bool(x.get("key")):
-        raise ValueError("--cert and --key go together")
-    if x.get("cert"):
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(x["cert"], x["key"])
-        except (OSError, ssl.SSLError) as exc:
-            raise ValueError(f"--cert/--key: {getattr(exc, 'strerror', None) or exc}") from None
-        x["ssl_args"] = {"certfile": x["cert"], "keyfile": x["key"]}
-    return WebOptions(auth=auth, max_clients=x.get("max_clients") or 500,
-                      allow_origin=x.get("allow_origin"), fps_limit=x.get("fps_limit"))
 
 
 def _query_float(name: str, lo: float, hi: float) -> float | None:
@@ -96,9 +65,14 @@ def _check_query(allowed: set[str]) -> None:
 
 
 def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
-               opts: WebOptions | None = None, *, raw: FrameRing | None = None) -> Flask:
-    """Build the app around an existing hub and control block (and the raw ring, if given)."""
+               opts: WebOptions | None = None, *, raw: FrameRing | None = None,
+               connections: Callable[[], dict[str, int]] | None = None) -> Flask:
+    """Build the app around an existing hub and control block (and the raw ring, if given).
+
+    `connections`: the web server's connection table, for /status.
+    """
     opts = opts or WebOptions()
+    webrtc = opts.webrtc
     auth = opts.auth
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
@@ -153,7 +127,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         query = f"?token={quote(token)}" if token else ""
         page_config = {"query": query, "depth_mode": cfg.depth_mode,
                        "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view,
-                       "webrtc": webrtc_page_config(cfg.webrtc)}
+                       "webrtc": webrtc_page_config(webrtc)}
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
     def stream_response(name: str) -> Response:
@@ -226,8 +200,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         control.update_settings(lambda doc: {**doc, "filters": names})
         return jsonify(active=names)
 
-    if cfg.webrtc is not None:
-        app.register_blueprint(webrtc_blueprint(cfg.webrtc))
+    if webrtc is not None:
+        app.register_blueprint(webrtc_blueprint(webrtc))
 
     @app.get("/healthz")
     def healthz() -> tuple[Response, int]:
@@ -242,20 +216,22 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     def metrics() -> Response:
         _check_query({"token"})
         return metrics_response(hub, control,
-                                extra=[WebRTCCollector(control)] if cfg.webrtc else [])
+                                extra=[WebRTCCollector(control)] if webrtc else [])
 
     @app.get("/status")
     def status() -> Response:
         _check_query({"token"})
-        doc = build_status(cfg, hub, control, backend)
-        if opts.connections is not None:
-            doc["connections"] = {**opts.connections(), "max_clients": opts.max_clients}
+        doc = build_status(cfg, hub, control, backend, webrtc=webrtc, h264=opts.h264)
+        if connections is not None:
+            doc["connections"] = {**connections(), "max_clients": opts.max_clients}
         return jsonify(doc)
 
     return app
 
 
-def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> dict[str, Any]:
+def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
+                 webrtc: WebRTCOptions | None = None,
+                 h264: H264Options | None = None) -> dict[str, Any]:
     """The /status document: source, rates, viewers, latency, restarts, uptime."""
     snap = control.snapshot()
     info = control.info()
@@ -295,5 +271,5 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
         "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),
-        **webrtc_status(cfg, control),
+        **webrtc_status(control, webrtc, h264),
     }

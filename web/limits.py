@@ -22,6 +22,8 @@ from typing import Any
 
 import gevent
 
+from pipeline.args import ranged
+
 log = logging.getLogger("web")
 
 RESERVE_FDS = 32  # log files, snapshots, pipes, and a spare to accept-and-refuse cleanly
@@ -45,8 +47,6 @@ class ConnLimits:
 
 def add_limit_args(p: argparse.ArgumentParser) -> None:
     """The connection-hygiene options (in app_mp.py's "access and limits" group)."""
-    from pipeline.config import ranged  # noqa: PLC0415
-
     seconds = ranged(float, 0.1, 3600, "a number of seconds")
     g = p.add_argument_group("connections")
     g.add_argument("--header-timeout", type=seconds, default=10.0, metavar="SECONDS",

@@ -20,21 +20,20 @@ import gevent.event
 import gevent.pywsgi
 import gevent.socket
 
-from pipeline.child import Handles, run_child
-from pipeline.config import Config
-from pipeline.control import STREAMS, Control
+from pipeline.child import Child
+from pipeline.control import STREAMS
 from pipeline.shm import FrameRing
-from web.app import FANOUT_KEY, create_app, web_options
+from web.app import FANOUT_KEY, create_app
 from web.hub import ADVANCE_OPEN, OPEN, FrameHub
 from web.limits import (
     CONTROL_SLOTS,
     REFUSAL,
     RESERVE_FDS,
     ConnectionGuard,
-    limits_from,
     open_fds,
     raise_nofile,
 )
+from web.options import WebOptions
 
 log = logging.getLogger("web")
 
@@ -202,51 +201,45 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socket,
-             ssl_args: dict[str, Any] | None = None) -> None:
-    """Entry point of the web process (spawned by the supervisor)."""
+def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: str) -> None:
+    """The web child: serve the page, streams and API on the socket the supervisor bound."""
+    cfg, handles, control = child.cfg, child.handles, child.control
+    rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+    limits = opts.limits
+    hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
+                   send_timeout=limits.send_timeout)
+    nofile = raise_nofile()
+    budget = nofile - open_fds() - RESERVE_FDS
+    guard = ConnectionGuard(limits, budget)
+    if opts.max_clients > guard.budget - CONTROL_SLOTS:
+        log.warning("--max-clients %d is more than the open-files limit (%d) allows: "
+                    "using %d", opts.max_clients, nofile, guard.budget - CONTROL_SLOTS)
+        opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
+    log.info("open files: limit %d, %d connections at most, %d stream clients at most",
+             nofile, guard.budget, opts.max_clients)
+    app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw),
+                     connections=guard.stats)
+    sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
+    server = GuardedServer(
+        sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
+        handler_class=StreamHandler, guard=guard, **opts.ssl_args,
+    )
 
-    def body() -> None:
-        control = Control.attach(handles.control)
-        rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
-        limits = limits_from(cfg.extra)
-        hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
-                       send_timeout=limits.send_timeout)
-        opts = web_options(cfg)
-        nofile = raise_nofile()
-        budget = nofile - open_fds() - RESERVE_FDS
-        guard = ConnectionGuard(limits, budget)
-        if opts.max_clients > guard.budget - CONTROL_SLOTS:
-            log.warning("--max-clients %d is more than the open-files limit (%d) allows: "
-                        "using %d", opts.max_clients, nofile, guard.budget - CONTROL_SLOTS)
-            opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
-        log.info("open files: limit %d, %d connections at most, %d stream clients at most",
-                 nofile, guard.budget, opts.max_clients)
-        opts.connections = guard.stats
-        app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw))
-        sock = gevent.socket.socket(listener.family, listener.type, 0,
-                                    fileno=listener.detach())
-        server = GuardedServer(
-            sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
-            handler_class=StreamHandler, guard=guard, **(ssl_args or {}),
-        )
-
-        # A signal only asks: the server's start yields (it looks up its own name), and
-        # closing it half started would leave it without its handler.
-        stopping = gevent.event.Event()
-        gevent.signal_handler(signal.SIGTERM, stopping.set)
-        gevent.signal_handler(signal.SIGINT, stopping.set)
-        for s in STREAMS:
-            control[f"viewers_{s}"] = 0
-        hub.start()
-        server.start()
-        log.info("serving on %s", _addr(sock))
-        stopping.wait()
-        server.close()
-        hub.stop()
-        server.stop(timeout=1.0)
-
-    run_child("web", cfg.log_level, handles.parent_pid, body)
+    # A signal only asks: the server's start yields (it looks up its own name), and
+    # closing it half started would leave it without its handler.
+    stopping = gevent.event.Event()
+    gevent.signal_handler(signal.SIGTERM, stopping.set)
+    gevent.signal_handler(signal.SIGINT, stopping.set)
+    for s in STREAMS:
+        control[f"viewers_{s}"] = 0
+    hub.start()
+    server.start()
+    log.info("serving on %s", _addr(sock))
+    stopping.wait()
+    child.stop.set()
+    server.close()
+    hub.stop()
+    server.stop(timeout=1.0)
 
 
 def _addr(sock: socket.socket) -> str:

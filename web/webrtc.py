@@ -22,9 +22,9 @@ import gevent.socket
 from flask import Blueprint, Response, abort, jsonify, request
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from pipeline.config import Config
+from encoder.options import H264Options
 from pipeline.control import Control
-from webrtc.options import WebRTCOptions, stage_options
+from webrtc.options import WebRTCOptions
 
 log = logging.getLogger("web.webrtc")
 
@@ -189,10 +189,10 @@ def page_config(opts: WebRTCOptions | None) -> dict[str, Any]:
             "iceServers": ice_servers(opts.ice_servers)}
 
 
-def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
-    """The /status sections of the H.264 stage and the gateway."""
-    opts = stage_options(cfg)
-    if opts is None:
+def webrtc_status(control: Control, opts: WebRTCOptions | None,
+                  h264: H264Options | None) -> dict[str, Any]:
+    """The /status sections of the H.264 stage and the gateway (None where none runs)."""
+    if h264 is None:
         return {"h264": None, "janus": None}
     snap = control.snapshot()
     now = time.time()
@@ -202,8 +202,8 @@ def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
                 v for k, v in snap.items() if k.startswith("sink_h264"))),
             "fps": round(snap["h264_fps"], 2),
             "bitrate_bps": round(snap["h264_bps"]),
-            "target_bitrate_bps": int(snap["h264_bitrate"]) or opts.bitrate,  # as applied
-            "gop": opts.gop,
+            "target_bitrate_bps": int(snap["h264_bitrate"]) or h264.bitrate,  # as applied
+            "gop": h264.gop,
             "frames": int(snap["h264_frames"]),
             "keyframes": int(snap["h264_keyframes"]),
             "bytes": int(snap["h264_bytes"]),
@@ -212,7 +212,7 @@ def webrtc_status(cfg: Config, control: Control) -> dict[str, Any]:
             "restarts": int(snap["restarts_h264"]),
             "heartbeat_age_s": round(now - snap["hb_h264"], 3) if snap["hb_h264"] else None,
         },
-        "janus": None if cfg.webrtc is None else {
+        "janus": None if opts is None else {
             "up": bool(snap["janus_up"]),
             "private": opts.private,
             "viewers": int(snap["webrtc_viewers"]),

@@ -19,7 +19,6 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -27,9 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from media.h264 import profile_level_id
-from pipeline.child import Handles, install_stop_handlers, run_child
-from pipeline.config import Config
-from pipeline.control import Control
+from pipeline.child import Child
 from webrtc.options import WebRTCOptions
 
 log = logging.getLogger("janus")
@@ -241,36 +238,30 @@ class JanusProcess:
         self.proc = None
 
 
-def janus_main(cfg: Config, handles: Handles, opts: WebRTCOptions) -> None:
-    """Entry point of the Janus child: run (or watch) Janus, publish its state and viewers."""
-
-    def body() -> None:
-        stop = threading.Event()
-        install_stop_handlers(stop)
-        control = Control.attach(handles.control)
-        api = JanusApi(opts.api_url, opts.api_secret)
-        proc: JanusProcess | None = None
-        if opts.private:
-            proc = JanusProcess(opts, write_config(opts, cfg.width, cfg.height))
-        try:
-            _watch(opts, control, api, proc, stop)
-        finally:
-            if proc is not None:
-                proc.stop()
-            control["janus_up"] = 0
-            control["webrtc_viewers"] = 0
-
-    run_child("janus", cfg.log_level, handles.parent_pid, body)
+def janus_main(child: Child, opts: WebRTCOptions) -> None:
+    """The Janus child: run (or watch) Janus, publish its state and viewers."""
+    control = child.control
+    api = JanusApi(opts.api_url, opts.api_secret)
+    proc: JanusProcess | None = None
+    if opts.private:
+        proc = JanusProcess(opts, write_config(opts, child.cfg.width, child.cfg.height))
+    try:
+        _watch(opts, child, api, proc)
+    finally:
+        if proc is not None:
+            proc.stop()
+        control["janus_up"] = 0
+        control["webrtc_viewers"] = 0
 
 
-def _watch(opts: WebRTCOptions, control: Control, api: JanusApi, proc: JanusProcess | None,
-           stop: threading.Event) -> None:
+def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess | None) -> None:
+    control, stop = child.control, child.stop
     backoff = BACKOFF_FIRST_S
     restart_at = time.monotonic()
     failures = 0
     was_up = False
     while not stop.is_set():
-        control["hb_janus"] = time.time()
+        child.beat()
         now = time.monotonic()
         if proc is not None:
             code = proc.exited()

@@ -9,14 +9,11 @@ import socket
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
-from pipeline.config import Config, bitrate, ranged
+from encoder.options import RtpTarget
+from pipeline.args import ranged
 
 DEFAULT_JANUS_BIN = "/usr/bin/janus"
 MOUNTPOINT_ID = 1
-
-_bitrate = bitrate(100_000, 50_000_000)
-_gop = ranged(int, 1, 600, "a number of frames")
-
 
 @dataclass(frozen=True)
 class WebRTCOptions:
@@ -36,9 +33,6 @@ class WebRTCOptions:
     http_port: int = 0
     api_secret: str = ""
     workdir: str = ""
-    bitrate: int = 2_500_000
-    gop: int = 60
-    vbv_seconds: float = 1.0  # the encoder's VBV buffer; a thin push link wants less
     ice_servers: tuple[str, ...] = ()
     nat_1_1: str | None = None
 
@@ -53,6 +47,11 @@ class WebRTCOptions:
         if self.janus_url is not None:
             return self.janus_url.rstrip("/")
         return f"http://127.0.0.1:{self.http_port}/janus"
+
+    @property
+    def rtp_target(self) -> RtpTarget:
+        """Where the H.264 stage sends RTP: the mountpoint's ports, and no secret."""
+        return RtpTarget(self.rtp_host, self.video_port, self.rtcp_port)
 
 
 def add_webrtc_args(p: argparse.ArgumentParser) -> None:
@@ -73,11 +72,6 @@ def add_webrtc_args(p: argparse.ArgumentParser) -> None:
                    "private Janus gets a random one)")
     g.add_argument("--janus-mountpoint", type=ranged(int, 1, 1 << 31, "a mountpoint id"),
                    default=MOUNTPOINT_ID, help="with --janus: the mountpoint id (default 1)")
-    g.add_argument("--h264-bitrate", type=_bitrate, default=2_500_000, metavar="RATE",
-                   help="H.264 target bit rate, e.g. 2.5M or 800k (default 2.5M)")
-    g.add_argument("--h264-gop", type=_gop, default=60, metavar="FRAMES",
-                   help="frames between keyframes (default 60: 2 s at 30 fps); viewers "
-                   "joining or losing packets get one at once")
     g.add_argument("--ice-server", dest="ice_servers", action="append", default=[],
                    metavar="URL", help="STUN/TURN server for browsers and Janus, e.g. "
                    "stun:stun.example.org:3478 or turn:USER:PASS@turn.example.org:3478 "
@@ -120,8 +114,7 @@ def webrtc_options(ns: argparse.Namespace) -> WebRTCOptions | None:
             raise ValueError("--janus/--janus-rtp need --webrtc")
         return None
     ice = tuple(_ice(u) for u in ns.ice_servers)
-    opts = WebRTCOptions(janus_bin=ns.janus_bin, bitrate=ns.h264_bitrate, gop=ns.h264_gop,
-                         ice_servers=ice, nat_1_1=ns.nat_1_1)
+    opts = WebRTCOptions(janus_bin=ns.janus_bin, ice_servers=ice, nat_1_1=ns.nat_1_1)
     if ns.janus_url:
         parts = urlsplit(ns.janus_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -159,13 +152,3 @@ def allocate(opts: WebRTCOptions, workdir: str) -> WebRTCOptions:
     video, rtcp = _free_udp_pair()
     return replace(opts, video_port=video, rtcp_port=rtcp, http_port=_free_tcp(),
                    api_secret=os.urandom(16).hex(), workdir=workdir)
-
-
-def stage_options(cfg: Config) -> WebRTCOptions | None:
-    """Settings of the H.264 stage when one runs: for WebRTC, or for a robotics sink's
-    /camera/h264 alone (defaults, no RTP); None when nothing could consume H.264."""
-    if cfg.webrtc is not None:
-        return cfg.webrtc
-    if cfg.robotics is not None and cfg.robotics.h264:
-        return WebRTCOptions(bitrate=cfg.robotics.h264_bitrate, gop=cfg.robotics.h264_gop)
-    return None

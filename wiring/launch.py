@@ -1,4 +1,4 @@
-"""Assemble one run: resources, the capture and encoder children, and the sink child."""
+"""Assemble one run from its plan: resources, then every child with what it needs."""
 
 from __future__ import annotations
 
@@ -6,34 +6,71 @@ import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
-from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
 
 from camera.capture import capture_main
 from camera.factory import raw_capacity
+from encoder.h264_stage import h264_main
 from encoder.process import encoder_main
 from media.jpeg import pick_backend
-from pipeline.child import CannotStart
-from pipeline.config import Config
+from pipeline.args import check_listen
+from pipeline.child import CannotStart, Handles
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
-from robotics.options import check_listen
+from push.video import gps_main, push_main
+from robotics.sink import foxglove_main, mcap_main
+from sinks.display import HUNG_AFTER_S, display_main
+from sinks.tap import tap_main
+from web.server import web_main
+from webrtc.janus import janus_main
+from webrtc.options import allocate, janus_problem
+from wiring.plan import Plan
 
 log = logging.getLogger("supervisor")
 
 BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
-def run_pipeline(cfg: Config,
-                 sink: Callable[[Config, Any, str], list[ChildSpec]] | None = None, *,
-                 sink_reads_h264: bool = False) -> int:
-    """Run capture → encoder → sink under a supervisor; returns the exit code.
+def child_specs(plan: Plan, h: Handles, backend: str,
+                listener: socket.socket | None = None) -> list[ChildSpec]:
+    """Every child of the run, each with the pipeline settings, its handles and its own
+    options: a credential goes only to the child that uses it (web, push, GPS, Janus)."""
+    cfg = plan.pipeline
+    specs = [ChildSpec("capture", capture_main, cfg, h),
+             ChildSpec("encoder", encoder_main, cfg, h, (backend,))]
+    if plan.web is not None:
+        web = replace(plan.web, webrtc=plan.webrtc, h264=plan.h264)
+        specs.append(ChildSpec("web", web_main, cfg, h, (web, listener, backend),
+                               stop_handlers=False))
+    if plan.tap is not None and plan.tap.enabled:
+        specs.append(ChildSpec("tap", tap_main, cfg, h, (plan.tap,)))
+    if plan.display:
+        specs.append(ChildSpec("display", display_main, cfg, h, grace=0.0,
+                               heartbeat_timeout=HUNG_AFTER_S))
+    if plan.h264 is not None:
+        target = plan.webrtc.rtp_target if plan.webrtc is not None else None
+        specs.append(ChildSpec("h264", h264_main, cfg, h, (plan.h264, target)))
+    if plan.webrtc is not None:
+        specs.append(ChildSpec("janus", janus_main, cfg, h, (plan.webrtc,)))
+    if plan.push is not None:
+        specs.append(ChildSpec("push", push_main, cfg, h, (plan.push,)))
+    if plan.gps is not None:
+        specs.append(ChildSpec("gps", gps_main, cfg, h, (plan.gps,), heartbeat=False))
+    robotics = plan.robotics
+    if robotics is not None and robotics.foxglove_host is not None:
+        specs.append(ChildSpec("foxglove", foxglove_main, cfg, h, (robotics,)))
+    if robotics is not None and robotics.record_mcap:
+        specs.append(ChildSpec("mcap", mcap_main, cfg, h, (robotics,)))
+    return specs
 
-    `sink_reads_h264`: the sink reads the H.264 ring (its children include the stage).
-    """
+
+def run_pipeline(plan: Plan) -> int:
+    """Run the plan's children under a supervisor; returns the exit code."""
+    cfg = plan.pipeline
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
-    robotics = cfg.robotics
+    robotics = plan.robotics
     if robotics is not None and robotics.foxglove_host is not None:
         problem = check_listen(robotics.foxglove_host, robotics.foxglove_port)
         if problem:
@@ -43,55 +80,11 @@ def run_pipeline(cfg: Config,
     workdir = None
     res = None
     try:
-        if sink is None:
-            listener = bind_listener(cfg.host, cfg.port)
-            workdir = _prepare_webrtc(cfg)
-        from webrtc.options import stage_options  # noqa: PLC0415
-
-        stage = stage_options(cfg)
-        res = Resources(cfg, raw_capacity(cfg), h264=stage is not None or sink_reads_h264)
-        h = res.handles
-        children = [
-            ChildSpec("capture", capture_main, (cfg, h), heartbeat="hb_capture"),
-            ChildSpec("encoder", encoder_main, (cfg, h, backend), heartbeat="hb_encoder"),
-        ]
-        if sink is None:
-            from web.server import web_main  # noqa: PLC0415
-
-            children.append(ChildSpec("web", web_main, (cfg, h, backend, listener,
-                                                        cfg.extra.get("ssl_args")),
-                                      heartbeat="hb_web"))
-            if cfg.record or cfg.snapshot_on_exit:
-                from sinks.tap import tap_main  # noqa: PLC0415
-
-                children.append(ChildSpec("tap", tap_main, (cfg, h), heartbeat="hb_tap"))
-            if cfg.display:
-                from sinks.display import HUNG_AFTER_S, display_main  # noqa: PLC0415
-
-                children.append(ChildSpec("display", display_main, (cfg, h),
-                                          heartbeat="hb_display", grace=0.0,
-                                          heartbeat_timeout=HUNG_AFTER_S))
-            if cfg.webrtc is not None:
-                from encoder.h264_stage import h264_main  # noqa: PLC0415
-                from webrtc.janus import janus_main  # noqa: PLC0415
-
-                children += [
-                    ChildSpec("h264", h264_main, (cfg, h, cfg.webrtc), heartbeat="hb_h264"),
-                    ChildSpec("janus", janus_main, (cfg, h, cfg.webrtc), heartbeat="hb_janus"),
-                ]
-        else:
-            children.extend(sink(cfg, h, backend))
-        if stage is not None and cfg.webrtc is None and not sink_reads_h264:
-            # No WebRTC: the stage runs for /camera/h264 alone, idle until a sink subscribes.
-            # (A push of H.264 brings its own stage, which the robotics sinks share.)
-            from encoder.h264_stage import h264_main  # noqa: PLC0415
-
-            children.append(ChildSpec("h264", h264_main, (cfg, h, stage), heartbeat="hb_h264"))
-        if robotics is not None and robotics.enabled:
-            from robotics.sink import robotics_children  # noqa: PLC0415
-
-            children.extend(robotics_children(cfg, h, robotics))
-        return Supervisor(res.control, children).run()
+        if plan.web is not None:
+            listener = bind_listener(plan.web.host, plan.web.port)
+        plan, workdir = _prepare_webrtc(plan)
+        res = Resources(raw_capacity(cfg), h264=plan.h264 is not None, readers=plan.readers)
+        return Supervisor(res.control, child_specs(plan, res.handles, backend, listener)).run()
     finally:
         if listener is not None:
             listener.close()
@@ -102,27 +95,20 @@ def run_pipeline(cfg: Config,
         _stop_resource_tracker()
 
 
-def _prepare_webrtc(cfg: Config) -> str | None:
+def _prepare_webrtc(plan: Plan) -> tuple[Plan, str | None]:
     """Ports and a working directory for a private Janus; WebRTC off if Janus is missing."""
-    if cfg.webrtc is None:
-        return None
-    from dataclasses import replace  # noqa: PLC0415
-
-    from webrtc.options import allocate, janus_problem  # noqa: PLC0415
-
-    if cfg.webrtc.private:
-        problem = janus_problem(cfg.webrtc.janus_bin)
-        if problem:
-            log.error("WebRTC off: %s; serving MJPEG only", problem)
-            cfg.webrtc = None
-            return None
-    else:
-        return None  # --janus URL: nothing of ours to run or configure
+    opts = plan.webrtc
+    if opts is None or not opts.private:
+        return plan, None  # --janus URL: nothing of ours to run or configure
+    problem = janus_problem(opts.janus_bin)
+    if problem:
+        log.error("WebRTC off: %s; serving MJPEG only", problem)
+        robotics_h264 = plan.robotics is not None and plan.robotics.h264
+        return replace(plan, webrtc=None, h264=plan.h264 if robotics_h264 else None), None
     workdir = os.path.join(tempfile.gettempdir(), f"rsmjpeg-{os.getpid()}-janus")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir, mode=0o700)
-    cfg.webrtc = replace(allocate(cfg.webrtc, workdir), workdir=workdir)
-    return workdir
+    return replace(plan, webrtc=allocate(opts, workdir)), workdir
 
 
 def _remove_stale_workdirs() -> None:

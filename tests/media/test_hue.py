@@ -28,13 +28,13 @@ from media.hue import (
     hue_index_lut,
 )
 from media.jpeg import JpegCodec
-from pipeline.config import Config, OneLineParser
+from pipeline.args import OneLineParser
+from pipeline.config import Config
 from wiring.options import (
     add_common_args,
     add_encoder_args,
     add_source_args,
-    config_from,
-    finish,
+    pipeline_config,
 )
 
 DMIN, DMAX = 0.3, 10.0
@@ -324,7 +324,7 @@ def test_jpeg_q90_444_accuracy(scene: np.ndarray, mapping: str) -> None:
 
 
 def server_config(*argv: str) -> Config:
-    """The Config the server builds from these options (through finish())."""
+    """The Config the server builds from these options (through pipeline_config())."""
     p = OneLineParser()
     add_source_args(p)
     add_encoder_args(p)
@@ -333,7 +333,7 @@ def server_config(*argv: str) -> Config:
     root = logging.getLogger()
     level = root.level
     try:
-        return finish(p, ns, config_from(ns))
+        return pipeline_config(p, ns)
     finally:
         root.setLevel(level)
 

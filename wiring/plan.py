@@ -1,0 +1,37 @@
+"""One run's plan: the pipeline settings and each role's typed options, nothing untyped.
+
+The entry points fill a `Plan` from their command lines; `wiring/launch.py` turns it into
+children, each given the pipeline settings, its handles and its own options only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from encoder.options import H264Options
+from pipeline.config import Config
+from push.video import GpsOptions, PushOptions
+from robotics.options import RoboticsOptions
+from sinks.tap import TapOptions
+from web.options import WebOptions
+from webrtc.options import WebRTCOptions
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one run starts: the pipeline, then the sinks the command line asked for."""
+
+    pipeline: Config
+    web: WebOptions | None = None
+    tap: TapOptions | None = None
+    display: bool = False
+    h264: H264Options | None = None  # the H.264 stage's settings, when one runs
+    webrtc: WebRTCOptions | None = None
+    robotics: RoboticsOptions | None = None
+    push: PushOptions | None = None
+    gps: GpsOptions | None = None
+
+    @property
+    def readers(self) -> tuple[str, ...]:
+        """Sink children that read the rings through wake-up pipes of their own."""
+        return self.robotics.children() if self.robotics is not None else ()
