@@ -12,6 +12,7 @@ import logging
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
+import cv2
 import numpy as np
 
 from encoder.shaping import AS_CONFIGURED, Shape, apply_shape, requested
@@ -156,8 +157,6 @@ class FrameEncoder:
                   shape: Shape = AS_CONFIGURED) -> tuple[bytes, int, int]:
         depth_img = depth_img[:, :, :3]  # BGRX -> BGR view; hstack copies anyway
         if depth_img.shape[0] != color.shape[0]:
-            import cv2  # noqa: PLC0415
-
             scale = color.shape[0] / depth_img.shape[0]
             depth_img = cv2.resize(np.ascontiguousarray(depth_img),
                                    (int(depth_img.shape[1] * scale), color.shape[0]))

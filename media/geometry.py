@@ -9,6 +9,7 @@ color stream's; unaligned depth gets the depth stream's own intrinsics.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from numpy.typing import ArrayLike
@@ -25,8 +26,6 @@ FRAME_ID = "camera_color_optical_frame"
 
 def synthetic_intrinsics(width: int, height: int) -> dict[str, Any]:
     """Pinhole intrinsics of the synthetic scene: square pixels, centred, no distortion."""
-    import math  # noqa: PLC0415
-
     f = width / 2.0 / math.tan(math.radians(SYNTHETIC_HFOV_DEG) / 2.0)
     return {"width": width, "height": height, "fx": f, "fy": f,
             "ppx": width / 2.0, "ppy": height / 2.0, "model": "none", "coeffs": [0.0] * 5}

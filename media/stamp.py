@@ -10,6 +10,8 @@ layout in a browser (from a canvas copy of an <img> or <video>).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 CELL = 8
@@ -48,8 +50,6 @@ def read_stamp(img: np.ndarray, now: float | None = None) -> float | None:
 
     `now` (default: the clock) resolves the 2**40 ms wrap-around to the nearest epoch.
     """
-    import time  # noqa: PLC0415
-
     h, w = img.shape[:2]
     if w < CELLS * CELL or h < 3 * CELL:
         return None
