@@ -14,7 +14,7 @@ from pipeline.child import CannotStart, Child
 from pipeline.shm import FrameRing
 from robotics import messages as m
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, gps_reader, reason, serve
+from robotics.publisher import Publisher, attach_rings, gps_reader, reason, serve
 
 log = logging.getLogger("robotics")
 
@@ -50,8 +50,7 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
     import foxglove  # noqa: PLC0415
 
     handles, control = child.handles, child.control
-    raw = FrameRing.attach(handles.raw)
-    color = FrameRing.attach(handles.jpeg["color"])
+    raw, color = attach_rings(child)
     ctx = foxglove.Context()
     listener = _Listener()
     host = opts.foxglove_host or "127.0.0.1"

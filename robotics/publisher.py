@@ -307,6 +307,11 @@ def gps_reader(spec: str | None) -> Any:
     return reader
 
 
+def attach_rings(child: Child) -> tuple[FrameRing, FrameRing]:
+    """The raw ring and the color JPEG ring, which every robotics child reads."""
+    return FrameRing.attach(child.handles.raw), FrameRing.attach(child.handles.jpeg["color"])
+
+
 def serve(pub: Publisher, child: Child) -> None:
     """Publish at every wake-up of the child's pipe (at least twice a second) until stopped."""
     wake_r = child.handles.sink_wakes[child.name][0]

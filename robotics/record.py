@@ -14,7 +14,7 @@ from pipeline.child import CannotStart, Child
 from pipeline.shm import FrameRing
 from robotics.flavours import FLAVOURS
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, gps_reader, reason, serve
+from robotics.publisher import Publisher, attach_rings, gps_reader, reason, serve
 from sinks.tap import unused_path
 
 log = logging.getLogger("robotics")
@@ -28,8 +28,7 @@ def mcap_main(child: Child, opts: RoboticsOptions) -> None:
     from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
 
     handles, control = child.handles, child.control
-    raw = FrameRing.attach(handles.raw)
-    color = FrameRing.attach(handles.jpeg["color"])
+    raw, color = attach_rings(child)
     assert opts.record_mcap is not None
     path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
     compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
