@@ -10,6 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from robotics import messages as m
+from robotics.ros2 import (
+    SCHEMAS,
+    camera_info,
+    compressed_image,
+    image,
+    nav_sat_fix,
+    tf_message,
+)
 
 
 class FoxgloveFlavour:
@@ -50,8 +58,6 @@ class Ros2Flavour:
                 ) -> Any:
         import foxglove  # noqa: PLC0415
 
-        from robotics.ros2 import SCHEMAS  # noqa: PLC0415
-
         name = self.TYPES[kind]
         schema = foxglove.Schema(name=name, encoding="ros2msg", data=SCHEMAS[name].encode())
         return foxglove.Channel(topic, schema=schema, message_encoding="cdr", context=ctx,
@@ -59,32 +65,22 @@ class Ros2Flavour:
 
     @staticmethod
     def color(jpeg: bytes, ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import compressed_image  # noqa: PLC0415
-
         return compressed_image(jpeg, ts, frame_id)
 
     @staticmethod
     def depth(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import image  # noqa: PLC0415
-
         return image(data, width, height, ts, frame_id)
 
     @staticmethod
     def calibration(model: dict[str, Any], ts: float) -> bytes:
-        from robotics.ros2 import camera_info  # noqa: PLC0415
-
         return camera_info(m.calibration_fields(model), ts)
 
     @staticmethod
     def transform(ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import tf_message  # noqa: PLC0415
-
         return tf_message(m.BODY_FRAME_ID, frame_id, m.OPTICAL_IN_BODY, ts)
 
     @staticmethod
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
-        from robotics.ros2 import nav_sat_fix  # noqa: PLC0415
-
         return nav_sat_fix(lat, lon, alt, ts, m.GPS_FRAME_ID)
 
 
