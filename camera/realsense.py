@@ -15,13 +15,13 @@ from typing import Any
 
 from camera.base import Frame, SourceConfigError, SourceError
 from camera.realsense_device import (
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    bounded,
+    depth_scale,
     device_info,
     one_line,
     require_rs,
     rs,
+    start_pipeline,
+    stop_pipeline,
     validate_mode,
 )
 from camera.realsense_frames import TO_BGR, RealSenseBase
@@ -166,8 +166,7 @@ class RealSenseSource(RealSenseBase):
             self._record_path = self._next_record_path()
             cfg.enable_record_to_file(self._record_path)
         try:
-            profile = bounded(lambda: pipe.start(cfg), START_TIMEOUT, "pipeline start",
-                               on_late=lambda _p: pipe.stop())
+            profile = start_pipeline(pipe, cfg, "pipeline start")
         except RuntimeError as exc:
             self._needs_reset = True
             raise SourceError(f"cannot start RealSense {serial}: {one_line(exc)}") from None
@@ -208,10 +207,7 @@ class RealSenseSource(RealSenseBase):
             raise SourceConfigError(
                 f"device offers no color + z16 depth at {self.width}x{self.height}@{self.fps}"
                 f" (it offers: {'; '.join(offered) or 'nothing'})")
-        try:
-            self.depth_scale = dev.first_depth_sensor().get_depth_scale()
-        except RuntimeError:
-            self.depth_scale = 0.001
+        self.depth_scale = depth_scale(dev)
         self._device_clock = True
         self._setup_processing(color_p, depth_p)
         self._record_path = None
@@ -253,10 +249,7 @@ class RealSenseSource(RealSenseBase):
             self._needs_reset = True
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
-            try:
-                bounded(pipe.stop, STOP_TIMEOUT, "pipeline stop")
-            except (RuntimeError, SourceError) as exc:
-                log.warning("stopping the RealSense pipeline: %s", one_line(exc))
+            stop_pipeline(pipe, "pipeline stop", "stopping the RealSense pipeline")
         for sensor in self._sensors:
             for step in (sensor.stop, sensor.close):
                 try:

@@ -132,3 +132,24 @@ def realsense_devices() -> list[dict[str, str]]:
     except RuntimeError as exc:
         log.debug("querying RealSense devices: %s", exc)
         return []
+
+
+def start_pipeline(pipe: Any, cfg: Any, what: str) -> Any:
+    """`pipe.start(cfg)` within START_TIMEOUT (its profile); one that starts later is stopped."""
+    return bounded(lambda: pipe.start(cfg), START_TIMEOUT, what, on_late=lambda _p: pipe.stop())
+
+
+def stop_pipeline(pipe: Any, what: str, warning: str) -> None:
+    """`pipe.stop()` within STOP_TIMEOUT; a failure or a timeout is logged as `warning`."""
+    try:
+        bounded(pipe.stop, STOP_TIMEOUT, what)
+    except (RuntimeError, SourceError) as exc:
+        log.warning("%s: %s", warning, one_line(exc))
+
+
+def depth_scale(dev: Any) -> float:
+    """Metres per depth unit of a device; 0.001 (a D455's) when it cannot tell."""
+    try:
+        return dev.first_depth_sensor().get_depth_scale()
+    except RuntimeError:
+        return 0.001

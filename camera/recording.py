@@ -15,13 +15,13 @@ from typing import Any
 
 from camera.base import Frame, SourceConfigError, SourceEnded, SourceError
 from camera.realsense_device import (
-    START_TIMEOUT,
-    STOP_TIMEOUT,
-    bounded,
+    depth_scale,
     device_info,
     one_line,
     require_rs,
     rs,
+    start_pipeline,
+    stop_pipeline,
 )
 from camera.realsense_frames import RealSenseBase
 
@@ -62,8 +62,7 @@ class RecordingSource(RealSenseBase):
         pipe = rs.pipeline()
         try:
             cfg.enable_device_from_file(str(p), repeat_playback=self.loop)
-            profile = bounded(lambda: pipe.start(cfg), START_TIMEOUT, "playback start",
-                               on_late=lambda _p: pipe.stop())
+            profile = start_pipeline(pipe, cfg, "playback start")
         except RuntimeError as exc:
             raise SourceConfigError(
                 f"recording {self.path} cannot be played: {one_line(exc)}") from None
@@ -80,10 +79,7 @@ class RecordingSource(RealSenseBase):
             if color is None:
                 raise SourceConfigError(f"recording {self.path} has no color stream")
             if depth is not None:
-                try:
-                    self.depth_scale = dev.first_depth_sensor().get_depth_scale()
-                except RuntimeError:
-                    self.depth_scale = 0.001
+                self.depth_scale = depth_scale(dev)
             self._setup_processing(color, depth)
         except SourceConfigError:
             self.close()
@@ -122,10 +118,7 @@ class RecordingSource(RealSenseBase):
         pipe, self._pipe, self._playback = self._pipe, None, None
         self.frames_read = 0
         if pipe is not None:
-            try:
-                bounded(pipe.stop, STOP_TIMEOUT, "playback stop")
-            except (RuntimeError, SourceError) as exc:
-                log.warning("stopping playback: %s", one_line(exc))
+            stop_pipeline(pipe, "playback stop", "stopping playback")
 
     def info(self) -> dict[str, Any]:
         """Path, mode, depth scale and intrinsics of the recording for /status."""
