@@ -28,7 +28,7 @@ import pyrealsense2 as rs  # noqa: E402
 from rs_recording import make_recording  # noqa: E402
 
 from camera.base import SourceEnded  # noqa: E402
-from camera.realsense import RecordingSource  # noqa: E402
+from camera.recording import RecordingSource  # noqa: E402
 
 log = logging.getLogger("bench_capture")
 WARMUP = 5

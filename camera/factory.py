@@ -14,7 +14,7 @@ log = logging.getLogger(__name__)
 def realsense_present() -> bool:
     """True when pyrealsense2 is importable and sees at least one device."""
     try:
-        from camera.realsense import realsense_devices  # noqa: PLC0415
+        from camera.realsense_device import realsense_devices  # noqa: PLC0415
     except ImportError:
         return False
     return bool(realsense_devices())
@@ -42,7 +42,7 @@ def make_source(cfg: Config) -> FrameSource:
             filters=cfg.rs_filters, record_raw=cfg.record_raw,
         )
     if src.endswith((".bag", ".db3")):
-        from camera.realsense import RecordingSource  # noqa: PLC0415
+        from camera.recording import RecordingSource  # noqa: PLC0415
 
         return RecordingSource(src, loop=cfg.loop, realtime=cfg.realtime, align=cfg.align,
                                filters=cfg.rs_filters)

@@ -19,7 +19,8 @@ from pipeline.args import check_listen
 from pipeline.child import CannotStart, Handles
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
 from push.video import gps_main, push_main
-from robotics.sink import foxglove_main, mcap_main
+from robotics.live import foxglove_main
+from robotics.record import mcap_main
 from sinks.display import HUNG_AFTER_S, display_main
 from sinks.tap import tap_main
 from web.server import web_main

@@ -146,7 +146,8 @@ def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Confi
 
 def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
     """Open the recording once here, so a corrupt file is one line and exit code 2."""
-    from camera.realsense import RecordingSource, normalize_filters  # noqa: PLC0415
+    from camera.realsense_device import normalize_filters  # noqa: PLC0415
+    from camera.recording import RecordingSource  # noqa: PLC0415
 
     try:
         normalize_filters(cfg.rs_filters)
@@ -160,10 +161,10 @@ def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
 
 def _check_realsense(p: argparse.ArgumentParser, cfg: Config) -> None:
     """Mode, filters and serial of a live camera, checked before any process starts."""
-    from camera.realsense import (
+    from camera.realsense_device import (  # noqa: PLC0415
         normalize_filters,
         realsense_devices,
-        validate_mode,  # noqa: PLC0415
+        validate_mode,
     )
 
     try:

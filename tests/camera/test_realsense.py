@@ -15,15 +15,15 @@ import pytest
 rs = pytest.importorskip("pyrealsense2")
 
 from camera.base import SourceConfigError, SourceEnded, SourceError  # noqa: E402
-from camera.realsense import (  # noqa: E402
+from camera.realsense import RealSenseSource  # noqa: E402
+from camera.realsense_device import (  # noqa: E402
     D455_MODES,
-    RealSenseSource,
-    RecordingSource,
-    _bounded,
     normalize_filters,
     realsense_devices,
     validate_mode,
 )
+from camera.realsense_device import bounded as _bounded  # noqa: E402
+from camera.recording import RecordingSource  # noqa: E402
 from tests.camera.rs_recording import SoftwareCamera, make_recording  # noqa: E402
 
 pytestmark = pytest.mark.timeout(60)
@@ -179,8 +179,10 @@ def test_module_imports_without_pyrealsense2() -> None:
         "import sys; sys.modules['pyrealsense2'] = None\n"
         "from camera.base import SourceConfigError\n"
         "import camera.realsense as r\n"
-        "assert r.realsense_devices() == []\n"
-        "for src in (r.RealSenseSource(640, 480, 30), r.RecordingSource('x.db3')):\n"
+        "import camera.realsense_device as d\n"
+        "import camera.recording as rec\n"
+        "assert d.realsense_devices() == []\n"
+        "for src in (r.RealSenseSource(640, 480, 30), rec.RecordingSource('x.db3')):\n"
         "    try:\n"
         "        src.open()\n"
         "    except SourceConfigError as exc:\n"

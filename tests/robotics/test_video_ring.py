@@ -1,4 +1,4 @@
-"""The robotics children's in-order walk of the H.264 ring (robotics.sink.Video)."""
+"""The robotics children's in-order walk of the H.264 ring (robotics.publisher.Video)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing, segment_name
-from robotics.sink import Video
+from robotics.publisher import Video
 
 
 @pytest.fixture

@@ -1,8 +1,8 @@
-"""The Foxglove and MCAP sink children: read the rings, publish standard Foxglove messages.
+"""The publisher both robotics children run: read the rings, log standard messages.
 
-Each child owns one foxglove-sdk `Context` with one sink in it: the WebSocket server
-(`foxglove` child) or the MCAP writer (`mcap` child). Both run the same publisher loop,
-woken by their own pipe (capture writes a byte per raw frame, the encoder per JPEG):
+Each child (`robotics/live.py`, `robotics/record.py`) owns one foxglove-sdk `Context`
+with one sink in it and runs a `Publisher` on it, woken by its own pipe (capture writes a
+byte per raw frame, the encoder per JPEG):
 
 - `/camera/color`: the encoder's JPEG, as it is (foxglove.CompressedImage, jpeg);
 - `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1);
@@ -16,22 +16,18 @@ A channel is read only while it has a sink (a subscribed client, or the MCAP fil
 the color stream counts as wanted (`sink_color_<child>`) only then, so nothing is encoded
 for nobody; `sink_h264_<child>` holds the number of /camera/h264 subscribers (1 for the
 file), so the stage encodes only for someone and forces a keyframe when one joins.
-A slow WebSocket client gets fewer frames: the server keeps a short backlog per client and
-drops the oldest. The MCAP file is closed in a `finally`, so Ctrl-C, SIGTERM,
-a crashed encoder or a fatal exit of another child all leave a readable file.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import select
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from media.geometry import FRAME_ID, camera_model
-from pipeline.child import CannotStart, Child, drain
+from pipeline.child import Child, drain
 from pipeline.control import Control
 from pipeline.shm import (
     FLAG_HAS_DEPTH,
@@ -42,97 +38,11 @@ from pipeline.shm import (
     TornRead,
 )
 from robotics import messages as m
-from robotics.options import RoboticsOptions
-from sinks.tap import unused_path
-
-if TYPE_CHECKING:
-    pass
+from robotics.flavours import FLAVOURS
 
 log = logging.getLogger("robotics")
 
-WS_BACKLOG = 8
-"""Messages queued per WebSocket client before the oldest is dropped (bounds memory)."""
 CALIBRATION_PERIOD_S = 1.0
-MCAP_CHUNK_BYTES = 4 << 20
-
-
-class FoxgloveFlavour:
-    """Foxglove's own schemas in protobuf: what the Foxglove app reads natively."""
-
-    profile = ""
-
-    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
-                ) -> Any:
-        from foxglove import channels as c  # noqa: PLC0415
-
-        cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
-               "video": c.CompressedVideoChannel,
-               "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel,
-               "tf": c.FrameTransformChannel}[kind]
-        return cls(topic, context=ctx, metadata=metadata)
-
-    color = staticmethod(m.color_message)
-    video = staticmethod(m.video_message)
-    depth = staticmethod(m.depth_message)
-    calibration = staticmethod(m.calibration_message)
-    transform = staticmethod(m.optical_transform)
-
-    @staticmethod
-    def gps(lat: float, lon: float, alt: float | None, ts: float) -> Any:
-        return m.gps_message(lat, lon, alt, ts)
-
-
-class Ros2Flavour:
-    """sensor_msgs types in CDR: what `ros2 bag play` replays (Foxglove reads them too)."""
-
-    profile = "ros2"
-    TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
-             "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix",
-             "tf": "tf2_msgs/msg/TFMessage"}
-
-    def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
-                ) -> Any:
-        import foxglove  # noqa: PLC0415
-
-        from robotics.ros2 import SCHEMAS  # noqa: PLC0415
-
-        name = self.TYPES[kind]
-        schema = foxglove.Schema(name=name, encoding="ros2msg", data=SCHEMAS[name].encode())
-        return foxglove.Channel(topic, schema=schema, message_encoding="cdr", context=ctx,
-                                metadata=metadata)
-
-    @staticmethod
-    def color(jpeg: bytes, ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import compressed_image  # noqa: PLC0415
-
-        return compressed_image(jpeg, ts, frame_id)
-
-    @staticmethod
-    def depth(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import image  # noqa: PLC0415
-
-        return image(data, width, height, ts, frame_id)
-
-    @staticmethod
-    def calibration(model: dict[str, Any], ts: float) -> bytes:
-        from robotics.ros2 import camera_info  # noqa: PLC0415
-
-        return camera_info(m.calibration_fields(model), ts)
-
-    @staticmethod
-    def transform(ts: float, frame_id: str) -> bytes:
-        from robotics.ros2 import tf_message  # noqa: PLC0415
-
-        return tf_message(m.BODY_FRAME_ID, frame_id, m.OPTICAL_IN_BODY, ts)
-
-    @staticmethod
-    def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
-        from robotics.ros2 import nav_sat_fix  # noqa: PLC0415
-
-        return nav_sat_fix(lat, lon, alt, ts, m.GPS_FRAME_ID)
-
-
-FLAVOURS = {"foxglove": FoxgloveFlavour, "ros2": Ros2Flavour}
 
 
 class Publisher:
@@ -296,6 +206,10 @@ class Publisher:
                                   log_time=_ns(now))
                 self.counts["gps"] += 1
 
+    def summary(self) -> str:
+        """What was sent so far, per topic ("color 12, depth 12"), or "nothing"."""
+        return ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "nothing"
+
     def close(self) -> None:
         """Stop wanting color and H.264; the channels go with their context."""
         self.control[self.sink_field] = 0.0
@@ -380,7 +294,8 @@ def _ns(ts: float) -> int:
     return int(round(ts * 1e9))
 
 
-def _gps_reader(spec: str | None) -> Any:
+def gps_reader(spec: str | None) -> Any:
+    """A started `push.gps` reader for `--gps SPEC`, or None without one."""
     if not spec:
         return None
     from push.gps import parse_gps_spec  # noqa: PLC0415
@@ -392,30 +307,13 @@ def _gps_reader(spec: str | None) -> Any:
     return reader
 
 
-class _Listener:
-    """WebSocket server callbacks: count clients, send calibration to a new subscriber."""
-
-    def __init__(self) -> None:
-        self.publisher: Publisher | None = None
-        self.subscriptions: set[tuple[int, int]] = set()
-        self.video_clients: set[int] = set()
-
-    def on_subscribe(self, client: Any, channel: Any) -> None:
-        self.subscriptions.add((client.id, channel.id))
-        if channel.topic == m.TOPIC_H264:
-            self.video_clients.add(client.id)
-        log.info("client %d subscribed to %s", client.id, channel.topic)
-        if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
-            self.publisher.calibrate_now()
-
-    def on_unsubscribe(self, client: Any, channel: Any) -> None:
-        self.subscriptions.discard((client.id, channel.id))
-        if channel.topic == m.TOPIC_H264:
-            self.video_clients.discard(client.id)
-        log.info("client %d unsubscribed from %s", client.id, channel.topic)
+def attach_rings(child: Child) -> tuple[FrameRing, FrameRing]:
+    """The raw ring and the color JPEG ring, which every robotics child reads."""
+    return FrameRing.attach(child.handles.raw), FrameRing.attach(child.handles.jpeg["color"])
 
 
-def _loop(pub: Publisher, child: Child) -> None:
+def serve(pub: Publisher, child: Child) -> None:
+    """Publish at every wake-up of the child's pipe (at least twice a second) until stopped."""
     wake_r = child.handles.sink_wakes[child.name][0]
     fd = wake_r.fileno()
     while not child.stop.is_set():
@@ -426,105 +324,7 @@ def _loop(pub: Publisher, child: Child) -> None:
         pub.step()
 
 
-def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
-    """The Foxglove WebSocket child: publish what clients subscribe to."""
-    import foxglove  # noqa: PLC0415
-
-    handles, control = child.handles, child.control
-    raw = FrameRing.attach(handles.raw)
-    color = FrameRing.attach(handles.jpeg["color"])
-    ctx = foxglove.Context()
-    listener = _Listener()
-    host = opts.foxglove_host or "127.0.0.1"
-    try:
-        server = foxglove.start_server(
-            name="depth camera", host=host, port=opts.foxglove_port, context=ctx,
-            server_listener=listener, message_backlog_size=WS_BACKLOG)
-    except RuntimeError as exc:
-        raise CannotStart(f"--foxglove: cannot listen on {host}:{opts.foxglove_port}: "
-                          f"{_reason(exc)}") from None
-    shown = f"[{host}]" if ":" in host else host
-    log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
-    gps = _gps_reader(opts.gps)
-    pub = Publisher("foxglove", ctx, control, raw, color,
-                    depth=opts.foxglove_depth == "raw", gps=gps, live=True)
-    listener.publisher = pub
-    h264 = None
-    if opts.foxglove_video == "h264" and handles.h264:
-        h264 = FrameRing.attach(handles.h264)
-        pub.add_video(h264, lambda: len(listener.video_clients)
-                      if pub.video is not None and pub.video.channel.has_sinks() else 0)
-    try:
-        _loop(pub, child)
-    finally:
-        pub.close()
-        if gps is not None:
-            gps.stop()
-        server.stop()
-        if h264 is not None:
-            h264.close()
-        log.info("Foxglove WebSocket stopped (sent %s)", _counts(pub))
-
-
-def mcap_main(child: Child, opts: RoboticsOptions) -> None:
-    """The MCAP recorder child: every frame to the file, finalized on every exit path."""
-    import foxglove  # noqa: PLC0415
-    from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
-
-    handles, control = child.handles, child.control
-    raw = FrameRing.attach(handles.raw)
-    color = FrameRing.attach(handles.jpeg["color"])
-    assert opts.record_mcap is not None
-    path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
-    compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
-                   "none": None}[opts.record_mcap_compression]
-    ctx = foxglove.Context()
-    try:
-        writer = foxglove.open_mcap(
-            path, allow_overwrite=True, context=ctx,
-            writer_options=MCAPWriteOptions(compression=compression,
-                                            profile=FLAVOURS[opts.record_mcap_profile].profile
-                                            or None,
-                                            chunk_size=MCAP_CHUNK_BYTES,
-                                            compression_threads=0))
-    except (RuntimeError, OSError) as exc:
-        raise CannotStart(f"--record-mcap {path}: {_reason(exc)}") from None
-    log.info("recording MCAP to %s (%s messages, %s chunks)", path,
-             opts.record_mcap_profile, opts.record_mcap_compression)
-    gps = None
-    pub = None
-    try:
-        gps = _gps_reader(opts.gps)
-        pub = Publisher("mcap", ctx, control, raw, color,
-                        depth=opts.record_mcap_depth == "raw", gps=gps,
-                        flavour=opts.record_mcap_profile)
-        if opts.record_mcap_video == "h264" and handles.h264:
-            pub.add_video(FrameRing.attach(handles.h264))
-
-        def flush() -> None:
-            # The source ended or was lost: put every frame so far on disk in whole
-            # chunks, so even a later SIGKILL leaves them readable.
-            writer.flush()
-            log.info("source lost: MCAP chunks flushed (%s)", _counts(pub))
-
-        pub.on_signal_lost = flush
-        _loop(pub, child)
-    finally:
-        if pub is not None:
-            pub.close()
-            model = pub.model
-            if model is not None:
-                writer.write_metadata("camera", {"model": json.dumps(model)})
-        if gps is not None:
-            gps.stop()
-        writer.close()
-        log.info("MCAP finalized: %s (%s)", path, _counts(pub) if pub else "nothing")
-
-
-def _counts(pub: Publisher) -> str:
-    return ", ".join(f"{k} {v}" for k, v in pub.counts.items() if v) or "nothing"
-
-
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """The text of a foxglove-sdk error without its type prefix."""
     text = str(exc)
     return text.split(": ", 1)[1] if text.startswith("FoxgloveError: ") else text

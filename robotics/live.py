@@ -1,0 +1,84 @@
+"""The Foxglove WebSocket child: publish what the connected clients subscribe to.
+
+It runs the `Publisher` (robotics/publisher.py) on a foxglove-sdk WebSocket server. A
+channel is read only while a client subscribes to it; a slow client gets fewer frames:
+the server keeps a short backlog per client and drops the oldest.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from pipeline.child import CannotStart, Child
+from pipeline.shm import FrameRing
+from robotics import messages as m
+from robotics.options import RoboticsOptions
+from robotics.publisher import Publisher, attach_rings, gps_reader, reason, serve
+
+log = logging.getLogger("robotics")
+
+WS_BACKLOG = 8
+"""Messages queued per WebSocket client before the oldest is dropped (bounds memory)."""
+
+
+class _Listener:
+    """WebSocket server callbacks: count clients, send calibration to a new subscriber."""
+
+    def __init__(self) -> None:
+        self.publisher: Publisher | None = None
+        self.subscriptions: set[tuple[int, int]] = set()
+        self.video_clients: set[int] = set()
+
+    def on_subscribe(self, client: Any, channel: Any) -> None:
+        self.subscriptions.add((client.id, channel.id))
+        if channel.topic == m.TOPIC_H264:
+            self.video_clients.add(client.id)
+        log.info("client %d subscribed to %s", client.id, channel.topic)
+        if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
+            self.publisher.calibrate_now()
+
+    def on_unsubscribe(self, client: Any, channel: Any) -> None:
+        self.subscriptions.discard((client.id, channel.id))
+        if channel.topic == m.TOPIC_H264:
+            self.video_clients.discard(client.id)
+        log.info("client %d unsubscribed from %s", client.id, channel.topic)
+
+
+def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
+    """The Foxglove WebSocket child: publish what clients subscribe to."""
+    import foxglove  # noqa: PLC0415
+
+    handles, control = child.handles, child.control
+    raw, color = attach_rings(child)
+    ctx = foxglove.Context()
+    listener = _Listener()
+    host = opts.foxglove_host or "127.0.0.1"
+    try:
+        server = foxglove.start_server(
+            name="depth camera", host=host, port=opts.foxglove_port, context=ctx,
+            server_listener=listener, message_backlog_size=WS_BACKLOG)
+    except RuntimeError as exc:
+        raise CannotStart(f"--foxglove: cannot listen on {host}:{opts.foxglove_port}: "
+                          f"{reason(exc)}") from None
+    shown = f"[{host}]" if ":" in host else host
+    log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
+    gps = gps_reader(opts.gps)
+    pub = Publisher("foxglove", ctx, control, raw, color,
+                    depth=opts.foxglove_depth == "raw", gps=gps, live=True)
+    listener.publisher = pub
+    h264 = None
+    if opts.foxglove_video == "h264" and handles.h264:
+        h264 = FrameRing.attach(handles.h264)
+        pub.add_video(h264, lambda: len(listener.video_clients)
+                      if pub.video is not None and pub.video.channel.has_sinks() else 0)
+    try:
+        serve(pub, child)
+    finally:
+        pub.close()
+        if gps is not None:
+            gps.stop()
+        server.stop()
+        if h264 is not None:
+            h264.close()
+        log.info("Foxglove WebSocket stopped (sent %s)", pub.summary())
