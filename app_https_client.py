@@ -19,9 +19,9 @@ from encoder.options import MIN_H264, H264Options, add_h264_args, h264_options
 from media.urls import parse_destination, redact
 from pipeline.args import OneLineParser, bitrate, ranged
 from pipeline.child import CannotStart, setup_logging
-from push.gps import parse_gps_spec
+from push.gps.spec import parse_gps_spec
 from push.h264 import h264_cap
-from push.video import GpsOptions, PushOptions
+from push.options import GpsOptions, PushOptions
 from robotics.options import add_robotics_args, robotics_options
 from wiring.options import add_common_args, add_encoder_args, add_source_args, pipeline_config
 from wiring.plan import Plan

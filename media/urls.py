@@ -5,16 +5,20 @@ from __future__ import annotations
 from urllib.parse import urlsplit, urlunsplit
 
 
-def redact(url: str) -> str:
-    """The URL with any user:password@ replaced, fit for logs."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+def redact(url: str, *, userinfo: str = "***@") -> str:
+    """The URL fit for logs: any user:password@ replaced by `userinfo` ("" leaves it out),
+    and the query and fragment dropped, since they may carry tokens.
+
+    A URL that does not parse (a bad IPv6 literal) gives "<invalid url>".
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = userinfo + netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def parse_destination(url: str, schemes: tuple[str, ...]) -> tuple[str, str, int, str]:

@@ -28,21 +28,13 @@ from urllib.parse import urlsplit
 
 from media.ts import TsMuxer
 from media.urls import parse_destination, redact
-from pipeline.child import CannotStart, drain
+from pipeline.child import CannotStart
 from pipeline.control import Control
 from pipeline.shm import FLAG_KEYFRAME, FrameRing
-from push.adapt import TICK_S, Adapter
-from push.video import (
-    CONNECT_TIMEOUT_S,
-    STALL_TIMEOUT_S,
-    STATS_EVERY_S,
-    Connection,
-    Pusher,
-    PushFailed,
-    PushOptions,
-    _Stats,
-    _Tick,
-)
+from push.adapt import Adapter
+from push.connection import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, Connection, Output, PushFailed
+from push.options import PushOptions
+from push.pusher import Pusher, Stats
 
 log = logging.getLogger("push")
 
@@ -206,14 +198,19 @@ class H264Pusher(Pusher):
     """Push every access unit in order; follow the link with the encoder's bit rate."""
 
     def __init__(self, opts: PushOptions, ring: FrameRing, control: Control,
-                 wake_r: MpConnection, stop: threading.Event) -> None:
-        super().__init__(opts, ring, control, wake_r, stop)
-        self.bucket = None  # --max-bitrate caps the encoder instead
+                 wake_r: MpConnection, stop: threading.Event, *,
+                 beat: Callable[[], None]) -> None:
+        super().__init__(opts, ring, control, wake_r, stop, beat=beat)
         self.cap = h264_cap(opts)
         self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
                                self.cap) if opts.adapt else None
         self.requested = min(self.cap, START_BITRATE) if opts.adapt else self.cap
         self.resyncs = 0
+        # Per connection: the muxer, where to look for a keyframe, the next access unit
+        # to send (0 while waiting for a keyframe), and whether "connected" is still due.
+        self.mux = TsMuxer()
+        self.scan = self.nxt = 0
+        self.announce = False
 
     def _begin(self) -> None:
         self.control["push_h264_bitrate"] = self.requested
@@ -222,81 +219,56 @@ class H264Pusher(Pusher):
         self.control["sink_h264"] = 0
         self.control["push_h264_bitrate"] = 0
 
-    def _connection(self) -> Connection | FfmpegOutput:  # type: ignore[override]
+    def _connection(self) -> Output:
         if urlsplit(self.opts.url).scheme in MEDIA_SCHEMES:
-            return FfmpegOutput(self.opts, self._beat)
-        return Connection(self.opts, self._beat)
+            return FfmpegOutput(self.opts, self.beat)
+        return Connection(self.opts, self.beat)
 
-    def _stream(self, conn: Connection | FfmpegOutput) -> None:  # type: ignore[override]
+    def _stream(self, conn: Output) -> None:
         # A consumer only while connected: the stage idles while the destination is down.
         self.control["sink_h264"] = 1
         try:
-            self._push(conn)
+            self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
+            self.mux = TsMuxer()
+            self.scan, self.nxt = self.ring.counter() + 1, 0
+            self.announce = getattr(conn, "deferred", False)
+            super()._stream(conn)
         finally:
             self.control["sink_h264"] = 0
 
-    def _push(self, conn: Connection | FfmpegOutput) -> None:
-        self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
-        mux = TsMuxer()
-        fd = self.wake_r.fileno()  # type: ignore[attr-defined]
-        scan = self.ring.counter() + 1
-        nxt = 0  # the next access unit to send; 0 while waiting for a keyframe
-        announce = getattr(conn, "deferred", False)
-        stats = _Stats(self.ring.counter())
-        tick = _Tick(conn.sock)
-        progress = time.monotonic()
-        while not self.stop.is_set():
-            now = time.monotonic()
-            self.control["hb_push"] = time.time()
-            if now - tick.t0 >= TICK_S:
-                self._adapt(tick.close(now))
-            if now - stats.t0 >= STATS_EVERY_S:
-                self._log_stats(stats, now)
-            latest = self.ring.counter()
-            if nxt == 0:
-                for c in range(max(scan, latest - self.ring.nslots + 2), latest + 1):
-                    got = self.ring.read_counter(c)
-                    if got is not None and got[0].flags & FLAG_KEYFRAME:
-                        nxt = c
-                        break
-                scan = latest + 1
-            if nxt == 0 or nxt > latest:
-                readable, _, _ = select.select([fd], [], [], 0.25)
-                if readable:
-                    drain(self.wake_r)  # type: ignore[arg-type]
-                progress = time.monotonic()  # nothing to send is not a stalled link
-                continue
-            t_wait = time.monotonic()
-            writable = conn.wait_writable(0.25)
-            tick.busy += time.monotonic() - t_wait
-            if not writable:
-                if time.monotonic() - progress > STALL_TIMEOUT_S:
-                    raise PushFailed(f"stalled: no progress for {STALL_TIMEOUT_S:.0f} s")
-                continue
-            got = self.ring.read_counter(nxt)
-            if got is None:  # more than a ring behind: resume at a fresh keyframe
-                self.resyncs += 1
-                log.debug("fell %d access units behind; waiting for a keyframe",
-                          self.ring.counter() - nxt)
-                self.control.add("push_h264_keyframes")
-                nxt, scan = 0, self.ring.counter() + 1
-                continue
-            meta, au = got
-            data = mux.mux(au, meta.ts_capture, bool(meta.flags & FLAG_KEYFRAME))
-            t_send = time.monotonic()
-            n = conn.send_bytes(data)
-            done = time.monotonic()
-            tick.busy += done - t_send
-            tick.sent += n
-            tick.sample()
-            progress = done
-            self.sent += 1
-            stats.frame(meta, 0, n)
-            nxt += 1
-            if announce and getattr(conn, "established", None) is not None \
-                    and conn.established.is_set():  # type: ignore[union-attr]
-                announce = False
-                self._connected()
+    def _step(self, conn: Output) -> None:
+        latest = self.ring.counter()
+        if self.nxt == 0:
+            for c in range(max(self.scan, latest - self.ring.nslots + 2), latest + 1):
+                got = self.ring.read_counter(c)
+                if got is not None and got[0].flags & FLAG_KEYFRAME:
+                    self.nxt = c
+                    break
+            self.scan = latest + 1
+        if self.nxt == 0 or self.nxt > latest:
+            self._idle()
+            self.progress = time.monotonic()  # nothing to send is not a stalled link
+            return
+        if not self._room(conn):
+            return
+        got = self.ring.read_counter(self.nxt)
+        if got is None:  # more than a ring behind: resume at a fresh keyframe
+            self.resyncs += 1
+            log.debug("fell %d access units behind; waiting for a keyframe",
+                      self.ring.counter() - self.nxt)
+            self.control.add("push_h264_keyframes")
+            self.nxt, self.scan = 0, self.ring.counter() + 1
+            return
+        meta, au = got
+        data = self.mux.mux(au, meta.ts_capture, bool(meta.flags & FLAG_KEYFRAME))
+        t_send = time.monotonic()
+        n = conn.send_bytes(data)
+        self._sent(meta, 0, n, t_send)
+        self.nxt += 1
+        if self.announce and getattr(conn, "established", None) is not None \
+                and conn.established.is_set():  # type: ignore[attr-defined]
+            self.announce = False
+            self._connected()
 
     def _adapt(self, m: dict[str, float]) -> None:
         """Fold one tick into the link estimate and ask the stage for a bit rate that fits."""
@@ -316,12 +288,10 @@ class H264Pusher(Pusher):
             self.requested = want
             self.control["push_h264_bitrate"] = want
 
-    def _log_stats(self, st: _Stats, now: float) -> None:
+    def _log_stats(self, st: Stats, now: float) -> None:
         dt = now - st.t0
-        link = ""
-        if self.adapter is not None and self.adapter.capacity:
-            link = f", link ~{self.adapter.capacity * 8e-6:.2f} Mbit/s"
         log.info("pushed %d access units (%.1f fps, %.2f Mbit/s%s, encoder asked for %.2f "
                  "Mbit/s), last %s, %d keyframe resyncs", self.sent, st.n / dt,
-                 st.bytes * 8e-6 / dt, link, self.requested * 1e-6, st.res, self.resyncs)
+                 st.bytes * 8e-6 / dt, self._link(), self.requested * 1e-6, st.res,
+                 self.resyncs)
         st.reset(now, self.ring.counter())

@@ -107,7 +107,7 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
             p.error("--record-mcap-video h264: the ros2 profile has no standard video "
                     "message; use --record-mcap-profile foxglove")
     if gps and gps.strip().lower() != "none":
-        from push.gps import parse_gps_spec  # noqa: PLC0415
+        from push.gps.spec import parse_gps_spec  # noqa: PLC0415
 
         try:
             parse_gps_spec(gps)

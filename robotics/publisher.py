@@ -10,7 +10,7 @@ byte per raw frame, the encoder per JPEG):
   on (CompressedVideo, h264); the stage also wakes the pipe as each one lands;
 - `/camera/calibration`: CameraCalibration from `camera_model`, once a second;
 - `/tf`: camera_link -> the optical frame, once a second, so a 3D view stands upright;
-- `/gps`: LocationFix from the `push.gps` readers.
+- `/gps`: LocationFix from the `push/gps/` readers.
 
 A channel is read only while it has a sink (a subscribed client, or the MCAP file), and
 the color stream counts as wanted (`sink_color_<child>`) only then, so nothing is encoded
@@ -298,7 +298,7 @@ def gps_reader(spec: str | None) -> Any:
     """A started `push.gps` reader for `--gps SPEC`, or None without one."""
     if not spec:
         return None
-    from push.gps import parse_gps_spec  # noqa: PLC0415
+    from push.gps.spec import parse_gps_spec  # noqa: PLC0415
 
     reader = parse_gps_spec(spec)
     if reader is not None:

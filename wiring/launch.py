@@ -18,7 +18,8 @@ from media.jpeg import pick_backend
 from pipeline.args import check_listen
 from pipeline.child import CannotStart, Handles
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
-from push.video import gps_main, push_main
+from push.gps.main import gps_main
+from push.main import push_main
 from robotics.live import foxglove_main
 from robotics.record import mcap_main
 from sinks.display import HUNG_AFTER_S, display_main

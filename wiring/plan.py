@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from encoder.options import H264Options
 from pipeline.config import Config
-from push.video import GpsOptions, PushOptions
+from push.options import GpsOptions, PushOptions
 from robotics.options import RoboticsOptions
 from sinks.tap import TapOptions
 from web.options import WebOptions

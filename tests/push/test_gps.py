@@ -20,17 +20,12 @@ from typing import Any
 
 import pytest
 
-from push.gps import (
-    FixedReader,
-    GpsdReader,
-    GpsFix,
-    GpsPoster,
-    GpsReader,
-    NmeaSerialReader,
-    parse_gps_spec,
-    redact_url,
-    tpv_to_fix,
-)
+from push.gps.fix import GpsFix
+from push.gps.gpsd import GpsdReader, tpv_to_fix
+from push.gps.nmea import NmeaSerialReader
+from push.gps.poster import GpsPoster, redact_url
+from push.gps.reader import FixedReader, GpsReader
+from push.gps.spec import parse_gps_spec
 from tests.conftest import require
 from tests.helpers import free_port
 
