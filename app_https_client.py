@@ -17,13 +17,13 @@ import sys
 
 from encoder.options import MIN_H264, H264Options, add_h264_args, h264_options
 from media.urls import parse_destination, redact
-from pipeline.args import OneLineParser, bitrate, ranged
+from pipeline.args import bitrate, ranged
 from pipeline.child import CannotStart, setup_logging
 from push.gps.spec import parse_gps_spec
 from push.h264 import h264_cap
 from push.options import GpsOptions, PushOptions
 from robotics.options import add_robotics_args, robotics_options
-from wiring.options import add_common_args, add_encoder_args, add_source_args, pipeline_config
+from wiring.options import pipeline_config, pipeline_parser
 from wiring.plan import Plan
 
 log = logging.getLogger("app_https_client")
@@ -43,14 +43,16 @@ MEDIA_SCHEMES = ("rtmp", "rtmps", "rtsp")
 _bitrate = bitrate(MIN_BITRATE, MAX_BITRATE)
 
 
+DESCRIPTION = (
+    "Push the camera stream to one listener (e.g. ffmpeg -listen 1) over HTTPS, HTTP or "
+    "raw TCP as MJPEG or H.264 in MPEG-TS, or publish H.264 to an RTMP media server, "
+    "retrying while it is down, and POST GPS fixes to a URL."
+)
+
+
 def parse_args(argv: list[str] | None = None) -> Plan:
     """Command line -> Plan: the pipeline, the push, and GPS and robotics if asked for."""
-    p = OneLineParser(
-        prog="app_https_client.py",
-        description="Push the camera stream to one listener (e.g. ffmpeg -listen 1) over "
-        "HTTPS, HTTP or raw TCP as MJPEG or H.264 in MPEG-TS, or publish H.264 to an RTMP "
-        "media server, retrying while it is down, and POST GPS fixes to a URL.",
-    )
+    p = pipeline_parser("app_https_client.py", DESCRIPTION)
     g = p.add_argument_group("destination")
     g.add_argument("-v", "--video", required=True, metavar="URL",
                    help="https://HOST:PORT[/path], http://..., tcp://HOST:PORT (bare JPEGs, "
@@ -97,11 +99,8 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                    metavar="PIXELS",
                    help="narrowest frame adapting may choose (default 320; frames keep "
                    "their aspect ratio)")
-    add_source_args(p)
-    add_encoder_args(p)
     add_robotics_args(p, gps=False)
     add_h264_args(p)
-    add_common_args(p)
     ns = p.parse_args(argv)
     if ns.min_quality > ns.quality:
         p.error(f"--min-quality {ns.min_quality} is above --quality {ns.quality}")

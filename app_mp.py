@@ -24,22 +24,22 @@ from sinks.tap import TapOptions
 from web.limits import max_clients_allowed
 from web.options import WebOptions, add_web_args, web_options
 from webrtc.options import add_webrtc_args, webrtc_options
-from wiring.options import add_common_args, add_encoder_args, add_source_args, pipeline_config
+from wiring.options import pipeline_config, pipeline_parser
 from wiring.plan import Plan
 
 log = logging.getLogger("app_mp")
 
 
+DESCRIPTION = (
+    "Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: / (page), "
+    "/color, /depth, /combined, /metric (multipart), /color.jpg etc. (snapshots), "
+    "/depth.png (exact depth), /camera.json, /status (JSON)."
+)
+
+
 def parse_args(argv: list[str] | None = None) -> Plan:
     """Command line -> Plan (one-line error and exit code 2 on bad values)."""
-    p = OneLineParser(
-        prog="app_mp.py",
-        description="Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: "
-        "/ (page), /color, /depth, /combined, /metric (multipart), /color.jpg etc. (snapshots), "
-        "/depth.png (exact depth), /camera.json, /status (JSON).",
-    )
-    add_source_args(p)
-    add_encoder_args(p)
+    p = pipeline_parser("app_mp.py", DESCRIPTION)
     add_web_args(p)
     o = p.add_argument_group("recording and display")
     o.add_argument("--record", metavar="PATH.mkv",
@@ -52,7 +52,6 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     add_robotics_args(p)
     add_webrtc_args(p)
     add_h264_args(p)
-    add_common_args(p)
     ns = p.parse_args(argv)
     cfg = pipeline_config(p, ns)
     robotics = robotics_options(ns, p, gps=ns.gps, web=(ns.host, ns.port))

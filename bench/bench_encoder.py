@@ -38,15 +38,9 @@ from encoder.process import FrameEncoder  # noqa: E402
 from media.depth import DEPTH_MODES, _bgr_lut, _level_lut, render_depth_bgrx  # noqa: E402
 from media.filters import FilterChain  # noqa: E402
 from media.jpeg import JpegCodec, pick_backend  # noqa: E402
-from pipeline.args import OneLineParser
 from pipeline.config import Config  # noqa: E402
 from pipeline.shm import FLAG_HAS_DEPTH, SlotMeta  # noqa: E402
-from wiring.options import (  # noqa: E402
-    add_common_args,
-    add_encoder_args,
-    add_source_args,
-    pipeline_config,
-)
+from wiring.options import pipeline_config, pipeline_parser  # noqa: E402
 
 logger = logging.getLogger("bench_encoder")
 
@@ -91,10 +85,7 @@ class RawTurbo:
 
 def make_config(mode: str, quality: int, backend: str) -> Config:
     """The Config the server would run with for these options."""
-    p = OneLineParser()
-    add_source_args(p)
-    add_encoder_args(p)
-    add_common_args(p)
+    p = pipeline_parser("bench_encoder", "")
     ns = p.parse_args(["--source", "synthetic", "--depth-mode", mode, "--quality", str(quality),
                        "--encoder", backend, "--log-level", "warning"])
     return pipeline_config(p, ns)

@@ -31,6 +31,10 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import BodySkipper  # noqa: E402
+
 log = logging.getLogger("bench")
 CLK = os.sysconf("SC_CLK_TCK")
 BOUNDARY = b"frame"
@@ -80,7 +84,7 @@ async def floor_server(port: int, jpeg: bytes, fps: float) -> None:
 
 # ---- the load: one asyncio process reading N streams ----------------------------------
 
-class Reader(asyncio.BufferedProtocol):
+class Reader(asyncio.BufferedProtocol, BodySkipper):
     """Parses part headers, skips bodies by Content-Length, records arrival times."""
 
     def __init__(self, path: str, t_measure: float) -> None:
@@ -106,9 +110,7 @@ class Reader(asyncio.BufferedProtocol):
         view = memoryview(self.buf)[:nbytes]
         while view:
             if self.skip:
-                n = min(self.skip, len(view))
-                self.skip -= n
-                view = view[n:]
+                view = self.skipped(view)
                 continue
             chunk = bytes(view[:4096])  # a part's headers are small: never copy a body
             self.head += chunk

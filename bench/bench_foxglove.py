@@ -23,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import count_messages  # noqa: E402
 from tests.helpers import children_of, free_port, running  # noqa: E402
 from tests.robotics.fox_client import FoxgloveClient, listener_pid  # noqa: E402
 
@@ -79,15 +80,9 @@ def one_run(width: int, height: int, seconds: float, compression: str) -> dict[s
             c.subscribe(["/camera/color", "/camera/depth"])
             c.collect({"/camera/color": 5, "/camera/depth": 5}, timeout=30)
             c.bytes_by_topic.clear()
-            counts = {"/camera/color": 0, "/camera/depth": 0}
-            f0, r0, t0 = cpu_s(fox), cpu_s(rec), time.monotonic()
+            f0, r0 = cpu_s(fox), cpu_s(rec)
             enc0 = srv.status()["streams"]["color"]["frames_encoded"]
-            while time.monotonic() - t0 < seconds:
-                item = c.next_message(5)
-                if item is None:
-                    raise RuntimeError("no message for 5 s")
-                counts[item[0]] += 1
-            dt = time.monotonic() - t0
+            counts, dt = count_messages(c, ("/camera/color", "/camera/depth"), seconds)
             res = {
                 "fox_cpu": (cpu_s(fox) - f0) / dt, "fox_idle_cpu": idle,
                 "mcap_cpu": (cpu_s(rec) - r0) / dt,

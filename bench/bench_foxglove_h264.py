@@ -17,12 +17,12 @@ import logging
 import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.bench_foxglove import cpu_s  # noqa: E402
+from bench.common import count_messages  # noqa: E402
 from tests.helpers import free_port, running  # noqa: E402
 from tests.robotics.fox_client import FoxgloveClient  # noqa: E402
 
@@ -40,14 +40,8 @@ def one_run(width: int, height: int, seconds: float) -> dict[str, float]:
         c.subscribe(list(TOPICS))
         c.collect({t: 5 for t in TOPICS}, timeout=30)
         c.bytes_by_topic.clear()
-        counts = dict.fromkeys(TOPICS, 0)
-        h0, t0 = cpu_s(h264), time.monotonic()
-        while time.monotonic() - t0 < seconds:
-            item = c.next_message(5)
-            if item is None:
-                raise RuntimeError("no message for 5 s")
-            counts[item[0]] += 1
-        dt = time.monotonic() - t0
+        h0 = cpu_s(h264)
+        counts, dt = count_messages(c, TOPICS, seconds)
         res = {"h264_cpu": (cpu_s(h264) - h0) / dt}
         for topic in TOPICS:
             key = topic.rsplit("/", 1)[1]

@@ -22,13 +22,12 @@ import signal
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import wait_started  # noqa: E402
 from tests.browser import Browser  # noqa: E402
 
 log = logging.getLogger("bench")
@@ -79,17 +78,7 @@ def one_run(args: argparse.Namespace, fps: float) -> dict:
          "synthetic", "--width", str(args.width), "--height", str(args.height), "--fps",
          str(fps), "--log-level", "warning"], cwd=app.parent, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=3) as r:
-                    if json.load(r)["frames_captured"] > 0:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or srv.poll() is not None:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
+        wait_started(port, srv)
         lat = sorted(paint_latencies(f"http://127.0.0.1:{port}", args.seconds, args.src))
     finally:
         srv.send_signal(signal.SIGINT)

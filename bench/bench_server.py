@@ -23,15 +23,18 @@ import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import BodySkipper, status, wait_started  # noqa: E402
+
 log = logging.getLogger("bench")
 CLK = os.sysconf("SC_CLK_TCK")
 
 
-class Client:
+class Client(BodySkipper):
     """One connection: parses part headers, skips bodies, records frame times."""
 
     def __init__(self, port: int, path: str) -> None:
@@ -51,9 +54,7 @@ class Client:
         view = memoryview(data)
         while view:
             if self.skip:
-                n = min(self.skip, len(view))
-                self.skip -= n
-                view = view[n:]
+                view = self.skipped(view)
                 continue
             self.buf += view
             view = memoryview(b"")
@@ -118,11 +119,6 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def status(port: int) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=3) as r:
-        return json.loads(r.read())
-
-
 def one_run(args: argparse.Namespace, port: int) -> dict:
     """Start the server, load it, measure, stop it."""
     cmd = [sys.executable, str(ROOT / "app_mp.py"), "--host", "127.0.0.1", "--port", str(port),
@@ -130,17 +126,7 @@ def one_run(args: argparse.Namespace, port: int) -> dict:
            "--log-level", "warning", *args.server_args]
     srv = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                st = status(port)
-                if st["frames_captured"] > 0:
-                    break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or srv.poll() is not None:
-                raise RuntimeError("server did not start")
-            time.sleep(0.2)
+        st = wait_started(port, srv)
         pids = {"main": srv.pid, **st["pids"]}
         ctx = mp.get_context("spawn")
         q: mp.Queue = ctx.Queue()

@@ -13,16 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from camera import realsense_device as device
 from camera.base import Frame, SourceConfigError, SourceEnded, SourceError
-from camera.realsense_device import (
-    depth_scale,
-    device_info,
-    one_line,
-    require_rs,
-    rs,
-    start_pipeline,
-    stop_pipeline,
-)
 from camera.realsense_frames import RealSenseBase
 
 log = logging.getLogger(__name__)
@@ -51,35 +43,35 @@ class RecordingSource(RealSenseBase):
 
     def open(self) -> None:
         """Open the file; SourceConfigError (one line) when missing or unreadable."""
-        require_rs()
+        device.require_rs()
         self.close()
         p = Path(self.path)
         if not p.is_file():
             raise SourceConfigError(f"recording {self.path}: no such file")
         if p.suffix not in (".bag", ".db3"):
             raise SourceConfigError(f"recording {self.path}: expected a .bag or .db3 file")
-        cfg = rs.config()
-        pipe = rs.pipeline()
+        cfg = device.rs.config()
+        pipe = device.rs.pipeline()
         try:
             cfg.enable_device_from_file(str(p), repeat_playback=self.loop)
-            profile = start_pipeline(pipe, cfg, "playback start")
+            profile = device.start_pipeline(pipe, cfg, "playback start")
         except RuntimeError as exc:
             raise SourceConfigError(
-                f"recording {self.path} cannot be played: {one_line(exc)}") from None
+                f"recording {self.path} cannot be played: {device.one_line(exc)}") from None
         self._pipe = pipe
         try:
             dev = profile.get_device()
             self._playback = dev.as_playback()
             self._playback.set_real_time(self.realtime)
             self._duration = self._playback.get_duration().total_seconds()
-            self._dev_info = device_info(dev)
+            self._dev_info = device.device_info(dev)
             streams = {s.stream_type(): s for s in profile.get_streams()}
-            color = streams.get(rs.stream.color)
-            depth = streams.get(rs.stream.depth)
+            color = streams.get(device.rs.stream.color)
+            depth = streams.get(device.rs.stream.depth)
             if color is None:
                 raise SourceConfigError(f"recording {self.path} has no color stream")
             if depth is not None:
-                self.depth_scale = depth_scale(dev)
+                self.depth_scale = device.depth_scale(dev)
             self._setup_processing(color, depth)
         except SourceConfigError:
             self.close()
@@ -87,13 +79,13 @@ class RecordingSource(RealSenseBase):
         except RuntimeError as exc:
             self.close()
             raise SourceConfigError(
-                f"recording {self.path} cannot be played: {one_line(exc)}") from None
+                f"recording {self.path} cannot be played: {device.one_line(exc)}") from None
         log.info("playing %s (%.1f s, loop=%s, realtime=%s)", self.path, self._duration,
                  self.loop, self.realtime)
 
     def _ended(self) -> bool:
         return (not self.loop and self._playback is not None
-                and self._playback.current_status() == rs.playback_status.stopped)
+                and self._playback.current_status() == device.rs.playback_status.stopped)
 
     def read(self, timeout: float) -> Frame | None:
         """Next frame; SourceEnded once a non-looping recording has delivered its last."""
@@ -118,7 +110,7 @@ class RecordingSource(RealSenseBase):
         pipe, self._pipe, self._playback = self._pipe, None, None
         self.frames_read = 0
         if pipe is not None:
-            stop_pipeline(pipe, "playback stop", "stopping playback")
+            device.stop_pipeline(pipe, "playback stop", "stopping playback")
 
     def info(self) -> dict[str, Any]:
         """Path, mode, depth scale and intrinsics of the recording for /status."""

@@ -64,15 +64,8 @@ def _bgrx_lut(mode: str, dmin: float, dmax: float, scale: float) -> np.ndarray:
     return lut
 
 
-def render_depth_bgrx(
-    depth: np.ndarray,
-    mode: str,
-    dmin: float,
-    dmax: float,
-    scale: float = 0.001,
-    *,
-    out: np.ndarray | None = None,
-) -> np.ndarray:
+def render_depth_bgrx(depth: np.ndarray, mode: str, dmin: float, dmax: float,
+                      scale: float = 0.001, *, out: np.ndarray | None = None) -> np.ndarray:
     """Render uint16 HxW depth to an HxWx4 uint8 BGRX image (X = 0), into `out` if given.
 
     `out` must be a C-contiguous HxWx4 uint8 array; reusing one saves allocating (and

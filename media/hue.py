@@ -97,14 +97,8 @@ def _metres(frac: np.ndarray, dmin: float, dmax: float, mapping: str) -> np.ndar
     return dmin + frac * (dmax - dmin)
 
 
-def hue_index_lut(
-    dmin: float,
-    dmax: float,
-    depth_scale: float,
-    inverse: bool = False,
-    *,
-    mapping: str = "uniform",
-) -> np.ndarray:
+def hue_index_lut(dmin: float, dmax: float, depth_scale: float, inverse: bool = False, *,
+                  mapping: str = "uniform") -> np.ndarray:
     """int16 hue index (0..1529) for every raw uint16 depth value; -1 marks invalid (0)."""
     return _index_lut(float(dmin), float(dmax), float(depth_scale), _mapping_name(mapping, inverse))
 
@@ -130,14 +124,8 @@ def _encode_lut(dmin: float, dmax: float, depth_scale: float, mapping: str) -> n
     return lut
 
 
-def hue_depth_table(
-    dmin: float,
-    dmax: float,
-    depth_scale: float,
-    inverse: bool = False,
-    *,
-    mapping: str = "uniform",
-) -> np.ndarray:
+def hue_depth_table(dmin: float, dmax: float, depth_scale: float, inverse: bool = False, *,
+                    mapping: str = "uniform") -> np.ndarray:
     """uint16 depth (in depth_scale units) that each hue index 0..1529 decodes to.
 
     Two extra slots follow: 1530 (the ramp wrapping round to index 0) and 1531 (invalid, 0).
@@ -161,15 +149,8 @@ def _depth_table(dmin: float, dmax: float, depth_scale: float, mapping: str) -> 
     return table
 
 
-def encode_hue_depth(
-    depth: np.ndarray,
-    dmin: float,
-    dmax: float,
-    depth_scale: float = 0.001,
-    inverse: bool = False,
-    *,
-    mapping: str = "uniform",
-) -> np.ndarray:
+def encode_hue_depth(depth: np.ndarray, dmin: float, dmax: float, depth_scale: float = 0.001,
+                     inverse: bool = False, *, mapping: str = "uniform") -> np.ndarray:
     """Colourise uint16 depth (HxW, raw units of depth_scale metres) to a BGR uint8 HxWx3 image.
 
     `mapping` is "uniform", "inverse" or "log"; `inverse=True` is the older spelling of

@@ -30,6 +30,7 @@ from media.ts import TsMuxer
 from media.urls import parse_destination, redact
 from pipeline.child import CannotStart
 from pipeline.control import Control
+from pipeline.procs import stop_process
 from pipeline.shm import FLAG_KEYFRAME, FrameRing
 from push.adapt import Adapter
 from push.connection import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, Connection, Output, PushFailed
@@ -179,13 +180,7 @@ class FfmpegOutput:
     def close(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(FFMPEG_EXIT_WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc, FFMPEG_EXIT_WAIT_S)
         if self.proc.stdin is not None:  # stderr: closed by its reader at EOF
             try:
                 self.proc.stdin.close()

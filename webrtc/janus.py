@@ -27,6 +27,7 @@ from typing import Any
 
 from media.h264 import profile_level_id
 from pipeline.child import Child
+from pipeline.procs import stop_process
 from webrtc.options import WebRTCOptions
 
 log = logging.getLogger("janus")
@@ -226,13 +227,7 @@ class JanusProcess:
     def stop(self) -> None:
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(STOP_WAIT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(STOP_WAIT_S)
+        stop_process(self.proc, STOP_WAIT_S)
         if self.proc.stderr is not None:
             self.proc.stderr.close()
         self.proc = None

@@ -17,6 +17,7 @@ from camera.base import SourceConfigError, SourceError
 from media.depth import DEPTH_MODES
 from media.filters import parse_filter_list
 from pipeline.args import (
+    OneLineParser,
     check_listen_address,
     fps_arg,
     metres_arg,
@@ -94,6 +95,16 @@ def add_common_args(p: argparse.ArgumentParser) -> None:
     """Logging."""
     p.add_argument("--log-level", choices=LOG_LEVELS, default="info",
                    help="log verbosity (default info)")
+
+
+def pipeline_parser(prog: str, description: str) -> OneLineParser:
+    """A parser with the pipeline's groups (source, encoding, logging); each entry point
+    adds its sinks' groups."""
+    p = OneLineParser(prog=prog, description=description)
+    add_source_args(p)
+    add_encoder_args(p)
+    add_common_args(p)
+    return p
 
 
 def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Config:
