@@ -18,8 +18,9 @@ from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
 from web.auth import Authenticator
+from web.channel import BOUNDARY
 from web.depth_api import PAGE_VIEWS, depth_api
-from web.hub import BOUNDARY, FrameHub
+from web.hub import FrameHub
 from web.metrics import metrics_response
 from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
 from web.webrtc import page_config as webrtc_page_config

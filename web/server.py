@@ -25,7 +25,8 @@ from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY, create_app, web_options
-from web.hub import ADVANCE_OPEN, OPEN, FrameHub
+from web.channel import ADVANCE_OPEN, OPEN
+from web.hub import FrameHub
 from web.limits import (
     CONTROL_SLOTS,
     REFUSAL,
