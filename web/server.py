@@ -24,6 +24,7 @@ from pipeline.child import Handles, run_child
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
+from push.urls import redact_text
 from web.app import FANOUT_KEY, create_app, web_options
 from web.channel import ADVANCE_OPEN, OPEN
 from web.hub import FrameHub
@@ -108,6 +109,15 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                 guard.end_wait(conn)
                 conn.requests += 1
 
+    def format_request(self) -> str:
+        """gevent's access line without any credential of the request target (?token=...)."""
+        addr = self.client_address
+        client = addr[0] if isinstance(addr, tuple) else str(addr)
+        status = (getattr(self, "_orig_status", None) or self.status or "000").split()[0]
+        delta = f"{self.time_finish - self.time_start:.6f}" if self.time_finish else "-"
+        return (f'{client} "{redact_text(self.requestline or "")}" {status} '
+                f"{self.response_length or '-'} {delta}")
+
     def log_request(self) -> None:
         """Access lines at debug level only: stream clients come and go constantly."""
         log.debug("%s", self.format_request())
@@ -183,6 +193,25 @@ class GuardedServer(gevent.pywsgi.WSGIServer):
             _close(ssl_socket)
 
 
+class RedactFilter(logging.Filter):
+    """Keeps credentials out of every line the web process logs, whoever logs it (gevent
+    quotes a malformed request line whole in its error log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def redact_logs() -> None:
+    """Put the RedactFilter on every handler of the web process's logging."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
+
+
 def _refuse(sock: Any) -> None:
     """Answer 503 without waiting (best effort) and close."""
     try:
@@ -208,6 +237,7 @@ def web_main(cfg: Config, handles: Handles, backend: str, listener: socket.socke
     """Entry point of the web process (spawned by the supervisor)."""
 
     def body() -> None:
+        redact_logs()
         control = Control.attach(handles.control)
         rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
         limits = limits_from(cfg.extra)
