@@ -173,7 +173,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         if not interval:  # our server may hand the socket to the hub's shared writer
             request.environ[FANOUT_KEY] = (hub, name, advance)
         resp = Response(
-            hub.stream(name, interval, advance),
+            hub.stream(name, interval, advance, request.remote_addr),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         )
         resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
@@ -183,7 +183,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     def snapshot_response(name: str) -> Response:
         _check_query({"token"})
-        got = hub.snapshot(name, SNAPSHOT_TIMEOUT_S)
+        got = hub.snapshot(name, SNAPSHOT_TIMEOUT_S, request.remote_addr)
         if got is None:
             abort(503, description="no frame within the timeout")
         jpeg, meta = got
@@ -290,6 +290,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str) -> 
                   "scale": info.get("depth_scale")},
         "streams": streams,
         "viewers": sum(ch.viewers for ch in hub.channels.values()),
+        "clients": hub.clients(),
         "filters": control.settings().get("filters", list(cfg.filters)),
         "restarts": {r: int(snap[f"restarts_{r}"]) for r in ("capture", "encoder", "web")},
         "pids": {r: int(snap[f"pid_{r}"]) for r in ("capture", "encoder", "web")},

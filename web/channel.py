@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from collections import deque
+from collections import Counter, deque
 
 import gevent.event
 
@@ -45,6 +45,7 @@ class Channel:
         self.meta: SlotMeta | None = None
         self.ring_counter = 0
         self.viewers = 0
+        self.clients: Counter[str] = Counter()  # viewers by client address, for /status
         self.parts_sent = 0
         self.frames = 0
         self.latency: deque[tuple[float, float]] = deque(maxlen=4096)  # (when, seconds)
@@ -112,6 +113,14 @@ class Channel:
             self._fps_frames, self._fps_sent = self.frames, self.parts_sent
             self.fps_out = self.parts_per_s = None
         self.viewers = viewers
+
+    def count(self, delta: int, client: str | None = None) -> None:
+        """A viewer joins (+1) or leaves (-1); `client` is its address."""
+        self.watched(self.viewers + delta)
+        if client:
+            self.clients[client] += delta
+            if self.clients[client] <= 0:
+                del self.clients[client]
 
     def tick(self) -> None:
         """Roll the per-second rates."""

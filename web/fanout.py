@@ -49,21 +49,23 @@ class FanClient:
 class FanOut:
     """Writes each channel's newest part to each of its clients when it can take it."""
 
-    def __init__(self, channels: dict[str, Channel], count_viewer: Callable[[str, int], None],
+    def __init__(self, channels: dict[str, Channel],
+                 count_viewer: Callable[[str, int, str | None], None],
                  send_timeout: float = 20.0) -> None:
         self.channels = channels
-        self.count_viewer = count_viewer  # (stream, +1/-1): the hub's viewer count
+        self.count_viewer = count_viewer  # (stream, +1/-1, client): the hub's viewer count
         self.send_timeout = send_timeout
         self.loop = gevent.get_hub().loop
         self.clients: dict[str, set[FanClient]] = {name: set() for name in channels}
 
-    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
+    def serve(self, sock: Any, name: str, advance: bool = False,
+              address: str | None = None) -> None:
         """Feed `sock` (a gevent socket, headers already sent) the stream `name` until
-        the client goes; blocks the calling greenlet meanwhile."""
+        the client (from `address`) goes; blocks the calling greenlet meanwhile."""
         ch = self.channels[name]
         raw = getattr(sock, "_sock", sock)
         client = FanClient(raw, ch, self.loop.io(raw.fileno(), _WRITE), advance)
-        self.count_viewer(name, 1)
+        self.count_viewer(name, 1, address)
         self.clients[name].add(client)
         try:
             if ch.fresh():
@@ -73,7 +75,7 @@ class FanOut:
             self.clients[name].discard(client)
             client.watcher.stop()
             client.watcher.close()
-            self.count_viewer(name, -1)
+            self.count_viewer(name, -1, address)
 
     def publish(self, ch: Channel) -> None:
         """A new part on `ch`: start it on every idle client (busy ones pick it up when

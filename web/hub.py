@@ -79,26 +79,36 @@ class FrameHub:
             ch.publish(meta, jpeg)
             self.fan.publish(ch)
 
-    def add_viewer(self, name: str, delta: int) -> None:
-        """Count a viewer in or out; the encoder reads the total from the control block."""
+    def add_viewer(self, name: str, delta: int, client: str | None = None) -> None:
+        """Count a viewer (from address `client`) in or out; the encoder reads the total
+        from the control block."""
         ch = self.channels[name]
-        ch.watched(ch.viewers + delta)
+        ch.count(delta, client)
         self.control[f"viewers_{name}"] = ch.viewers
 
-    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
+    def clients(self) -> dict[str, dict[str, int]]:
+        """Viewers by client address and stream, for /status."""
+        out: dict[str, dict[str, int]] = {}
+        for name, ch in self.channels.items():
+            for client, n in ch.clients.items():
+                out.setdefault(client, {})[name] = n
+        return dict(sorted(out.items()))
+
+    def serve(self, sock: Any, name: str, advance: bool = False,
+              client: str | None = None) -> None:
         """Feed one client's socket (headers and opening boundary sent) from the shared
         writer until it goes."""
-        self.fan.serve(sock, name, advance)
+        self.fan.serve(sock, name, advance, client)
 
-    def stream(self, name: str, min_interval: float = 0.0,
-               advance: bool = False) -> Iterator[bytes]:
+    def stream(self, name: str, min_interval: float = 0.0, advance: bool = False,
+               client: str | None = None) -> Iterator[bytes]:
         """Generator of multipart parts for one client; unregisters itself when closed.
 
         The web server hands plain-HTTP, unthrottled clients to `serve` instead; this
         generator serves the rest (TLS, ?fps=, any other WSGI server). `advance`: parts
-        in advance-headers form (for Chromium)."""
+        in advance-headers form (for Chromium); `client`: its address, for /status."""
         ch = self.channels[name]
-        self.add_viewer(name, 1)
+        self.add_viewer(name, 1, client)
         try:
             yield ADVANCE_OPEN if advance else OPEN
             seq = ch.seq
@@ -122,12 +132,13 @@ class FrameHub:
                 if fresh:
                     ch.observe(time.time() - meta.ts_capture)
         finally:
-            self.add_viewer(name, -1)
+            self.add_viewer(name, -1, client)
 
-    def snapshot(self, name: str, timeout: float) -> tuple[bytes, SlotMeta] | None:
+    def snapshot(self, name: str, timeout: float,
+                 client: str | None = None) -> tuple[bytes, SlotMeta] | None:
         """The next freshly encoded JPEG of a stream, or None after `timeout` seconds."""
         ch = self.channels[name]
-        self.add_viewer(name, 1)
+        self.add_viewer(name, 1, client)
         try:
             seq = ch.seq
             deadline = time.monotonic() + timeout
@@ -138,4 +149,4 @@ class FrameHub:
                 if ch.wait(seq, left) and ch.jpeg is not None and ch.meta is not None:
                     return ch.jpeg, ch.meta
         finally:
-            self.add_viewer(name, -1)
+            self.add_viewer(name, -1, client)

@@ -30,12 +30,14 @@ from web.channel import ADVANCE_OPEN, OPEN
 from web.hub import FrameHub
 from web.limits import (
     CONTROL_SLOTS,
+    PEER_KEY,
     REFUSAL,
     RESERVE_FDS,
     ConnectionGuard,
     limits_from,
     open_fds,
     raise_nofile,
+    refuse_request,
 )
 
 log = logging.getLogger("web")
@@ -76,14 +78,14 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
             try:
                 super().process_result()
             except OSError as exc:  # timed out (plain or TLS), or the client went
-                log.debug("stream to %s ended: %s", self.client_address, exc)
+                log.debug("stream to %s ended: %s", self._client(), exc)
                 self.close_connection = True
             return
         hub, name, advance = fan
         self.write(ADVANCE_OPEN if advance else OPEN)  # headers and the first boundary
         if self.response_use_chunked:
             raise RuntimeError("a multipart stream must be sent close-delimited")
-        hub.serve(self.socket, name, advance)
+        hub.serve(self.socket, name, advance, self._client())
 
     def _is_stream(self) -> bool:
         return any(_text(k).lower() == "content-type"
@@ -109,13 +111,43 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                 guard.end_wait(conn)
                 conn.requests += 1
 
-    def format_request(self) -> str:
-        """gevent's access line without any credential of the request target (?token=...)."""
+    def get_environ(self) -> dict[str, Any]:
+        """The request's environ, its client and scheme as a trusted proxy forwarded them."""
+        env = super().get_environ()
+        self.server.guard.proxies.apply(env)
+        return env
+
+    def handle_one_response(self) -> None:
+        """A request a trusted proxy forwards counts against its client's cap while it
+        lasts; over the cap it gets a 503 (the proxy's connection stays open)."""
+        guard: ConnectionGuard = self.server.guard
+        conn = guard.current()
+        client = self._client()
+        if conn is None or client == self.environ.get(PEER_KEY):
+            super().handle_one_response()
+            return
+        if not guard.claim(conn, client):
+            self.application = refuse_request
+        try:
+            super().handle_one_response()
+        finally:
+            guard.release(conn)
+
+    def _client(self) -> str:
+        """Who made the request: the client a trusted proxy named, else the peer."""
+        env = getattr(self, "environ", None) or {}
         addr = self.client_address
-        client = addr[0] if isinstance(addr, tuple) else str(addr)
+        return env.get("REMOTE_ADDR") or (addr[0] if isinstance(addr, tuple) else str(addr))
+
+    def format_request(self) -> str:
+        """gevent's access line, with the client a trusted proxy named (and the proxy) and
+        no credential of the request target (?token=...) in it."""
+        env = getattr(self, "environ", None) or {}
+        client, peer = self._client(), env.get(PEER_KEY)
+        via = f" via {peer}" if peer and peer != client else ""
         status = (getattr(self, "_orig_status", None) or self.status or "000").split()[0]
         delta = f"{self.time_finish - self.time_start:.6f}" if self.time_finish else "-"
-        return (f'{client} "{redact_text(self.requestline or "")}" {status} '
+        return (f'{client}{via} "{redact_text(self.requestline or "")}" {status} '
                 f"{self.response_length or '-'} {delta}")
 
     def log_request(self) -> None:

@@ -236,7 +236,8 @@ def test_no_credential_reaches_the_log_even_at_debug_level() -> None:
         assert get(srv.port, f"/?token={token}")[0] == 200
         assert get(srv.port, f"/depth.jpg?token={wrong}")[0] == 401
         assert get(srv.port, f"/status?access_token={wrong}")[0] == 401
-        r = MjpegReader(srv.port, f"/color?token={token}")
+        r = MjpegReader(srv.port, f"/color?token={token}", headers={
+            "X-Forwarded-For": "198.51.100.7"})
         try:
             assert r.next_part()[1][:2] == b"\xff\xd8"
         finally:
@@ -248,7 +249,7 @@ def test_no_credential_reaches_the_log_even_at_debug_level() -> None:
         want = ['127.0.0.1 "GET /color.jpg?token=*** HTTP/1.1" 200',
                 '127.0.0.1 "GET /depth.jpg?token=*** HTTP/1.1" 401',
                 '127.0.0.1 "GET /status?access_token=*** HTTP/1.1" 401',
-                '127.0.0.1 "GET /color?token=*** HTTP/1.1" 200',
+                '198.51.100.7 via 127.0.0.1 "GET /color?token=*** HTTP/1.1" 200',
                 "Invalid HTTP method: 'GET /color?token=*** HTTP/1.1 junk"]
         while not all(w in srv.log() for w in want):
             assert time.monotonic() < deadline, [w for w in want if w not in srv.log()]
