@@ -93,7 +93,9 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                    for k, v in self.response_headers or ())
 
     def read_requestline(self) -> str:
-        """Kept-alive connections get a fresh deadline for their next request head."""
+        """Kept-alive connections get a fresh deadline for their next request head (and
+        forget the last request's environ, whose client a bad next head must not log)."""
+        self.environ = None
         guard: ConnectionGuard = self.server.guard
         conn = guard.current()
         if conn is not None and conn.requests:
@@ -145,7 +147,7 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
         env = getattr(self, "environ", None) or {}
         client, peer = self._client(), env.get(PEER_KEY)
         via = f" via {peer}" if peer and peer != client else ""
-        status = (getattr(self, "_orig_status", None) or self.status or "000").split()[0]
+        status = _text(self.status or "000").split()[0]  # this request's, set every time
         delta = f"{self.time_finish - self.time_start:.6f}" if self.time_finish else "-"
         return (f'{client}{via} "{redact_text(self.requestline or "")}" {status} '
                 f"{self.response_length or '-'} {delta}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -136,3 +137,16 @@ def test_an_empty_list_trusts_no_one() -> None:
             assert codes == [200, 200, 503]
             assert status(s.port)["clients"] == {"127.0.0.1": {"color": 2}}
         assert "127.0.0.1 has 2 connections open" in s.log()
+
+
+def test_a_bad_request_after_a_forwarded_one_is_logged_as_the_proxys(srv: Server) -> None:
+    """A kept-alive proxy connection carries many clients: a request whose head does not
+    parse belongs to none of them."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 198.51.100.44\r\n\r\n")
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200") and b"Connection: close" not in first
+        s.sendall(b"GET /healthz?x HTTP/1.1 junk\r\n\r\n")
+        assert s.recv(4096).startswith(b"HTTP/1.1 400")
+    log = wait_log(srv, '127.0.0.1 "GET /healthz?x HTTP/1.1 junk" 400')
+    assert '198.51.100.44 via 127.0.0.1 "GET /healthz HTTP/1.1" 200' in log
