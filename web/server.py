@@ -232,7 +232,10 @@ class RedactFilter(logging.Filter):
     quotes a malformed request line whole in its error log)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a bad format: the handler reports it as it always has
         clean = redact_text(message)
         if clean != message:
             record.msg, record.args = clean, None
