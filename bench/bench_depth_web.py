@@ -38,7 +38,7 @@ log = logging.getLogger("bench_depth_web")
 TOKEN = "bench-depth-web"
 
 DECODE_JS = """(async () => {
-  const m = await import('./static/depth.js');
+  const m = await import('./static/hue.js');
   const bytes = Uint8Array.from(atob('%s'), (c) => c.charCodeAt(0));
   const bmp = await createImageBitmap(new Blob([bytes], {type: 'image/jpeg'}),
                                       {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});

@@ -8,12 +8,25 @@
 `frames()` follows the metric stream (/metric, hue-coded JPEG, decoded within ~1 %) paired
 with /color by frame number; `snapshot()` reads one exact frame from /depth.png (16-bit PNG,
 lossless) and /color.jpg. `/camera.json` supplies the intrinsics and the metric coding.
-Depth is float32 metres with 0 where the camera saw nothing.
+Depth is float32 metres with 0 where the camera saw nothing; `depth_at`, `point_at` and
+`measure` (also as DepthClient methods) take the nearest pixel with depth within
+SNAP_RADIUS pixels where a pixel has none, as the page does.
 """
 
 from __future__ import annotations
 
-from depthclient.client import DepthClient, Frame, deproject_image
+from depthclient.client import (
+    SNAP_RADIUS,
+    DepthClient,
+    Frame,
+    Point,
+    deproject_image,
+    depth_at,
+    measure,
+    nearest_depth,
+    point_at,
+)
 from depthclient.stream import MultipartReader
 
-__all__ = ["DepthClient", "Frame", "MultipartReader", "deproject_image"]
+__all__ = ["SNAP_RADIUS", "DepthClient", "Frame", "MultipartReader", "Point", "deproject_image",
+           "depth_at", "measure", "nearest_depth", "point_at"]

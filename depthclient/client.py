@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
+import math
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -19,6 +21,9 @@ log = logging.getLogger("depthclient")
 
 PAIR_TRIES = 30
 """Parts read while looking for color and depth of the same frame before taking the nearest."""
+SNAP_RADIUS = 3
+"""Pixels around a pixel without depth searched for the nearest one with depth, as the page
+does: depth-to-colour alignment leaves single-pixel holes and whole hole columns."""
 
 
 class Frame(NamedTuple):
@@ -27,6 +32,75 @@ class Frame(NamedTuple):
     color_bgr: np.ndarray
     depth_m: np.ndarray
     timestamp: float
+
+
+class Point(NamedTuple):
+    """A 3D point (metres, camera frame: x right, y down, z forward) and the pixel of the
+    color image whose depth it was made from."""
+
+    x: float
+    y: float
+    z: float
+    pixel: tuple[float, float]
+
+
+@functools.lru_cache(maxsize=16)
+def snap_offsets(radius: int) -> tuple[tuple[int, int], ...]:
+    """(dx, dy) within `radius` pixels, nearest first; at equal distance up before down,
+    left before right (the page's depth.js orders them the same way)."""
+    r = max(0, radius)
+    return tuple(sorted(((dx, dy) for dy in range(-r, r + 1) for dx in range(-r, r + 1)
+                         if dx * dx + dy * dy <= r * r),
+                        key=lambda o: (o[0] * o[0] + o[1] * o[1], o[1], o[0])))
+
+
+def nearest_depth(depth_m: np.ndarray, x: float, y: float,
+                  radius: int = SNAP_RADIUS) -> tuple[float, float, float] | None:
+    """(x, y, metres) at pixel (x, y) of `depth_m` (0 = no depth), or, where that pixel has
+    none, at the nearest pixel with depth within `radius` pixels ((x, y) moved by whole
+    pixels to it); None outside the image or with no depth that near."""
+    h, w = depth_m.shape[:2]
+    mx, my = math.floor(x), math.floor(y)
+    if not (0 <= mx < w and 0 <= my < h):
+        return None
+    z = float(depth_m[my, mx])
+    if z > 0:
+        return x, y, z
+    for dx, dy in snap_offsets(int(radius)):
+        px, py = mx + dx, my + dy
+        if 0 <= px < w and 0 <= py < h and depth_m[py, px] > 0:
+            return x + dx, y + dy, float(depth_m[py, px])
+    return None
+
+
+def depth_at(depth_m: np.ndarray, x: float, y: float, radius: int = SNAP_RADIUS) -> float | None:
+    """Metres at pixel (x, y), or at the nearest pixel with depth within `radius`; None if none."""
+    hit = nearest_depth(depth_m, x, y, radius)
+    return None if hit is None else hit[2]
+
+
+def point_at(depth_m: np.ndarray, intrinsics: dict[str, Any], x: float, y: float,
+             radius: int = SNAP_RADIUS) -> Point | None:
+    """The 3D point at color pixel (x, y) (pixels of `intrinsics`' image; `depth_m` may be
+    smaller), from the nearest pixel with depth within `radius` where (x, y) has none."""
+    h, w = depth_m.shape[:2]
+    sx, sy = w / (intrinsics.get("width") or w), h / (intrinsics.get("height") or h)
+    hit = nearest_depth(depth_m, x * sx, y * sy, radius)
+    if hit is None:
+        return None
+    px, py = hit[0] / sx, hit[1] / sy
+    X, Y, Z = deproject(intrinsics, px, py, hit[2])
+    return Point(float(X), float(Y), float(Z), (px, py))
+
+
+def measure(depth_m: np.ndarray, intrinsics: dict[str, Any], p1: tuple[float, float],
+            p2: tuple[float, float], radius: int = SNAP_RADIUS) -> float | None:
+    """Metres between the 3D points at two color pixels; None if either has no depth."""
+    a = point_at(depth_m, intrinsics, p1[0], p1[1], radius)
+    b = point_at(depth_m, intrinsics, p2[0], p2[1], radius)
+    if a is None or b is None:
+        return None
+    return math.dist(a[:3], b[:3])
 
 
 def deproject_image(depth_m: np.ndarray, intrinsics: dict[str, Any],
@@ -150,6 +224,16 @@ class DepthClient:
         else:
             log.debug("no color part of the same frame; pairing the nearest")
         return m, c
+
+    def point_at(self, depth_m: np.ndarray, x: float, y: float,
+                 radius: int = SNAP_RADIUS) -> Point | None:
+        """The 3D point at color pixel (x, y) of a frame's depth (see point_at)."""
+        return point_at(depth_m, self.intrinsics, x, y, radius)
+
+    def measure(self, depth_m: np.ndarray, p1: tuple[float, float], p2: tuple[float, float],
+                radius: int = SNAP_RADIUS) -> float | None:
+        """Metres between the 3D points at two color pixels of a frame's depth."""
+        return measure(depth_m, self.intrinsics, p1, p2, radius)
 
     def point_cloud(self, depth_m: np.ndarray, color_bgr: np.ndarray | None = None,
                     step: int = 1) -> tuple[np.ndarray, np.ndarray]:

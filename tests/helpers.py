@@ -169,12 +169,42 @@ def running(*args: str, ready: bool = True, need_frames: bool = True,
         srv.kill()
 
 
-class MjpegReader:
-    """Reads multipart/x-mixed-replace parts (headers + JPEG) from one open connection."""
+class _Connection(http.client.HTTPConnection):
+    """http.client's connection from a chosen source address, with a chosen receive
+    buffer (set before connecting, so a client that stops reading holds little)."""
 
-    def __init__(self, port: int, path: str, timeout: float = 10.0, host: str = "127.0.0.1"):
-        self.conn = http.client.HTTPConnection(host, port, timeout=timeout)
-        self.conn.request("GET", path)
+    def __init__(self, host: str, port: int, timeout: float, source: str | None,
+                 rcvbuf: int | None) -> None:
+        super().__init__(host, port, timeout=timeout,
+                         source_address=(source, 0) if source else None)
+        self.rcvbuf = rcvbuf
+
+    def connect(self) -> None:
+        if not self.rcvbuf:
+            super().connect()
+            return
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+            if self.source_address:
+                sock.bind(self.source_address)
+            sock.settimeout(self.timeout)
+            sock.connect((self.host, self.port))
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+class MjpegReader:
+    """Reads multipart/x-mixed-replace parts (headers + JPEG) from one open connection
+    (optionally from `source`, with extra request `headers` and a small `rcvbuf`)."""
+
+    def __init__(self, port: int, path: str, timeout: float = 10.0, host: str = "127.0.0.1",
+                 *, source: str | None = None, headers: dict[str, str] | None = None,
+                 rcvbuf: int | None = None):
+        self.conn = _Connection(host, port, timeout, source, rcvbuf)
+        self.conn.request("GET", path, headers=headers or {})
         self.resp = self.conn.getresponse()
         self.status = self.resp.status
         self.headers = {k.lower(): v for k, v in self.resp.getheaders()}

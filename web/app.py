@@ -17,8 +17,9 @@ from encoder.options import H264Options
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
+from web.channel import BOUNDARY
 from web.depth_api import PAGE_VIEWS, depth_api
-from web.hub import BOUNDARY, FrameHub
+from web.hub import FrameHub
 from web.metrics import metrics_response
 from web.options import WebOptions
 from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
@@ -146,7 +147,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         if not interval:  # our server may hand the socket to the hub's shared writer
             request.environ[FANOUT_KEY] = (hub, name, advance)
         resp = Response(
-            hub.stream(name, interval, advance),
+            hub.stream(name, interval, advance, request.remote_addr),
             mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
         )
         resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
@@ -156,7 +157,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     def snapshot_response(name: str) -> Response:
         _check_query({"token"})
-        got = hub.snapshot(name, SNAPSHOT_TIMEOUT_S)
+        got = hub.snapshot(name, SNAPSHOT_TIMEOUT_S, request.remote_addr)
         if got is None:
             abort(503, description="no frame within the timeout")
         jpeg, meta = got
@@ -265,6 +266,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
                   "scale": info.get("depth_scale")},
         "streams": streams,
         "viewers": sum(ch.viewers for ch in hub.channels.values()),
+        "clients": hub.clients(),
         "filters": control.settings().get("filters", list(cfg.filters)),
         "restarts": {r: int(snap[f"restarts_{r}"]) for r in ("capture", "encoder", "web")},
         "pids": {r: int(snap[f"pid_{r}"]) for r in ("capture", "encoder", "web")},

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import gevent.event
 
-from pipeline.shm import FLAG_NO_SIGNAL
+from web.channel import Channel
 
 log = logging.getLogger("web")
 
@@ -32,7 +33,7 @@ class FanClient:
     __slots__ = ("sock", "channel", "advance", "watcher", "done", "view", "seq", "ts", "last",
                  "progress")
 
-    def __init__(self, sock: Any, channel: Any, watcher: Any, advance: bool) -> None:
+    def __init__(self, sock: Any, channel: Channel, watcher: Any, advance: bool) -> None:
         self.sock = sock  # the non-blocking stdlib socket under gevent's
         self.channel = channel
         self.advance = advance  # parts in advance-headers form (Chromium)
@@ -48,35 +49,35 @@ class FanClient:
 class FanOut:
     """Writes each channel's newest part to each of its clients when it can take it."""
 
-    def __init__(self, hub: Any, send_timeout: float = 20.0) -> None:
-        self.hub = hub
+    def __init__(self, channels: dict[str, Channel],
+                 count_viewer: Callable[[str, int, str | None], None],
+                 send_timeout: float = 20.0) -> None:
+        self.channels = channels
+        self.count_viewer = count_viewer  # (stream, +1/-1, client): the hub's viewer count
         self.send_timeout = send_timeout
         self.loop = gevent.get_hub().loop
-        self.clients: dict[str, set[FanClient]] = {name: set() for name in hub.channels}
+        self.clients: dict[str, set[FanClient]] = {name: set() for name in channels}
 
-    def serve(self, sock: Any, name: str, advance: bool = False) -> None:
+    def serve(self, sock: Any, name: str, advance: bool = False,
+              address: str | None = None) -> None:
         """Feed `sock` (a gevent socket, headers already sent) the stream `name` until
-        the client goes; blocks the calling greenlet meanwhile."""
-        from web.hub import FRESH_S  # noqa: PLC0415
-
-        ch = self.hub.channels[name]
+        the client (from `address`) goes; blocks the calling greenlet meanwhile."""
+        ch = self.channels[name]
         raw = getattr(sock, "_sock", sock)
         client = FanClient(raw, ch, self.loop.io(raw.fileno(), _WRITE), advance)
-        self.hub.add_viewer(name, 1)
+        self.count_viewer(name, 1, address)
         self.clients[name].add(client)
         try:
-            if ch.part is not None and ch.meta is not None and (
-                    time.time() - ch.meta.ts_capture < FRESH_S
-                    or ch.meta.flags & FLAG_NO_SIGNAL):
+            if ch.fresh():
                 self._start(client, fresh=True)
             client.done.wait()
         finally:
             self.clients[name].discard(client)
             client.watcher.stop()
             client.watcher.close()
-            self.hub.add_viewer(name, -1)
+            self.count_viewer(name, -1, address)
 
-    def publish(self, ch: Any) -> None:
+    def publish(self, ch: Channel) -> None:
         """A new part on `ch`: start it on every idle client (busy ones pick it up when
         they finish the part they are writing)."""
         for client in self.clients[ch.name]:

@@ -16,7 +16,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from pipeline.control import Control
-from web.hub import LATENCY_BUCKETS, FrameHub
+from web.channel import LATENCY_BUCKETS
+from web.hub import FrameHub
 
 
 class PipelineCollector:

@@ -20,18 +20,22 @@ import gevent.event
 import gevent.pywsgi
 import gevent.socket
 
+from media.urls import redact_text
 from pipeline.child import Child
 from pipeline.control import STREAMS
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY, create_app
-from web.hub import ADVANCE_OPEN, OPEN, FrameHub
+from web.channel import ADVANCE_OPEN, OPEN
+from web.hub import FrameHub
 from web.limits import (
     CONTROL_SLOTS,
+    PEER_KEY,
     REFUSAL,
     RESERVE_FDS,
     ConnectionGuard,
     open_fds,
     raise_nofile,
+    refuse_request,
 )
 from web.options import WebOptions
 
@@ -73,14 +77,14 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
             try:
                 super().process_result()
             except OSError as exc:  # timed out (plain or TLS), or the client went
-                log.debug("stream to %s ended: %s", self.client_address, exc)
+                log.debug("stream to %s ended: %s", self._client(), exc)
                 self.close_connection = True
             return
         hub, name, advance = fan
         self.write(ADVANCE_OPEN if advance else OPEN)  # headers and the first boundary
         if self.response_use_chunked:
             raise RuntimeError("a multipart stream must be sent close-delimited")
-        hub.serve(self.socket, name, advance)
+        hub.serve(self.socket, name, advance, self._client())
 
     def _is_stream(self) -> bool:
         return any(_text(k).lower() == "content-type"
@@ -88,7 +92,9 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
                    for k, v in self.response_headers or ())
 
     def read_requestline(self) -> str:
-        """Kept-alive connections get a fresh deadline for their next request head."""
+        """Kept-alive connections get a fresh deadline for their next request head (and
+        forget the last request's environ, whose client a bad next head must not log)."""
+        self.environ = None
         guard: ConnectionGuard = self.server.guard
         conn = guard.current()
         if conn is not None and conn.requests:
@@ -105,6 +111,45 @@ class StreamHandler(gevent.pywsgi.WSGIHandler):
             if conn is not None:
                 guard.end_wait(conn)
                 conn.requests += 1
+
+    def get_environ(self) -> dict[str, Any]:
+        """The request's environ, its client and scheme as a trusted proxy forwarded them."""
+        env = super().get_environ()
+        self.server.guard.proxies.apply(env)
+        return env
+
+    def handle_one_response(self) -> None:
+        """A request a trusted proxy forwards counts against its client's cap while it
+        lasts; over the cap it gets a 503 (the proxy's connection stays open)."""
+        guard: ConnectionGuard = self.server.guard
+        conn = guard.current()
+        client = self._client()
+        if conn is None or client == self.environ.get(PEER_KEY):
+            super().handle_one_response()
+            return
+        if not guard.claim(conn, client):
+            self.application = refuse_request
+        try:
+            super().handle_one_response()
+        finally:
+            guard.release(conn)
+
+    def _client(self) -> str:
+        """Who made the request: the client a trusted proxy named, else the peer."""
+        env = getattr(self, "environ", None) or {}
+        addr = self.client_address
+        return env.get("REMOTE_ADDR") or (addr[0] if isinstance(addr, tuple) else str(addr))
+
+    def format_request(self) -> str:
+        """gevent's access line, with the client a trusted proxy named (and the proxy) and
+        no credential of the request target (?token=...) in it."""
+        env = getattr(self, "environ", None) or {}
+        client, peer = self._client(), env.get(PEER_KEY)
+        via = f" via {peer}" if peer and peer != client else ""
+        status = _text(self.status or "000").split()[0]  # this request's, set every time
+        delta = f"{self.time_finish - self.time_start:.6f}" if self.time_finish else "-"
+        return (f'{client}{via} "{redact_text(self.requestline or "")}" {status} '
+                f"{self.response_length or '-'} {delta}")
 
     def log_request(self) -> None:
         """Access lines at debug level only: stream clients come and go constantly."""
@@ -181,6 +226,28 @@ class GuardedServer(gevent.pywsgi.WSGIServer):
             _close(ssl_socket)
 
 
+class RedactFilter(logging.Filter):
+    """Keeps credentials out of every line the web process logs, whoever logs it (gevent
+    quotes a malformed request line whole in its error log)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return True  # a bad format: the handler reports it as it always has
+        clean = redact_text(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def redact_logs() -> None:
+    """Put the RedactFilter on every handler of the web process's logging."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactFilter) for f in handler.filters):
+            handler.addFilter(RedactFilter())
+
+
 def _refuse(sock: Any) -> None:
     """Answer 503 without waiting (best effort) and close."""
     try:
@@ -203,6 +270,7 @@ def _text(value: str | bytes) -> str:
 
 def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: str) -> None:
     """The web child: serve the page, streams and API on the socket the supervisor bound."""
+    redact_logs()
     cfg, handles, control = child.cfg, child.handles, child.control
     rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
     limits = opts.limits

@@ -34,9 +34,9 @@ log = logging.getLogger("push.gps")
 
 
 def redact_url(url: str) -> str:
-    """The receiver's URL as the GPS log lines show it: `media.urls.redact`, with the
-    credentials left out entirely rather than marked."""
-    return redact(url, userinfo="")
+    """The receiver's URL as the GPS log lines show it: `media.urls.redact` with the
+    credentials and the query left out entirely."""
+    return redact(url, userinfo="", query=False)
 
 
 _ERRNO_RE = re.compile(r"\[Errno -?\d+\][^'()\]]*|certificate verify failed[^'()\]]*")

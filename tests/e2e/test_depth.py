@@ -13,7 +13,7 @@ import re
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import cv2
@@ -54,6 +54,30 @@ def inside_bands(n: int, seed: int = 1) -> np.ndarray:
 def point(x: float, y: float) -> np.ndarray:
     """The true 3D point (metres) at pixel (x, y) of the recording."""
     z = band_depth()[int(y), int(x)] / 1000.0
+    return np.array([(x - W / 2) / FOCAL * z, (y - H / 2) / FOCAL * z, z])
+
+
+HOLE_COLUMN = 112  # a whole column without depth, as alignment leaves them
+HOLE_STEP = 16  # single holes at (8 + 16 i, 8 + 16 j)
+
+
+def holed_depth(_n: int = 0) -> np.ndarray:
+    """The bands with alignment holes: column HOLE_COLUMN and scattered single pixels.
+
+    JPEG ringing around a hole spoils the depth coded in the hole's own 8x8 block, which
+    is the coding's limit, not the lookup's; so the holes sit on block corners (and the
+    column on a block edge), where the nearest neighbour the lookup takes first (above,
+    else left) lies in a block without holes."""
+    depth = band_depth()
+    depth[:, HOLE_COLUMN] = 0
+    depth[HOLE_STEP // 2 : H - INVALID_ROWS : HOLE_STEP, HOLE_STEP // 2 :: HOLE_STEP] = 0
+    return depth
+
+
+def holed_point(x: float, y: float) -> np.ndarray:
+    """The true 3D point (metres) at pixel (x, y) of the holed recording."""
+    z = holed_depth()[int(y), int(x)] / 1000.0
+    assert z > 0, (x, y)
     return np.array([(x - W / 2) / FOCAL * z, (y - H / 2) / FOCAL * z, z])
 
 
@@ -359,6 +383,133 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
     browser.wait_for("window.depthcam.colorElement() && !window.depthcam.cloud"
                      " && new URLSearchParams(location.search).get('view') === '2d'")
     wait_viewers(server, color=1, depth=1, metric=0, timeout=15)  # past the script's idle
+
+
+# ---- holes: depth from the nearest pixel with depth ---------------------------------------
+
+@pytest.fixture(scope="module")
+def holed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    path = tmp_path_factory.mktemp("holes") / "holes.db3"
+    rec = make_recording(path, W, H, 30, frames=30, depth_fn=holed_depth, baseline=0.0)
+    with running("--source", rec["path"], "--width", str(W), "--height", str(H),
+                 "--no-align", "--depth-max", "10", "--token", TOKEN) as srv:
+        yield srv
+
+
+def wait_ink(browser: Browser, check: Callable[[dict], bool], timeout: float = 10.0) -> dict:
+    """overlay_ink once check(ink) holds (a canvas read back right after a redraw may still
+    show the one before)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        ink = overlay_ink(browser)
+        if check(ink):
+            return ink
+        assert time.monotonic() < deadline, ink
+        time.sleep(0.1)
+
+
+def overlay_ink(browser: Browser) -> dict:
+    """How many pixels of the color image's overlay are drawn, and their centre (canvas
+    pixels), with the canvas size."""
+    return browser.eval("""(() => { const c = document.querySelector('.depth-overlay');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0, sx = 0, sy = 0;
+        for (let i = 3; i < d.length; i += 4) if (d[i] > 0) {
+          const p = (i - 3) / 4; n++; sx += p % c.width + 0.5; sy += Math.floor(p / c.width) + 0.5;
+        }
+        return {n, x: sx / n, y: sy / n, w: c.width, h: c.height}; })()""")
+
+
+def test_depth_in_a_hole_comes_from_the_nearest_pixel(browser: Browser,
+                                                       holed_server: Server) -> None:
+    from depthclient import nearest_depth  # noqa: PLC0415
+
+    open_page(browser, holed_server)
+    truth = holed_depth() / 1000.0
+    api = "window.depthcam"
+    # The hole column: no depth at the pixel itself, the neighbour's within 1 %.
+    rows = [24, 100, 200, 240, 333, 420]
+    got = browser.eval(f"{rows}.map((y) => [{api}.depthAt({HOLE_COLUMN}, y, {{radius: 0}}),"
+                       f" {api}.depthAt({HOLE_COLUMN}, y)])")
+    for y, (bare, near) in zip(rows, got, strict=True):
+        assert bare is None, (y, bare)
+        assert near == pytest.approx(truth[y, HOLE_COLUMN - 1], rel=0.01), y
+    # Single holes: the pixel taken is the one the Python client's rule picks.
+    singles = [(x, y) for x in (24, 72, 184, 296, 408, 504, 600) for y in (24, 200, 408)]
+    got = browser.eval(f"{[list(p) for p in singles]}.map(([x, y]) => {{"
+                       f" const p = {api}.pointAt(x, y);"
+                       f" return [{api}.depthAt(x, y, {{radius: 0}}), p && p.pixel, p && p[2]];"
+                       " })")
+    for (x, y), (bare, pixel, z) in zip(singles, got, strict=True):
+        want = nearest_depth(truth, x, y)
+        assert bare is None and want is not None and want[:2] == (x, y - 1)
+        assert pixel == [want[0], want[1]], (x, y, pixel)
+        assert z == pytest.approx(want[2], rel=0.01), (x, y)
+    # measure() between a hole and a pixel with depth: the distance from the neighbour.
+    p1, p2 = (HOLE_COLUMN, 240), (500, 100)
+    want = float(np.linalg.norm(holed_point(HOLE_COLUMN - 1, 240) - holed_point(*p2)))
+    assert browser.eval(f"{api}.measure({list(p1)}, {list(p2)})") == pytest.approx(want, rel=0.01)
+    assert browser.eval(f"{api}.measure({list(p1)}, {list(p2)}, {{radius: 0}})") is None
+    # Beyond the radius there is none: the bottom rows are 40 pixels without depth.
+    edge = H - INVALID_ROWS - 1
+    assert browser.eval(f"{api}.depthAt(300, {edge + 3})") == pytest.approx(truth[edge, 300],
+                                                                            rel=0.01)
+    assert browser.eval(f"{api}.depthAt(300, {edge + 7})") is None
+    assert browser.eval(f"{api}.depthAt(300, {edge + 7}, {{radius: 8}})") == pytest.approx(
+        truth[edge, 300], rel=0.01)
+    # The ruler measures from the same pixels.
+    browser.eval(f"{api}.setRuler({list(p1)}, {list(p2)})")
+    text = browser.wait_for("(() => { const t = document.getElementById('depth-ruler')"
+                            ".textContent; return t.endsWith(' m') && t; })()")
+    assert float(text.split(":")[1].split()[0]) == pytest.approx(want, rel=0.01), text
+    browser.eval(f"{api}.setRuler()")
+    # Hovering a hole names the pixel measured and marks it on the picture. The real
+    # pointer moves (Chromium repeats its last position as a mousemove when the page under
+    # it changes); it lands on whole CSS pixels, so the pixel under it may be a neighbour
+    # of the one aimed at: the read-out says which.
+    pointer(browser, HOLE_COLUMN, 240)
+    (x, y), (sx_, sy_), z = hover_readout(browser, HOLE_COLUMN, 240)
+    assert x == HOLE_COLUMN, (x, y)
+    assert (sx_, sy_) == (HOLE_COLUMN - 1, y)
+    assert z == pytest.approx(truth[y, HOLE_COLUMN - 1], rel=0.01)
+    pointer(browser, 300, edge + 3)
+    (x, y), (sx_, sy_), _ = hover_readout(browser, 300, edge + 3)
+    assert (sx_, sy_) == (x, edge) and y - edge >= 2, (x, y)
+    ink = wait_ink(browser, lambda i: i["n"] > 10)
+    kx, ky = ink["w"] / W, ink["h"] / H
+    # The ring is centred on the pixel measured, not on the pointer's two or three below.
+    wait_ink(browser, lambda i: i["n"] > 10 and abs(i["x"] - (x + 0.5) * kx) <= 1.0
+             and abs(i["y"] - (edge + 0.5) * ky) <= 1.0)
+    pointer(browser, 300, edge + 7)
+    browser.wait_for("document.getElementById('depth-hover').textContent"
+                     ".endsWith(': no depth')")
+    wait_ink(browser, lambda i: i["n"] == 0)  # nothing measured, nothing marked
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=5, y=5)  # off the images
+
+
+def pointer(browser: Browser, x: float, y: float) -> None:
+    """Move the mouse over color pixel (x, y) of the color image."""
+    cx, cy = browser.eval(f"""(() => {{
+        const r = document.getElementById('color').getBoundingClientRect();
+        return [r.left + ({x} + 0.5) * r.width / {W}, r.top + ({y} + 0.5) * r.height / {H}];
+    }})()""")
+    browser.call("Input.dispatchMouseEvent", type="mouseMoved", x=cx, y=cy)
+
+
+def hover_readout(browser: Browser, x: int, y: int,
+                  timeout: float = 20.0) -> tuple[tuple[int, int], tuple[int, int], float]:
+    """The pixel under the pointer, the pixel measured and the metres the read-out shows,
+    once it shows metres for a pointer within a pixel of (x, y)."""
+    pattern = re.compile(r"\((\d+), (\d+)\)(?: → \((\d+), (\d+)\))?: ([\d.]+) m")
+    deadline = time.monotonic() + timeout
+    while True:
+        text = browser.eval("document.getElementById('depth-hover').textContent")
+        m = pattern.fullmatch(text)
+        if m and abs(int(m[1]) - x) <= 1 and abs(int(m[2]) - y) <= 1:
+            at = (int(m[1]), int(m[2]))
+            return at, ((int(m[3]), int(m[4])) if m[3] else at), float(m[5])
+        assert time.monotonic() < deadline, text
+        time.sleep(0.05)
 
 
 def test_over_https_without_webgl2_the_2d_tools_work(recording: dict, tmp_path: Path) -> None:

@@ -224,3 +224,36 @@ def test_open_server_on_all_interfaces_warns_once() -> None:
         assert srv.log().count("anyone who can reach this port can watch") == 1
     with running(*SMALL) as srv:
         assert "anyone who can reach" not in srv.log()
+
+
+def test_no_credential_reaches_the_log_even_at_debug_level() -> None:
+    """Every request line is logged at debug level; the token in it is not, whichever way
+    it comes (a right or wrong token, a stream, the page, a request gevent rejects)."""
+    token, wrong = "S3CRET-0f-the-camera", "WR0NG-but-private"
+    with running(*SMALL, "--log-level", "debug", "--token", token) as srv:
+        assert get(srv.port, f"/color.jpg?token={token}")[0] == 200
+        assert get(srv.port, f"/status?fps=1&token={token}")[0] == 400  # unknown fps
+        assert get(srv.port, f"/?token={token}")[0] == 200
+        assert get(srv.port, f"/depth.jpg?token={wrong}")[0] == 401
+        assert get(srv.port, f"/status?access_token={wrong}")[0] == 401
+        r = MjpegReader(srv.port, f"/color?token={token}", headers={
+            "X-Forwarded-For": "198.51.100.7"})
+        try:
+            assert r.next_part()[1][:2] == b"\xff\xd8"
+        finally:
+            r.close()
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+            s.sendall(f"GET /color?token={token} HTTP/1.1 junk\r\n\r\n".encode())
+            assert s.recv(100).startswith(b"HTTP/1.1 400")
+        deadline = time.monotonic() + 10
+        want = ['127.0.0.1 "GET /color.jpg?token=*** HTTP/1.1" 200',
+                '127.0.0.1 "GET /depth.jpg?token=*** HTTP/1.1" 401',
+                '127.0.0.1 "GET /status?access_token=*** HTTP/1.1" 401',
+                '198.51.100.7 via 127.0.0.1 "GET /color?token=*** HTTP/1.1" 200',
+                "Invalid HTTP method: 'GET /color?token=*** HTTP/1.1 junk"]
+        while not all(w in srv.log() for w in want):
+            assert time.monotonic() < deadline, [w for w in want if w not in srv.log()]
+            time.sleep(0.1)
+    lines = srv.log().splitlines()
+    assert len(lines) > 10
+    assert [line for line in lines if token in line or wrong in line] == []

@@ -3,7 +3,7 @@
 // the intrinsics, one vertex per (decimated) pixel, as three.js's webgl_kinect example
 // does. No per-point JavaScript runs per frame: a frame is two texture uploads and one draw.
 import {LatestFrame} from "./mjpeg.js";
-import {HUE, MAPPINGS} from "./depth.js";
+import {HUE, MAPPINGS} from "./hue.js";
 
 const VERTEX = `#version 300 es
 precision highp float;

@@ -1,49 +1,18 @@
 // Depth tools on the page: metres under the cursor, a two-point ruler, and the 3D view's
-// button. Depth comes from the metric stream (/metric, hue-coded JPEG) decoded here in the
-// browser; the camera model comes once from /camera.json. Extends window.depthcam with
-// depthAt(x, y), measure(p1, p2), metricReady() and cloudStats().
+// button. Depth comes from the metric stream (/metric, hue-coded JPEG) decoded in the
+// browser (hue.js); the camera model comes once from /camera.json. Extends window.depthcam
+// with depthAt(x, y), pointAt(x, y), measure(p1, p2), metricReady() and cloudStats(); all
+// readings take the nearest pixel with depth when a pixel has none (lookup()).
 //
 // /metric is a large stream (q90 4:4:4) that only measuring needs, so it is open only while
 // something needs it: the pointer over an image, a ruler set, the 3D view, or a script
 // calling depthAt/pointAt/measure (until it has been idle for api.metricIdleMs).
 import {api} from "./app.js";
 import {LatestFrame} from "./mjpeg.js";
+import {decodePixel, encodingOf} from "./hue.js";
 
 const url = api.url;
 const $ = (id) => document.getElementById(id);
-
-// The hue ramp of media/hue.py (docs/DEPTH_HUE.md): 1530 steps, 24 guard steps each side
-// of the wrap point, dark (< 96) or grey (saturation < 0.5) pixels are invalid.
-export const HUE = {steps: 1530, guard: 24, levels: 1482, minValue: 96, minSaturation: 0.5};
-export const MAPPINGS = {uniform: 0, inverse: 1, log: 2};
-
-// Hue index 0..1530 of an RGB pixel, or -1 where the pixel carries no depth.
-export function hueIndex(r, g, b) {
-  const v = Math.max(r, g, b), lo = Math.min(r, g, b), d = v - lo;
-  if (v < HUE.minValue || d < HUE.minSaturation * v) return -1;
-  let h;
-  if (v === r) h = 60 * (g - b) / d;
-  else if (v === g) h = 120 + 60 * (b - r) / d;
-  else h = 240 + 60 * (r - g) / d;
-  if (h < 0) h += 360;
-  return Math.floor(h * HUE.steps / 360 + 0.5);
-}
-
-// Metres of hue index i under an encoding {mapping, min, max}.
-export function indexMetres(i, enc) {
-  let level = i >= HUE.steps ? -HUE.guard : i - HUE.guard;
-  level = Math.min(Math.max(level, 0), HUE.levels - 1);
-  const f = level / (HUE.levels - 1), lo = enc.min, hi = enc.max;
-  if (enc.mapping === "log") return lo * Math.exp(f * Math.log(hi / lo));
-  if (enc.mapping === "inverse") return 1 / (1 / hi + f * (1 / lo - 1 / hi));
-  return lo + f * (hi - lo);
-}
-
-// Metres of an RGB pixel of the metric stream, or null where invalid.
-export function decodePixel(r, g, b, enc) {
-  const i = hueIndex(r, g, b);
-  return i < 0 ? null : indexMetres(i, enc);
-}
 
 let camera = null;  // /camera.json
 let metric = null;  // LatestFrame of /metric while something needs it
@@ -85,57 +54,121 @@ function need(why, on, forMs = 0) {
 // Which needs hold /metric open now (for tests and diagnostics).
 api.metricNeeds = () => [...needs].sort();
 
-// Encoding of a metric frame: the mapping /camera.json announces, the range each frame
-// carries in its headers (the server's, if a header is missing).
-export function encodingOf(frame, cam) {
-  const h = frame.headers;
-  return {mapping: cam.metric.mapping,
-          min: parseFloat(h["x-depth-min"]) || cam.metric.min,
-          max: parseFloat(h["x-depth-max"]) || cam.metric.max};
+// ---- depth lookup ------------------------------------------------------------------
+// Every reading (depthAt, pointAt, measure, the hover read-out, the ruler) goes through
+// lookup(): depth at a color pixel, or, where the camera saw nothing there (alignment
+// leaves single-pixel holes and whole hole columns), at the nearest pixel with depth
+// within a small radius. Sources of depth only say what is at which pixel of their frame.
+api.snapRadius = 3;  // pixels around a hole searched for depth; {radius: N} overrides
+const MAX_RADIUS = 50;
+
+// Metres of a w x h block of the newest metric frame (row by row, null where none), read
+// back as one small image (never the whole frame) and remembered for the rest of the frame.
+let blockCanvas = null;
+function metricBlock(f, x0, y0, w, h) {
+  if (!f.pixels) f.pixels = new Map();
+  const out = new Array(w * h);
+  let missing = false;
+  for (let j = 0; j < h && !missing; j++) {
+    for (let i = 0; i < w; i++) {
+      const key = (y0 + j) * f.width + x0 + i;
+      if (!f.pixels.has(key)) { missing = true; break; }
+      out[j * w + i] = f.pixels.get(key);
+    }
+  }
+  if (!missing) return out;
+  blockCanvas = blockCanvas || document.createElement("canvas");
+  blockCanvas.width = w;
+  blockCanvas.height = h;
+  const ctx = blockCanvas.getContext("2d", {willReadFrequently: true});
+  ctx.drawImage(f.bitmap, x0, y0, w, h, 0, 0, w, h);
+  const d = ctx.getImageData(0, 0, w, h).data;
+  const enc = f.encoding || (f.encoding = encodingOf(f, camera));
+  for (let i = 0; i < w * h; i++) {
+    out[i] = decodePixel(d[4 * i], d[4 * i + 1], d[4 * i + 2], enc);
+    f.pixels.set((y0 + Math.floor(i / w)) * f.width + x0 + (i % w), out[i]);
+  }
+  return out;
 }
 
-// RGB of one pixel of the newest metric frame, read back alone (not the whole frame) and
-// remembered for the rest of that frame.
-let pixelCanvas = null;
-function metricPixel(mx, my) {
+// The newest depth frame as a source: {width, height, read(x0, y0, w, h)}; null if none.
+function depthSource() {
   const f = metric && metric.frame;
   if (!f) return null;
-  if (!f.pixels) f.pixels = new Map();
-  const key = my * f.width + mx;
-  let px = f.pixels.get(key);
-  if (!px) {
-    pixelCanvas = pixelCanvas || document.createElement("canvas");
-    pixelCanvas.width = pixelCanvas.height = 1;
-    const ctx = pixelCanvas.getContext("2d", {willReadFrequently: true});
-    ctx.drawImage(f.bitmap, mx, my, 1, 1, 0, 0, 1, 1);
-    px = ctx.getImageData(0, 0, 1, 1).data;
-    f.pixels.set(key, px);
+  return {width: f.width, height: f.height, read: (x0, y0, w, h) => metricBlock(f, x0, y0, w, h)};
+}
+
+// Offsets [dx, dy] within `r` pixels, nearest first; at equal distance up before down,
+// left before right (depthclient/client.py's snap_offsets orders them the same way).
+const offsetsByRadius = new Map();
+function snapOffsets(r) {
+  let list = offsetsByRadius.get(r);
+  if (!list) {
+    list = [];
+    for (let dy = -r; dy <= r; dy++) {
+      for (let dx = -r; dx <= r; dx++) if (dx * dx + dy * dy <= r * r) list.push([dx, dy]);
+    }
+    list.sort((a, b) => (a[0] * a[0] + a[1] * a[1]) - (b[0] * b[0] + b[1] * b[1]) ||
+      a[1] - b[1] || a[0] - b[0]);
+    offsetsByRadius.set(r, list);
   }
-  return px;
+  return list;
 }
 
-// Metres at color pixel (x, y) of the newest metric frame; null where invalid or no frame.
-function depthAt(x, y) {
-  const f = metric && metric.frame;
-  if (!f || !camera) return null;
-  const cw = camera.intrinsics.width, ch = camera.intrinsics.height;
-  const mx = Math.round(x * f.width / cw), my = Math.round(y * f.height / ch);
-  if (!(mx >= 0 && my >= 0 && mx < f.width && my < f.height)) return null;
-  const d = metricPixel(mx, my);
-  return decodePixel(d[0], d[1], d[2], encodingOf(f, camera));
+function radiusOf(opts) {
+  const r = opts && opts.radius !== undefined ? Number(opts.radius) : api.snapRadius;
+  return Number.isFinite(r) ? Math.min(Math.max(Math.floor(r), 0), MAX_RADIUS) : 0;
 }
 
-function pointAt(x, y) {
-  const z = depthAt(x, y);
-  if (z === null) return null;
+// Depth for color pixel (x, y) of the newest frame: {x, y, z, snapped} with (x, y) the
+// color pixel whose depth z (metres) was taken (moved by whole pixels when snapped), or
+// null: no frame, outside the image, or no depth within `radius` pixels.
+function lookup(x, y, radius) {
+  const src = depthSource();
+  if (!src || !camera) return null;
+  const sx = src.width / camera.intrinsics.width, sy = src.height / camera.intrinsics.height;
+  const mx = Math.floor(x * sx), my = Math.floor(y * sy);
+  if (!(mx >= 0 && my >= 0 && mx < src.width && my < src.height)) return null;
+  const z = src.read(mx, my, 1, 1)[0];
+  if (z !== null) return {x, y, z, snapped: false};
+  if (!radius) return null;
+  const x0 = Math.max(mx - radius, 0), y0 = Math.max(my - radius, 0);
+  const w = Math.min(mx + radius + 1, src.width) - x0;
+  const h = Math.min(my + radius + 1, src.height) - y0;
+  const block = src.read(x0, y0, w, h);
+  for (const [dx, dy] of snapOffsets(radius)) {
+    const i = mx + dx - x0, j = my + dy - y0;
+    if (i < 0 || j < 0 || i >= w || j >= h) continue;
+    const v = block[j * w + i];
+    if (v !== null) return {x: x + dx / sx, y: y + dy / sy, z: v, snapped: true};
+  }
+  return null;
+}
+
+// The 3D point of a lookup's result, with the color pixel it was taken at as .pixel.
+function pointOf(hit) {
   const k = camera.intrinsics;
-  return [(x - k.ppx) / k.fx * z, (y - k.ppy) / k.fy * z, z];
+  const p = [(hit.x - k.ppx) / k.fx * hit.z, (hit.y - k.ppy) / k.fy * hit.z, hit.z];
+  p.pixel = [hit.x, hit.y];
+  return p;
 }
 
-function measure(p1, p2) {
-  const a = pointAt(p1[0], p1[1]), b = pointAt(p2[0], p2[1]);
-  if (!a || !b) return null;
-  return Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+function depthAt(x, y, opts) {
+  const hit = lookup(x, y, radiusOf(opts));
+  return hit ? hit.z : null;
+}
+
+function pointAt(x, y, opts) {
+  const hit = lookup(x, y, radiusOf(opts));
+  return hit ? pointOf(hit) : null;
+}
+
+function distance(a, b) {
+  return a && b ? Math.hypot(a[0] - b[0], a[1] - b[1], a[2] - b[2]) : null;
+}
+
+function measure(p1, p2, opts) {
+  return distance(pointAt(p1[0], p1[1], opts), pointAt(p2[0], p2[1], opts));
 }
 
 // A script's call: /metric opens on the first and stays open while calls keep coming.
@@ -143,10 +176,12 @@ const scriptCall = (fn) => (...args) => {
   need("script", true, api.metricIdleMs);
   return fn(...args);
 };
-// Metres at pixel (x, y) of the color image in the newest frame; null where there is no
-// depth or no metric frame yet (the first call opens /metric: see metricReady()).
+// Metres at pixel (x, y) of the color image in the newest frame, or at the nearest pixel
+// with depth within {radius} (default api.snapRadius) where it has none; null where there
+// is none or no metric frame yet (the first call opens /metric: see metricReady()).
 api.depthAt = scriptCall(depthAt);
-// The 3D point (metres, camera frame: x right, y down, z forward) at color pixel (x, y).
+// The 3D point (metres, camera frame: x right, y down, z forward) at color pixel (x, y);
+// its .pixel is the color pixel whose depth was used.
 api.pointAt = scriptCall(pointAt);
 // Metres between the 3D points at two color pixels; null if either has no depth.
 api.measure = scriptCall(measure);
@@ -169,8 +204,11 @@ api.cloudStats = () => (api.cloud ? api.cloud.stats() : {frames: 0, points: 0});
 // The tools hang on the two figures, not on one element: the color figure shows the MJPEG
 // <img> or the WebRTC <video> (api.colorElement()), and positions come from whichever shows.
 const ruler = [];  // up to two color pixels
+let rulerEnds = [];  // the lookup of each ruler point in the newest frame (null: no depth)
+let rulerDist = null;
 const overlays = [];  // {canvas, figure, shown(): the element showing the picture now}
-let hover = null;  // {shown, x, y} while the pointer is over an image
+let hover = null;  // the color pixel [x, y] under the pointer while it is over an image
+let hoverHit = null;  // its lookup in the newest frame: where the read-out measured
 
 // Color pixel under a pointer event over `el`, or null outside its picture.
 function imagePixel(el, ev) {
@@ -183,12 +221,19 @@ function imagePixel(el, ev) {
 }
 
 function fmtM(m) { return m === null ? "no depth" : `${m.toFixed(3)} m`; }
+const fmtPx = (x, y) => `(${Math.floor(x)}, ${Math.floor(y)})`;
 
+// The read-out names the pixel it measured when that is not the one under the pointer.
 function showHover() {
   if (!hover) return;
   const [x, y] = hover;
-  const m = metric && metric.frame ? fmtM(depthAt(x, y)) : "reading depth…";
-  $("depth-hover").textContent = `(${Math.round(x)}, ${Math.round(y)}): ${m}`;
+  const ready = !!(metric && metric.frame);
+  hoverHit = ready ? lookup(x, y, radiusOf()) : null;
+  const where = hoverHit && hoverHit.snapped ?
+    `${fmtPx(x, y)} → ${fmtPx(hoverHit.x, hoverHit.y)}` : fmtPx(x, y);
+  $("depth-hover").textContent = `${where}: ${ready ? fmtM(hoverHit && hoverHit.z) :
+    "reading depth…"}`;
+  drawOverlays();
 }
 
 function onMetricFrame() {
@@ -196,14 +241,23 @@ function onMetricFrame() {
   if (hover) showHover();
 }
 
+// Measure the ruler in the newest frame, label it and redraw the overlays.
 function drawRuler() {
   need("ruler", ruler.length === 2);
-  const dist = ruler.length === 2 ? measure(ruler[0], ruler[1]) : null;
+  rulerEnds = ruler.map(([x, y]) => lookup(x, y, radiusOf()));
+  rulerDist = ruler.length === 2 && rulerEnds[0] && rulerEnds[1] ?
+    distance(pointOf(rulerEnds[0]), pointOf(rulerEnds[1])) : null;
   const waiting = ruler.length === 2 && !(metric && metric.frame);
-  const text = ruler.length === 2 ? `ruler: ${waiting ? "reading depth…" : dist === null ?
-    "no depth at an end" : dist.toFixed(3) + " m"}` :
+  const text = ruler.length === 2 ? `ruler: ${waiting ? "reading depth…" : rulerDist === null ?
+    "no depth at an end" : rulerDist.toFixed(3) + " m"}` :
     ruler.length === 1 ? "ruler: click the second point" : "ruler: click two points";
   $("depth-ruler").textContent = text;
+  drawOverlays();
+}
+
+// The ruler (its ends where they measured) and the hover marker (on the pixel the read-out
+// measured) over both pictures.
+function drawOverlays() {
   for (const {canvas, shown} of overlays) {
     const el = shown();
     canvas.hidden = !el;
@@ -214,9 +268,20 @@ function drawRuler() {
     if (canvas.width !== w || canvas.height !== h) { canvas.width = w; canvas.height = h; }
     const ctx = canvas.getContext("2d");
     ctx.clearRect(0, 0, w, h);
-    if (!camera || !ruler.length || !w || !h) continue;
+    if (!camera || !w || !h) continue;
     const sx = w / camera.intrinsics.width, sy = h / camera.intrinsics.height;
-    const pts = ruler.map(([x, y]) => [x * sx, y * sy]);
+    if (hover && hoverHit) {
+      ctx.lineWidth = 2;
+      ctx.strokeStyle = "#ff0";
+      ctx.beginPath();
+      ctx.arc(hoverHit.x * sx, hoverHit.y * sy, 6, 0, 2 * Math.PI);
+      ctx.stroke();
+    }
+    if (!ruler.length) continue;
+    const pts = ruler.map(([x, y], i) => {
+      const end = rulerEnds[i];
+      return end ? [end.x * sx, end.y * sy] : [x * sx, y * sy];
+    });
     ctx.lineWidth = 2;
     ctx.strokeStyle = "#fff";
     ctx.fillStyle = "#fff";
@@ -225,10 +290,10 @@ function drawRuler() {
     if (pts[1]) ctx.lineTo(pts[1][0], pts[1][1]);
     ctx.stroke();
     for (const [x, y] of pts) { ctx.beginPath(); ctx.arc(x, y, 4, 0, 2 * Math.PI); ctx.fill(); }
-    if (pts[1] && dist !== null) {
+    if (pts[1] && rulerDist !== null) {
       const mx = (pts[0][0] + pts[1][0]) / 2, my = (pts[0][1] + pts[1][1]) / 2;
       ctx.font = "bold 14px system-ui, sans-serif";
-      const label = dist.toFixed(3) + " m";
+      const label = rulerDist.toFixed(3) + " m";
       ctx.fillStyle = "rgba(0,0,0,0.7)";
       ctx.fillRect(mx + 6, my - 18, ctx.measureText(label).width + 8, 20);
       ctx.fillStyle = "#fff";
@@ -256,9 +321,10 @@ function attachTools(figure, shown) {
     showHover();
   });
   figure.addEventListener("mouseleave", () => {
-    hover = null;
+    hover = hoverHit = null;
     need("hover", true, HOVER_GRACE_MS);
     $("depth-hover").textContent = "hover an image";
+    drawOverlays();
   });
   figure.addEventListener("click", (ev) => {
     const el = shown();
