@@ -1,1 +1,1 @@
-"""JPEG codecs, depth rendering, filters, the JPEG stream parser and the encoder process."""
+"""Encoder stages: the JPEG encoder process and the H.264 stage, each filling rings once."""

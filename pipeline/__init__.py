@@ -1,1 +1,1 @@
-"""Process plumbing: shared-memory frame rings, the control block and the supervisor."""
+"""Ground floor: shared-memory rings, the control block, the child skeleton, the supervisor."""

@@ -1,1 +1,1 @@
-"""H.264 once, WebRTC to many: the H.264 stage, its RTP feed and the Janus gateway child."""
+"""WebRTC to many browsers: the Janus gateway child and its options (H.264 comes from encoder/)."""

@@ -1,1 +1,1 @@
-"""Wiring one run from the parts: the command line into a Config, and the children."""
+"""Wiring one run from the parts: the command line into a Plan of typed options, children."""
