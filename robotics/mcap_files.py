@@ -95,6 +95,8 @@ class McapSeries:
         self.size_at_flush = self.grown = self.flushes = 0
         self.camera_written = False
         self.files.append(self.path)
+        self.control["mcap_recording"] = 1.0
+        self.control["mcap_file_index"] = float(self.index)
         keep = self.opts.record_mcap_keep
         while keep and len(self.files) > keep:
             old = self.files.pop(0)
@@ -128,6 +130,7 @@ class McapSeries:
         if self.writer is None:
             return False
         self._camera(self.writer, pub)
+        self.control["mcap_depth_dropped"] = float(pub.png.dropped if pub.png else 0)
         now = time.monotonic()
         if now >= self.flush_due:
             self.flush_due = now + self.opts.record_mcap_flush
@@ -188,6 +191,7 @@ class McapSeries:
         writer, self.writer = self.writer, None
         if writer is None:
             return False
+        self.control["mcap_recording"] = 0.0
         try:
             if pub is not None:
                 self._camera(writer, pub)
@@ -200,6 +204,7 @@ class McapSeries:
 
     def _abandon(self) -> None:
         writer, self.writer = self.writer, None
+        self.control["mcap_recording"] = 0.0
         try:
             writer.close()
         except RuntimeError:
