@@ -4,7 +4,7 @@
     .venv/bin/python bench/bench_mcap_depth.py --runs 5 --frames 150
 
 Each run writes the same depth frames through the SDK's MCAP writer with the recorder's
-settings (zstd chunks of MCAP_CHUNK_BYTES, one compression thread), once as the
+settings (zstd or lz4 chunks of MCAP_CHUNK_BYTES, one compression thread), once as the
 recorder's `raw` (RawImage 16UC1) and once as its `png` (CompressedImage, the recorder's
 own `encode_png`), and reports bytes of file per frame and CPU ms per frame (PNG encode
 + chunk compression + writing, one thread, `time.process_time`). Two scenes: the
@@ -61,14 +61,15 @@ def recording_frames(width: int, height: int, n: int) -> list[bytes]:
     return out
 
 
-def write(frames: list[bytes], width: int, height: int, depth: str, path: Path
+def write(frames: list[bytes], width: int, height: int, *, depth: str, chunks: str, path: Path
           ) -> tuple[float, float]:
     """(bytes per frame, CPU ms per frame) of `frames` written as the recorder would."""
     ctx = foxglove.Context()
     make = FoxgloveFlavour()
     writer = foxglove.open_mcap(path, allow_overwrite=True, context=ctx,
                                 writer_options=MCAPWriteOptions(
-                                    compression=MCAPCompression.Zstd,
+                                    compression={"zstd": MCAPCompression.Zstd,
+                                                 "lz4": MCAPCompression.Lz4}[chunks],
                                     chunk_size=MCAP_CHUNK_BYTES, compression_threads=0))
     channel = make.channel("depth" if depth == "raw" else "depth_png", "/camera/depth", ctx)
     t = time.process_time()
@@ -100,14 +101,16 @@ def main() -> None:
     print("|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for scene, frames in scenes.items():
-            for depth in ("raw", "png"):
-                runs = [write(frames, a.width, a.height, depth, Path(tmp) / "d.mcap")
-                        for _ in range(a.runs)]
-                size = statistics.median(r[0] for r in runs)
-                ms = statistics.median(r[1] for r in runs)
-                label = "raw 16UC1 + zstd chunks" if depth == "raw" else "PNG level 1 + zstd chunks"
-                print(f"| {scene} | {label} | {size / 1000:.0f} kB | {ms:.1f} | "
-                      f"{size * 30 / 1e6:.1f} |")
+            for chunks in ("zstd", "lz4"):
+                for depth in ("raw", "png"):
+                    runs = [write(frames, a.width, a.height, depth=depth, chunks=chunks,
+                                  path=Path(tmp) / "d.mcap")
+                            for _ in range(a.runs)]
+                    size = statistics.median(r[0] for r in runs)
+                    ms = statistics.median(r[1] for r in runs)
+                    label = "raw 16UC1" if depth == "raw" else "PNG level 1"
+                    print(f"| {scene} | {label} + {chunks} chunks | {size / 1000:.1f} kB | "
+                          f"{ms:.1f} | {size * 30 / 1e6:.2f} |")
 
 
 if __name__ == "__main__":

@@ -53,10 +53,19 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def serve_recording(rec: Path, out: Path, *extra: str) -> Server:
-    return Server("--source", str(rec), "--no-loop", "--no-align", "--width", str(W),
-                  "--height", str(H), "--record-mcap", str(out), "--record-mcap-depth", "png",
-                  *extra)
+def record_until(rec: Path, out: Path, text: str, seconds: float, *extra: str) -> Server:
+    """Play `rec` once into --record-mcap `out` (PNG depth) until the log says `text`,
+    then stop the server with SIGINT; the stopped server (for its log)."""
+    srv = Server("--source", str(rec), "--no-loop", "--no-align", "--width", str(W),
+                 "--height", str(H), "--record-mcap", str(out), "--record-mcap-depth", "png",
+                 *extra)
+    try:
+        srv.wait_ready()
+        wait_for(srv, text, seconds)
+        assert srv.stop(signal.SIGINT, timeout=15) == 0
+    finally:
+        srv.kill()
+    return srv
 
 
 def wait_for(srv: Server, text: str, seconds: float) -> None:
@@ -114,14 +123,9 @@ def read_ros2(path: Path) -> tuple[dict, dict[str, dict[str, str]], list[int], l
 def test_split_ros2_png_files_each_stand_alone_and_lose_no_frame(recording: Path,
                                                                  tmp_path: Path) -> None:
     out = tmp_path / "run.mcap"
-    srv = serve_recording(recording, out, "--record-mcap-profile", "ros2",
-                          "--record-mcap-split-duration", "5s")
-    try:
-        srv.wait_ready()
-        wait_for(srv, "MCAP chunks flushed", SECONDS + 30)  # the recording has ended
-        assert srv.stop(signal.SIGINT, timeout=15) == 0
-    finally:
-        srv.kill()
+    # Until the recording has ended (the source is lost and the recorder flushes).
+    record_until(recording, out, "MCAP chunks flushed", SECONDS + 30,
+                 "--record-mcap-profile", "ros2", "--record-mcap-split-duration", "5s")
     files = series(out)
     assert not out.exists(), "with a split the path given is only the series' name"
     assert len(files) >= 3, f"{len(files)} files from a {SECONDS} s run split every 5 s"
@@ -150,20 +154,15 @@ def test_split_ros2_png_files_each_stand_alone_and_lose_no_frame(recording: Path
     assert all(a[1] < b[0] for a, b in zip(spans, spans[1:], strict=False)), spans
     assert spans[-1][1] - spans[0][0] + 1 == len(frames) + missed
     assert missed <= 0.15 * len(frames), f"{missed} of {len(frames)} depth frames missed"
-    assert len(frames) >= 0.8 * SECONDS * FPS * (1 - missed / len(frames)) - FPS
+    # The files cover the recording from its start to its end (frame numbers of its own).
+    assert frames[0] <= 3 * FPS and frames[-1] >= (SECONDS - 1) * FPS, (frames[0], frames[-1])
 
 
 def test_keep_leaves_the_newest_files_with_exact_foxglove_png(recording: Path,
                                                              tmp_path: Path) -> None:
     out = tmp_path / "kept.mcap"
-    srv = serve_recording(recording, out, "--record-mcap-split-duration", "2s",
-                          "--record-mcap-keep", "2")
-    try:
-        srv.wait_ready()
-        wait_for(srv, "recording to " + str(tmp_path / "kept_3.mcap"), 30)
-        assert srv.stop(signal.SIGINT, timeout=15) == 0
-    finally:
-        srv.kill()
+    srv = record_until(recording, out, "recording to " + str(tmp_path / "kept_3.mcap"), 30,
+                       "--record-mcap-split-duration", "2s", "--record-mcap-keep", "2")
     opened = [int(i) for i in re.findall(r"recording to \S*kept_(\d+)\.mcap", srv.log())]
     newest = max(opened)
     files = series(out)
