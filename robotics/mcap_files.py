@@ -68,6 +68,7 @@ class McapSeries:
         self.opened_at = self.flush_due = 0.0
         self.size_at_flush = self.grown = self.flushes = 0
         self.camera_written = False
+        self.failure = ""
         if not self._open_next():
             raise CannotStart(f"--record-mcap {self.path}: {self.failure}")
 
