@@ -140,7 +140,7 @@ def mcap_writer_cost(width: int, height: int, frames: int = 90) -> list[tuple[st
     from foxglove.messages import RawImage  # noqa: PLC0415
 
     from camera.synthetic import SyntheticSource  # noqa: PLC0415
-    from robotics.record import MCAP_CHUNK_BYTES  # noqa: PLC0415
+    from robotics.mcap_files import MCAP_CHUNK_BYTES  # noqa: PLC0415
 
     src = SyntheticSource(width, height, 30.0)
     src.open()

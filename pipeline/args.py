@@ -64,6 +64,38 @@ def bitrate(lo: int, hi: int) -> Callable[[str], int]:
     return parse
 
 
+_BYTE_SUFFIX = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+_SECOND_SUFFIX = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def byte_size(text: str) -> int:
+    """An argparse type for a size in bytes: a number with an optional k/M/G/T suffix
+    (binary, so 1G is 2**30 bytes; a trailing "B" or "iB" is accepted), at least 1 MiB."""
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    mult = _BYTE_SUFFIX.get(t[-1:], 1)
+    try:
+        value = float(t[:-1] if t[-1:] in _BYTE_SUFFIX else t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (e.g. 500M, 1G)") from None
+    if not 1 << 20 <= value < 1 << 60:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"{text!r} is below 1M")
+    return int(value)
+
+
+def duration(text: str) -> float:
+    """An argparse type for a duration: seconds, or a number with an s/m/h suffix, >= 1 s."""
+    t = text.strip().lower()
+    mult = _SECOND_SUFFIX.get(t[-1:], 1.0)
+    try:
+        value = float(t[:-1] if t[-1:] in _SECOND_SUFFIX else t) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration (e.g. 10m, 5s, 1h)"
+                                         ) from None
+    if not 1.0 <= value <= 366 * 86400.0:  # also rejects NaN
+        raise argparse.ArgumentTypeError(f"{text!r} must be between 1 s and a year")
+    return value
+
+
 def _si(bps: int) -> str:
     for unit, mult in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         if bps >= mult:

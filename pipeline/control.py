@@ -68,6 +68,9 @@ FIELDS: tuple[str, ...] = (
     "restarts_h264", "pid_h264", "restarts_janus", "pid_janus",
     # robotics children: /camera/h264 subscribers each (writers: foxglove, mcap child)
     "sink_h264_foxglove", "sink_h264_mcap",
+    # MCAP recorder: recording (1) or stopped (0: a full disk), the open file's index in a
+    # split series, depth frames dropped because PNG encoding fell behind (writer: mcap)
+    "mcap_recording", "mcap_file_index", "mcap_depth_dropped",
     # H.264 push (writer: push): the bit rate it asks the stage for (0: as configured) and
     # a counter it bumps to ask for a keyframe (every (re)connect); the stage's current
     # target bit rate (writer: h264)

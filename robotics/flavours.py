@@ -13,6 +13,7 @@ from robotics import messages as m
 from robotics.ros2 import (
     SCHEMAS,
     camera_info,
+    compressed_depth,
     compressed_image,
     image,
     nav_sat_fix,
@@ -30,6 +31,7 @@ class FoxgloveFlavour:
         from foxglove import channels as c  # noqa: PLC0415
 
         cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
+               "depth_png": c.CompressedImageChannel,
                "video": c.CompressedVideoChannel,
                "calibration": c.CameraCalibrationChannel, "gps": c.LocationFixChannel,
                "tf": c.FrameTransformChannel}[kind]
@@ -38,6 +40,7 @@ class FoxgloveFlavour:
     color = staticmethod(m.color_message)
     video = staticmethod(m.video_message)
     depth = staticmethod(m.depth_message)
+    depth_png = staticmethod(m.depth_png_message)
     calibration = staticmethod(m.calibration_message)
     transform = staticmethod(m.optical_transform)
 
@@ -51,6 +54,7 @@ class Ros2Flavour:
 
     profile = "ros2"
     TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
+             "depth_png": "sensor_msgs/msg/CompressedImage",
              "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix",
              "tf": "tf2_msgs/msg/TFMessage"}
 
@@ -70,6 +74,10 @@ class Ros2Flavour:
     @staticmethod
     def depth(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
         return image(data, width, height, ts, frame_id)
+
+    @staticmethod
+    def depth_png(png: bytes, ts: float, frame_id: str) -> bytes:
+        return compressed_depth(png, ts, frame_id)
 
     @staticmethod
     def calibration(model: dict[str, Any], ts: float) -> bytes:

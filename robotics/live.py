@@ -65,7 +65,7 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
     log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
     gps = gps_reader(opts.gps)
     pub = Publisher("foxglove", ctx, control, raw, color,
-                    depth=opts.foxglove_depth == "raw", gps=gps, live=True)
+                    depth=opts.foxglove_depth, gps=gps, live=True)
     listener.publisher = pub
     h264 = None
     if opts.foxglove_video == "h264" and handles.h264:

@@ -59,6 +59,11 @@ def depth_message(depth: bytes, width: int, height: int, ts: float,
                     encoding="16UC1", step=width * 2, data=depth)
 
 
+def depth_png_message(png: bytes, ts: float, frame_id: str) -> CompressedImage:
+    """Depth in device units as a lossless 16-bit PNG foxglove.CompressedImage (format png)."""
+    return CompressedImage(timestamp=stamp(ts), frame_id=frame_id, data=png, format="png")
+
+
 def distortion_model(model: str) -> str:
     """librealsense's distortion name in ROS/Foxglove terms."""
     return "kannala_brandt" if "kannala" in model or "ftheta" in model else "plumb_bob"

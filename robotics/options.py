@@ -10,9 +10,10 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from pipeline.args import host_arg, parse_hostport
+from pipeline.args import byte_size, duration, host_arg, parse_hostport, ranged
 
 DEPTH_CHOICES = ("raw", "off")
+MCAP_DEPTH_CHOICES = ("raw", "png", "off")
 COMPRESSIONS = ("zstd", "lz4", "none")
 PROFILES = ("foxglove", "ros2")
 VIDEO_CHOICES = ("h264", "off")
@@ -32,6 +33,15 @@ class RoboticsOptions:
     gps: str | None = None
     foxglove_video: str = "h264"
     record_mcap_video: str = "off"
+    record_mcap_split_size: int | None = None
+    record_mcap_split_duration: float | None = None
+    record_mcap_keep: int | None = None
+    record_mcap_flush: float = 1.0
+
+    @property
+    def split(self) -> bool:
+        """True when the recording is a numbered series of files (run_0.mcap, run_1.mcap ...)."""
+        return bool(self.record_mcap_split_size or self.record_mcap_split_duration)
 
     @property
     def enabled(self) -> bool:
@@ -63,9 +73,9 @@ def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
                    "while a client subscribes; default) or off")
     g.add_argument("--record-mcap", metavar="PATH.mcap",
                    help="record the same topics to an MCAP file, finalized on every exit")
-    g.add_argument("--record-mcap-depth", choices=DEPTH_CHOICES, default="raw",
+    g.add_argument("--record-mcap-depth", choices=MCAP_DEPTH_CHOICES, default="raw",
                    help="depth in the MCAP file: raw (16UC1, compressed losslessly with the "
-                   "chunks, default) or off")
+                   "chunks, default), png (lossless 16-bit PNG, CompressedImage) or off")
     g.add_argument("--record-mcap-video", choices=VIDEO_CHOICES, default="off",
                    help="also record color as H.264 (/camera/h264, CompressedVideo): "
                    "h264 or off (default; it costs an H.264 encode for the whole recording)")
@@ -74,6 +84,19 @@ def add_robotics_args(p: argparse.ArgumentParser, *, gps: bool = True) -> None:
     g.add_argument("--record-mcap-profile", choices=PROFILES, default="foxglove",
                    help="message types in the MCAP file: foxglove (Foxglove schemas in "
                    "protobuf, default) or ros2 (sensor_msgs in CDR, for ros2 bag play)")
+    g.add_argument("--record-mcap-split-size", metavar="SIZE", type=byte_size,
+                   help="start a new file when the current one reaches SIZE (e.g. 500M, "
+                   "1G; binary units): --record-mcap DIR/run.mcap writes DIR/run_0.mcap, "
+                   "DIR/run_1.mcap ...")
+    g.add_argument("--record-mcap-split-duration", metavar="DURATION", type=duration,
+                   help="start a new file every DURATION (e.g. 10m, 5s, 1h); with a size "
+                   "too, whichever comes first")
+    g.add_argument("--record-mcap-keep", metavar="N", type=int,
+                   help="with a split, delete the oldest files of the run beyond the newest N")
+    g.add_argument("--record-mcap-flush", metavar="SECONDS",
+                   type=ranged(float, 0.1, 60.0, "a number of seconds"), default=1.0,
+                   help="close the open chunk and write it out at least this often, so a "
+                   "killed server loses at most about this much (default 1)")
     if gps:
         g.add_argument("--gps", metavar="SPEC",
                        help="publish GPS fixes as /gps: gpsd://HOST:PORT, "
@@ -103,6 +126,12 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
             p.error(f"--record-mcap {path}: directory {folder} is not writable")
+        if ns.record_mcap_keep is not None and not (ns.record_mcap_split_size
+                                                    or ns.record_mcap_split_duration):
+            p.error("--record-mcap-keep needs --record-mcap-split-size or "
+                    "--record-mcap-split-duration")
+        if ns.record_mcap_keep is not None and ns.record_mcap_keep < 1:
+            p.error(f"--record-mcap-keep {ns.record_mcap_keep}: keep at least 1 file")
         if ns.record_mcap_video == "h264" and ns.record_mcap_profile == "ros2":
             p.error("--record-mcap-video h264: the ros2 profile has no standard video "
                     "message; use --record-mcap-profile foxglove")
@@ -125,6 +154,9 @@ def robotics_options(ns: argparse.Namespace, p: argparse.ArgumentParser, *,
         record_mcap_compression=ns.record_mcap_compression,
         record_mcap_profile=ns.record_mcap_profile, gps=gps,
         foxglove_video=ns.foxglove_video, record_mcap_video=ns.record_mcap_video,
+        record_mcap_split_size=ns.record_mcap_split_size,
+        record_mcap_split_duration=ns.record_mcap_split_duration,
+        record_mcap_keep=ns.record_mcap_keep, record_mcap_flush=ns.record_mcap_flush,
     )
 
 

@@ -5,7 +5,9 @@ with one sink in it and runs a `Publisher` on it, woken by its own pipe (capture
 byte per raw frame, the encoder per JPEG):
 
 - `/camera/color`: the encoder's JPEG, as it is (foxglove.CompressedImage, jpeg);
-- `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1);
+- `/camera/depth`: 16-bit depth in device units straight from the raw ring (RawImage 16UC1),
+  or the same as a lossless 16-bit PNG (CompressedImage png, encoded by `robotics/depth.py`
+  on worker threads; in the ros2 flavour compressed_depth_image_transport's format);
 - `/camera/h264`: every access unit of the H.264 stage's ring, in order, from a keyframe
   on (CompressedVideo, h264); the stage also wakes the pipe as each one lands;
 - `/camera/calibration`: CameraCalibration from `camera_model`, once a second;
@@ -38,6 +40,7 @@ from pipeline.shm import (
     TornRead,
 )
 from robotics import messages as m
+from robotics.depth import FrameSpan, PngEncoder
 from robotics.flavours import FLAVOURS
 
 log = logging.getLogger("robotics")
@@ -49,7 +52,7 @@ class Publisher:
     """Reads the newest frames from the rings and logs them on the channels that have sinks."""
 
     def __init__(self, role: str, ctx: Any, control: Control, raw: FrameRing,
-                 color: FrameRing, *, depth: bool, gps: Any = None,
+                 color: FrameRing, *, depth: str, gps: Any = None,
                  live: bool = False, flavour: str = "foxglove") -> None:
         self.role, self.control, self.raw, self.color_ring = role, control, raw, color
         self.live = live
@@ -57,7 +60,9 @@ class Publisher:
         control[self.sink_field] = 0.0  # a crashed predecessor may have left it set
         self.make = FLAVOURS[flavour]()
         self.color = self.make.channel("color", m.TOPIC_COLOR, ctx)
-        self.ctx, self.want_depth = ctx, depth
+        self.ctx, self.want_depth = ctx, depth != "off"
+        self.png = PngEncoder() if depth == "png" else None
+        self.span = FrameSpan()
         self.depth: Any = None
         self.calibration = self.make.channel("calibration", m.TOPIC_CALIBRATION, ctx)
         self.tf = self.make.channel("tf", m.TOPIC_TF, ctx)
@@ -107,6 +112,8 @@ class Publisher:
         if self.video is not None:
             self._video(self.video)
         self._raw()
+        if self.png is not None:
+            self._png_done(wait=False)
         self._calibration()
         self._gps()
 
@@ -153,7 +160,7 @@ class Publisher:
         if self.depth is None:
             # Created with the first depth frame, whose slot carries the depth scale.
             self.depth = self.make.channel(
-                "depth", m.TOPIC_DEPTH, self.ctx,
+                "depth" if self.png is None else "depth_png", m.TOPIC_DEPTH, self.ctx,
                 metadata={"depth_scale": f"{meta.depth_scale or 0.001:g}",
                           "depth_units": "metres per count"})
         if not self.depth.has_sinks():
@@ -165,10 +172,38 @@ class Publisher:
             view.release()
         if not self.raw.still_valid(slot, seq):
             return
-        if self._fresh("depth", meta.ts_capture):
-            self.depth.log(self.make.depth(data, meta.width, meta.height, meta.ts_capture,
-                                           FRAME_ID), log_time=_ns(meta.ts_capture))
-            self.counts["depth"] += 1
+        if not self._fresh("depth", meta.ts_capture):
+            return
+        if self.png is not None:
+            self.png.submit(data, meta.width, meta.height, (meta.ts_capture, meta.frame_no))
+            return
+        self.depth.log(self.make.depth(data, meta.width, meta.height, meta.ts_capture,
+                                       FRAME_ID), log_time=_ns(meta.ts_capture))
+        self._depth_sent(meta.frame_no)
+
+    def _png_done(self, wait: bool) -> None:
+        """Log the depth PNGs encoded so far, in capture order (`wait`: every pending one)."""
+        assert self.png is not None
+        for png, (ts, frame_no) in self.png.finished(wait):
+            self.depth.log(self.make.depth_png(png, ts, FRAME_ID), log_time=_ns(ts))
+            self._depth_sent(frame_no)
+
+    def _depth_sent(self, frame_no: int) -> None:
+        self.counts["depth"] += 1
+        self.span.add(frame_no)
+
+    def settle(self) -> None:
+        """Log every depth frame still being encoded (before a file is closed)."""
+        if self.png is not None:
+            self._png_done(wait=True)
+
+    def next_file(self) -> None:
+        """A new file began: start its frame account and put the calibration and /tf in it
+        at once, so the file stands on its own."""
+        self.span = FrameSpan(self.span.last)
+        self.last_ts.pop("calibration", None)
+        self.calibration_due = 0.0
+        self._calibration()
 
     def _calibration(self) -> None:
         version = self.control["info_version"]
@@ -208,10 +243,15 @@ class Publisher:
 
     def summary(self) -> str:
         """What was sent so far, per topic ("color 12, depth 12"), or "nothing"."""
-        return ", ".join(f"{k} {v}" for k, v in self.counts.items() if v) or "nothing"
+        counts = {**self.counts, "depth dropped": self.png.dropped if self.png else 0}
+        return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing"
 
     def close(self) -> None:
-        """Stop wanting color and H.264; the channels go with their context."""
+        """Log what is still being encoded, stop wanting color and H.264; the channels go
+        with their context."""
+        self.settle()
+        if self.png is not None:
+            self.png.close()
         self.control[self.sink_field] = 0.0
         if self.video is not None:
             self.video.close()
@@ -312,8 +352,11 @@ def attach_rings(child: Child) -> tuple[FrameRing, FrameRing]:
     return FrameRing.attach(child.handles.raw), FrameRing.attach(child.handles.jpeg["color"])
 
 
-def serve(pub: Publisher, child: Child) -> None:
-    """Publish at every wake-up of the child's pipe (at least twice a second) until stopped."""
+def serve(pub: Publisher, child: Child, tick: Callable[[], bool] | None = None) -> bool:
+    """Publish at every wake-up of the child's pipe (at least twice a second) until stopped.
+
+    `tick` runs after each step; when it returns False serving ends early (False returned).
+    """
     wake_r = child.handles.sink_wakes[child.name][0]
     fd = wake_r.fileno()
     while not child.stop.is_set():
@@ -322,6 +365,9 @@ def serve(pub: Publisher, child: Child) -> None:
         if readable:
             drain(wake_r)
         pub.step()
+        if tick is not None and not tick():
+            return False
+    return True
 
 
 def reason(exc: BaseException) -> str:

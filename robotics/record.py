@@ -1,76 +1,65 @@
 """The MCAP recorder child: every frame to the file, finalized on every exit path.
 
 It runs the `Publisher` (robotics/publisher.py) on a foxglove-sdk MCAP writer, which
-counts as a sink on every channel. The file is closed in a `finally`, so Ctrl-C,
-SIGTERM, a crashed encoder or a fatal exit of another child all leave a readable file.
+counts as a sink on every channel; `robotics/mcap_files.py` owns the files (flush, split,
+keep, a full disk). The file is closed in a `finally`, so Ctrl-C, SIGTERM, a crashed
+encoder or a fatal exit of another child all leave a readable file. When the disk fills
+up the recording ends but the child stays, idle, so the supervisor does not restart it
+into the same full disk.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 
-from pipeline.child import CannotStart, Child
+import foxglove
+
+from pipeline.child import Child
 from pipeline.shm import FrameRing
-from robotics.flavours import FLAVOURS
+from robotics.mcap_files import McapSeries
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, attach_rings, gps_reader, reason, serve
-from sinks.tap import unused_path
+from robotics.publisher import Publisher, attach_rings, gps_reader, serve
 
 log = logging.getLogger("robotics")
-
-MCAP_CHUNK_BYTES = 4 << 20
 
 
 def mcap_main(child: Child, opts: RoboticsOptions) -> None:
     """The MCAP recorder child: every frame to the file, finalized on every exit path."""
-    import foxglove  # noqa: PLC0415
-    from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: PLC0415
-
     handles, control = child.handles, child.control
     raw, color = attach_rings(child)
-    assert opts.record_mcap is not None
-    path = unused_path(opts.record_mcap) if control["restarts_mcap"] else opts.record_mcap
-    compression = {"zstd": MCAPCompression.Zstd, "lz4": MCAPCompression.Lz4,
-                   "none": None}[opts.record_mcap_compression]
     ctx = foxglove.Context()
-    try:
-        writer = foxglove.open_mcap(
-            path, allow_overwrite=True, context=ctx,
-            writer_options=MCAPWriteOptions(compression=compression,
-                                            profile=FLAVOURS[opts.record_mcap_profile].profile
-                                            or None,
-                                            chunk_size=MCAP_CHUNK_BYTES,
-                                            compression_threads=0))
-    except (RuntimeError, OSError) as exc:
-        raise CannotStart(f"--record-mcap {path}: {reason(exc)}") from None
-    log.info("recording MCAP to %s (%s messages, %s chunks)", path,
-             opts.record_mcap_profile, opts.record_mcap_compression)
+    files = McapSeries(opts, ctx, control)
+    log.info("recording MCAP to %s (%s messages, %s chunks%s)", files.path,
+             opts.record_mcap_profile, opts.record_mcap_compression,
+             ", split" if opts.split else "")
     gps = None
     pub = None
     try:
         gps = gps_reader(opts.gps)
-        pub = Publisher("mcap", ctx, control, raw, color,
-                        depth=opts.record_mcap_depth == "raw", gps=gps,
-                        flavour=opts.record_mcap_profile)
+        pub = Publisher("mcap", ctx, control, raw, color, depth=opts.record_mcap_depth,
+                        gps=gps, flavour=opts.record_mcap_profile)
         if opts.record_mcap_video == "h264" and handles.h264:
             pub.add_video(FrameRing.attach(handles.h264))
 
         def flush() -> None:
             # The source ended or was lost: put every frame so far on disk in whole
             # chunks, so even a later SIGKILL leaves them readable.
-            writer.flush()
-            log.info("source lost: MCAP chunks flushed (%s)", pub.summary())
+            assert pub is not None
+            pub.settle()
+            if files.flush():
+                log.info("source lost: MCAP chunks flushed (%s)", pub.summary())
 
         pub.on_signal_lost = flush
-        serve(pub, child)
+        if not serve(pub, child, lambda: files.tick(pub)):
+            pub.close()
+            log.info("MCAP recording over (%s); idle until the server stops", pub.summary())
+            while not child.stop.is_set():
+                child.beat()
+                child.stop.wait(0.5)
     finally:
         if pub is not None:
             pub.close()
-            model = pub.model
-            if model is not None:
-                writer.write_metadata("camera", {"model": json.dumps(model)})
         if gps is not None:
             gps.stop()
-        writer.close()
-        log.info("MCAP finalized: %s (%s)", path, pub.summary() if pub else "nothing")
+        if files.close(pub):
+            log.info("MCAP finalized: %s (%s)", files.path, pub.summary() if pub else "nothing")

@@ -109,6 +109,19 @@ def compressed_image(jpeg: bytes, ts: float, frame_id: str) -> bytes:
     return Cdr().header(ts, frame_id).string("jpeg").octets(jpeg).bytes()
 
 
+COMPRESSED_DEPTH_PNG = "16UC1; compressedDepth png"
+"""The format compressed_depth_image_transport writes for 16-bit depth in PNG."""
+_CONFIG_HEADER = struct.pack("<iff", 0, 0.0, 0.0)
+"""Its ConfigHeader before the PNG: format INV_DEPTH (0) and depthParam[2], zero for 16UC1."""
+
+
+def compressed_depth(png: bytes, ts: float, frame_id: str) -> bytes:
+    """sensor_msgs/msg/CompressedImage as compressed_depth_image_transport publishes 16UC1:
+    its 12-byte ConfigHeader, then the 16-bit PNG (republish/decoders take it as it is)."""
+    return (Cdr().header(ts, frame_id).string(COMPRESSED_DEPTH_PNG)
+            .octets(_CONFIG_HEADER + png).bytes())
+
+
 def image(data: bytes, width: int, height: int, ts: float, frame_id: str) -> bytes:
     """sensor_msgs/msg/Image, 16UC1 little-endian."""
     return (Cdr().header(ts, frame_id).u32(height).u32(width).string("16UC1").u8(0)

@@ -10,7 +10,9 @@ recording short, and every exit path (Ctrl-C, SIGTERM, a restart) finalizes the 
 from __future__ import annotations
 
 import logging
+import os
 import select
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +22,12 @@ from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 
 log = logging.getLogger("tap")
 
-def unused_path(path: str) -> str:
-    """`path`, or path-1.ext, path-2.ext ... so a restarted recorder never overwrites."""
+def unused_path(path: str, taken: Callable[[str], bool] = os.path.exists) -> str:
+    """`path`, or path-1.ext, path-2.ext ... so a restarted recorder never overwrites
+    (`taken` says whether a name is in use; by default, whether the file exists)."""
     p = Path(path)
     n = 1
-    while p.exists():
+    while taken(str(p)):
         p = Path(path).with_name(f"{Path(path).stem}-{n}{Path(path).suffix}")
         n += 1
     return str(p)

@@ -273,5 +273,16 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
         "heartbeat_age_s": {r: round(now - snap[f"hb_{r}"], 3) if snap[f"hb_{r}"] else None
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),
+        "mcap": _mcap_status(snap),
         **webrtc_status(control, webrtc, h264),
     }
+
+
+def _mcap_status(snap: dict[str, float]) -> dict[str, Any] | None:
+    """The MCAP recorder child, where one runs: pid, restarts, recording or stopped."""
+    if not snap["pid_mcap"]:
+        return None
+    return {"pid": int(snap["pid_mcap"]), "restarts": int(snap["restarts_mcap"]),
+            "recording": bool(snap["mcap_recording"]),
+            "file_index": int(snap["mcap_file_index"]),
+            "depth_dropped": int(snap["mcap_depth_dropped"])}

@@ -274,6 +274,14 @@ def _rss_mb(pid: int) -> float:
     ("--record-mcap", "/nonexistent/dir/x.mcap"), ("--gps", "fixed:91,0"),
     ("--record-mcap", "/tmp/x.mcap", "--record-mcap-video", "h264",
      "--record-mcap-profile", "ros2"), ("--foxglove-video", "vp9"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-keep", "3"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-split-size", "1G", "--record-mcap-keep", "0"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-split-size", "100k"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-split-size", "lots"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-split-duration", "0.5s"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-split-duration", "10 minutes"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-flush", "0"),
+    ("--record-mcap", "/tmp/x.mcap", "--record-mcap-depth", "jpeg"),
 ])
 def test_bad_robotics_options_are_one_line_and_exit_2(args: tuple[str, ...]) -> None:
     res = run_cli(*args)
