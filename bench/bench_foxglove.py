@@ -12,7 +12,6 @@ frame, the figures behind sending raw 16UC1. Prints Markdown; medians over the r
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import statistics
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import count_messages  # noqa: E402
+from bench.common import bench_args, count_messages  # noqa: E402
 from tests.helpers import children_of, free_port, running  # noqa: E402
 from tests.robotics.fox_client import FoxgloveClient, listener_pid  # noqa: E402
 
@@ -166,12 +165,7 @@ def mcap_writer_cost(width: int, height: int, frames: int = 90) -> list[tuple[st
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--height", type=int, default=720)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--runs", type=int, default=3)
-    args = ap.parse_args()
+    args = bench_args(__doc__, width=1280, height=720, seconds=10.0, runs=3)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     log.info("load average before: %s", os.getloadavg())
     results: dict[str, list[dict[str, float]]] = {}

@@ -15,7 +15,6 @@ Prints Markdown; medians over the runs.
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import statistics
@@ -29,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import foxglove  # noqa: E402
 from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: E402
 
+from bench.common import bench_args  # noqa: E402
 from camera.synthetic import SyntheticSource  # noqa: E402
 from robotics.depth import encode_png  # noqa: E402
 from robotics.flavours import FoxgloveFlavour  # noqa: E402
@@ -86,12 +86,7 @@ def write(frames: list[bytes], width: int, height: int, *, depth: str, chunks: s
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--width", type=int, default=1280)
-    ap.add_argument("--height", type=int, default=720)
-    ap.add_argument("--frames", type=int, default=90)
-    ap.add_argument("--runs", type=int, default=3)
-    a = ap.parse_args()
+    a = bench_args(__doc__, width=1280, height=720, frames=90, runs=3)
     scenes = {"synthetic": synthetic_frames(a.width, a.height, a.frames),
               "test recording": recording_frames(a.width, a.height, a.frames)}
     print(f"{a.width}x{a.height}, {a.frames} frames, median of {a.runs} runs; "

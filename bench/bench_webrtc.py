@@ -13,7 +13,6 @@ of Janus with 1 and with 10 viewers.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -31,6 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import bench_args  # noqa: E402
 from camera.synthetic import SyntheticSource  # noqa: E402
 from media.h264 import H264Encoder  # noqa: E402
 from media.jpeg import JpegCodec, pick_backend  # noqa: E402
@@ -196,13 +196,8 @@ def live(seconds: float, bitrate: int) -> dict[str, object]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--frames", type=int, default=90)
-    ap.add_argument("--seconds", type=float, default=10.0)
-    ap.add_argument("--bitrate", type=int, default=2_500_000)
-    ap.add_argument("--gop", type=int, default=60)
-    ap.add_argument("--skip-live", action="store_true")
-    a = ap.parse_args()
+    a = bench_args(__doc__, frames=90, seconds=10.0, bitrate=2_500_000, gop=60,
+                   skip_live=False)
     print(f"load average before: {os.getloadavg()}", flush=True)
     frames = render(a.frames)
     out: dict[str, object] = {

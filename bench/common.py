@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import time
@@ -54,3 +55,16 @@ class BodySkipper:
         n = min(self.skip, len(view))
         self.skip -= n
         return view[n:]
+
+
+def bench_args(doc: str, **defaults: float | bool) -> argparse.Namespace:
+    """A bench script's command line: one --NAME per keyword, typed by its default
+    (a bool default is a flag), described by the script's first docstring line."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, default in defaults.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(default, bool):
+            ap.add_argument(flag, action="store_true")
+        else:
+            ap.add_argument(flag, type=type(default), default=default)
+    return ap.parse_args()
