@@ -15,7 +15,7 @@ import requests
 
 from depthclient.stream import MultipartReader
 from media.geometry import deproject, scaled_intrinsics
-from media.hue import decode_hue_depth
+from media.hue import HUE_MODES, decode_hue_depth
 
 log = logging.getLogger("depthclient")
 
@@ -175,8 +175,6 @@ class DepthClient:
 
     def decode_metric(self, headers: dict[str, str], jpeg: bytes) -> np.ndarray:
         """Metres (float32, 0 = none) of one metric-stream part, from its X-Depth-* headers."""
-        from media.hue import HUE_MODES  # noqa: PLC0415
-
         mode = headers.get("x-depth-mode", self.camera()["metric"]["mode"])
         if mode not in HUE_MODES:
             raise ValueError(f"the metric stream is {mode!r}, not a hue coding")

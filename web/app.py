@@ -14,6 +14,7 @@ from urllib.parse import quote
 from flask import Flask, Response, abort, jsonify, render_template, request
 
 from encoder.options import H264Options
+from media.filters import filter_catalog, parse_filter_list
 from pipeline.config import Config
 from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
@@ -178,16 +179,12 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/filters")
     def get_filters() -> Response:
         _check_query({"token"})
-        from media.filters import filter_catalog  # noqa: PLC0415
-
         active = control.settings().get("filters", list(cfg.filters))
         return jsonify(active=active, available=filter_catalog())
 
     @app.post("/filters")
     def set_filters() -> Response:
         _check_query({"token"})
-        from media.filters import parse_filter_list  # noqa: PLC0415
-
         body = request.get_json(silent=True)
         wanted = body.get("filters") if isinstance(body, dict) else None
         if isinstance(wanted, list) and all(isinstance(n, str) for n in wanted):
