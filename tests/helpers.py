@@ -11,10 +11,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -206,3 +209,60 @@ class MjpegReader:
         """Close the socket (a close-delimited response owns it, not the connection)."""
         self.resp.close()
         self.conn.close()
+
+
+class Watcher(threading.Thread):
+    """One streaming client recording (arrival time, capture timestamp) of every part."""
+
+    def __init__(self, port: int, path: str = "/color") -> None:
+        super().__init__(daemon=True)
+        self.reader = MjpegReader(port, path, timeout=10)
+        self.parts: list[tuple[float, float]] = []
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                headers, _ = self.reader.next_part()
+                self.parts.append((time.time(), float(headers["x-timestamp"])))
+        except BaseException as exc:  # noqa: BLE001  (recorded for the test to assert on)
+            if not self.stop.is_set():
+                self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.reader.close()
+        self.join(5)
+
+    def resumed_after(self, t: float) -> float | None:
+        """Seconds from t until the first part captured after t arrived, or None."""
+        for arrived, captured in self.parts:
+            if captured > t:
+                return arrived - t
+        return None
+
+
+def run_cli(*args: str, timeout: float = 30,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """app_mp.py run to its end (bad options, --help): its exit code and output."""
+    return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def colourfulness(img: np.ndarray) -> float:
+    """Mean distance of blue and green from red: ~0 for a grey picture."""
+    i = img.astype(np.int16)
+    return float(np.abs(i[..., 0] - i[..., 2]).mean() + np.abs(i[..., 1] - i[..., 2]).mean())
+
+
+def post_filters(srv: Server, payload: object) -> tuple[int, dict[str, Any]]:
+    """POST /filters with a JSON body: the status and the JSON answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        conn.request("POST", "/filters", body=json.dumps(payload),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()

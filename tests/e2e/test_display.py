@@ -21,9 +21,17 @@ import pytest
 from sinks.display import HUNG_AFTER_S, REOPEN_AT_MOST, drawn, sample
 from tests.browser import Browser
 from tests.conftest import require
-from tests.e2e.test_filters_web import colourfulness, post
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
+from tests.helpers import (
+    MjpegReader,
+    Server,
+    children_of,
+    colourfulness,
+    pid_alive,
+    post_filters,
+    run_cli,
+    running,
+    shm_segments,
+)
 from tests.xserver import Cover, Xvfb
 
 W, H = 640, 480
@@ -174,7 +182,7 @@ def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) 
     press(window, srv, "x", [])
     wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
     # The page's way (POST /filters) shows in the window, and the next key builds on it.
-    assert post(srv, {"filters": ["edges", "blur=15"]})[0] == 200
+    assert post_filters(srv, {"filters": ["edges", "blur=15"]})[0] == 200
     wait_grab(window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
     press(window, srv, "e", ["blur=15"])
     wait_grab(window, lambda g: g[:, :W].mean() > 60)

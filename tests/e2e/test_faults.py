@@ -15,41 +15,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
+from tests.helpers import Server, Watcher, children_of, pid_alive, running, shm_segments
 
 SMALL = ("--width", "640", "--height", "480")
-
-
-class Watcher(threading.Thread):
-    """One streaming client recording (arrival time, capture timestamp) of every part."""
-
-    def __init__(self, port: int, path: str = "/color") -> None:
-        super().__init__(daemon=True)
-        self.reader = MjpegReader(port, path, timeout=10)
-        self.parts: list[tuple[float, float]] = []
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                headers, _ = self.reader.next_part()
-                self.parts.append((time.time(), float(headers["x-timestamp"])))
-        except BaseException as exc:  # noqa: BLE001  (recorded for the test to assert on)
-            if not self.stop.is_set():
-                self.error = exc
-
-    def close(self) -> None:
-        self.stop.set()
-        self.reader.close()
-        self.join(5)
-
-    def resumed_after(self, t: float) -> float | None:
-        """Seconds from t until the first part captured after t arrived, or None."""
-        for arrived, captured in self.parts:
-            if captured > t:
-                return arrived - t
-        return None
 
 
 def rss_kb(pid: int) -> int:

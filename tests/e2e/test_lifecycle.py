@@ -5,18 +5,16 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
 from tests.helpers import (
-    PYTHON,
-    ROOT,
     MjpegReader,
     Server,
     children_of,
     pid_alive,
+    run_cli,
     running,
     shm_segments,
 )
@@ -109,12 +107,6 @@ def test_killed_main_process_takes_children_and_next_start_cleans_up() -> None:
         assert shm_segments(srv.pid) == []
     finally:
         srv.kill()
-
-
-def run_cli(*args: str, timeout: float = 30,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("args", [

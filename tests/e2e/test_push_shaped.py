@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import require
 from tests.helpers import PYTHON, ROOT
-from tests.push.test_gps import CYCLE, ROUTE, assert_matches_route, load_route
+from tests.route import CYCLE, ROUTE, assert_matches_route, load_route
 from tests.shaped import (
     FfmpegReceiver,
     ShapedLink,

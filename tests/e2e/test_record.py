@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import Server
+from tests.helpers import Server, run_cli
 
 
 @pytest.mark.parametrize("ext", ["mkv", "avi"])

@@ -15,7 +15,7 @@ import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import require
-from tests.helpers import MjpegReader, running
+from tests.helpers import MjpegReader, run_cli, running
 
 SMALL = ("--width", "640", "--height", "480")
 
@@ -82,7 +82,6 @@ def test_token_in_query_or_bearer_header_and_page_passes_it_on() -> None:
     ("--cert", "/nonexistent.pem"), ("--max-clients", "0"),
 ])
 def test_bad_security_options_exit_2(args: tuple[str, ...]) -> None:
-    from tests.e2e.test_lifecycle import run_cli  # noqa: PLC0415
 
     res = run_cli(*args)
     assert res.returncode == 2

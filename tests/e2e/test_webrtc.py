@@ -20,8 +20,7 @@ import pytest
 
 from tests.browser import Browser
 from tests.conftest import require
-from tests.e2e.test_faults import Watcher
-from tests.helpers import Server, children_of, pid_alive, running, shm_segments
+from tests.helpers import Server, Watcher, children_of, pid_alive, running, shm_segments
 
 TOKEN = "rtc-s3cret"
 USER, PASSWORD = "viewer", "pw-rtc"
