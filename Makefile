@@ -3,8 +3,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+# Extra pytest arguments, e.g. PYTEST_ARGS="-k webrtc" or "--junitxml=report.xml".
+PYTEST_ARGS ?=
+# The suite runs on 2 workers: the end-to-end tests mostly wait on sockets and child
+# processes, so two overlap well even on 2 cores. Each module stays on one worker
+# (tests/conftest.py groups them) so its shared server starts once.
+XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
 
-.PHONY: setup system run test lint bench clean
+.PHONY: setup system run test test-fast lint bench clean
 
 setup: system $(VENV)/.installed
 
@@ -25,7 +31,11 @@ run: setup
 
 test: setup
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
+
+# The unit tests only (no server, browser or media servers): about a minute.
+test-fast: setup
+	$(PY) -m pytest -m unit $(XDIST) $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

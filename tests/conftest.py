@@ -1,10 +1,39 @@
-"""Shared fixtures."""
+"""Shared fixtures, the unit/e2e markers, and how the suite is split across xdist workers."""
 
 from __future__ import annotations
 
+import platform
 import shutil
+from pathlib import Path
 
 import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+# The only reasons a test may skip: what `make setup` cannot install on a fresh machine.
+# .ci/run fails the run on a skip whose reason starts with anything else.
+SKIP_NO_CAMERA = "no camera:"
+SKIP_NO_GPU = "no GPU:"
+SKIP_PLATFORM = "platform:"
+ALLOWED_SKIPS = (SKIP_NO_CAMERA, SKIP_NO_GPU, SKIP_PLATFORM)
+
+# End-to-end modules that take longest, heaviest first (seconds on a loaded 2-core
+# machine, measured with `pytest --durations`): the workers start these first, so the
+# long ones do not end up last on one worker while the other has nothing left to do.
+# A module not listed counts as light; listing a new heavy one keeps the run short.
+HEAVY_MODULES = (
+    "e2e/test_push_shaped.py",
+    "e2e/test_display.py",
+    "e2e/test_faults.py",
+    "e2e/test_webrtc.py",
+    "e2e/test_push_h264.py",
+    "e2e/test_depth.py",
+    "e2e/test_foxglove.py",
+    "e2e/test_mcap.py",
+    "e2e/test_flood.py",
+    "e2e/test_lifecycle.py",
+    "e2e/test_security.py",
+)
 
 
 def require(tool: str) -> str:
@@ -13,3 +42,39 @@ def require(tool: str) -> str:
     if path is None:
         pytest.fail(f"{tool} is not installed (make setup installs it)")
     return path
+
+
+def _module(item: pytest.Item) -> str:
+    return Path(item.path).resolve().relative_to(TESTS).as_posix()
+
+
+def _weight(item: pytest.Item) -> int:
+    mod = _module(item)
+    return HEAVY_MODULES.index(mod) if mod in HEAVY_MODULES else len(HEAVY_MODULES)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test `unit` or `e2e` by its folder, group each module on one xdist
+    worker (its module-scoped server is started once), and put the heavy modules first.
+
+    Within a module the order is kept: some modules' tests build on the ones before.
+    """
+    for item in items:
+        mod = _module(item)
+        item.add_marker(pytest.mark.e2e if mod.startswith("e2e/") else pytest.mark.unit)
+        if not any(m.name == "xdist_group" for m in item.iter_markers()):
+            item.add_marker(pytest.mark.xdist_group(mod))
+    items.sort(key=_weight)  # stable: the order inside each module stays
+
+
+def needs_pyrealsense2() -> None:
+    """pyrealsense2 ships wheels for x86_64 only, and make setup installs it there: its
+    absence fails the test on x86_64 and skips it elsewhere."""
+    try:
+        import pyrealsense2  # noqa: F401, PLC0415
+    except ImportError:
+        machine = platform.machine()
+        if machine in ("x86_64", "AMD64"):
+            pytest.fail("pyrealsense2 is not installed (make setup installs it on x86_64)")
+        pytest.skip(f"{SKIP_PLATFORM} pyrealsense2 has no wheel for {machine}")

@@ -12,10 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rs = pytest.importorskip("pyrealsense2")
-
-from camera.base import SourceConfigError, SourceEnded, SourceError  # noqa: E402
-from camera.realsense import (  # noqa: E402
+from camera.base import SourceConfigError, SourceEnded, SourceError
+from camera.realsense import (
     D455_MODES,
     RealSenseSource,
     RecordingSource,
@@ -24,9 +22,19 @@ from camera.realsense import (  # noqa: E402
     realsense_devices,
     validate_mode,
 )
-from tests.camera.rs_recording import SoftwareCamera, make_recording  # noqa: E402
+from tests.camera.rs_recording import SoftwareCamera, make_recording
+from tests.conftest import needs_pyrealsense2
 
 pytestmark = pytest.mark.timeout(60)
+
+WITHOUT_PYREALSENSE2 = ("test_module_imports_without_pyrealsense2",)
+
+
+@pytest.fixture(autouse=True)
+def _pyrealsense2(request: pytest.FixtureRequest) -> None:
+    """Every test here drives librealsense but the one about running without it."""
+    if request.node.name not in WITHOUT_PYREALSENSE2:
+        needs_pyrealsense2()
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,9 +24,9 @@ from tests.shaped import (
     ShapedLink,
     TsReceiver,
     kill_group,
-    namespaces_unavailable,
     probe_frames,
     pusher,
+    require_namespaces,
     summary,
 )
 
@@ -58,9 +58,7 @@ def client(log: Path, *args: str) -> subprocess.Popen[bytes]:
 
 @pytest.fixture(scope="module")
 def link() -> Iterator[ShapedLink]:
-    why = namespaces_unavailable()
-    if why is not None:
-        pytest.skip(f"shaped-link test: {why}")
+    require_namespaces()
     with ShapedLink(4, tag="h") as lk:
         yield lk
 

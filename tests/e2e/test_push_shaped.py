@@ -28,13 +28,10 @@ from tests.shaped import (
     FfmpegReceiver,
     ShapedLink,
     kill_group,
-    namespaces_unavailable,
     pusher,
+    require_namespaces,
     summary,
 )
-
-_WHY = namespaces_unavailable()
-pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"shaped-link tests: {_WHY}")
 
 VIDEO = ("--stream", "color", "--width", "1280", "--height", "720", "--fps", "30")
 VIDEO_PORT, GPS_PORT, GPSD_PORT = 8000, 8001, 2947
@@ -91,6 +88,7 @@ def wait_until(cond: Any, timeout: float, what: str, log: Path | None = None) ->
 
 @pytest.fixture(scope="module")
 def link() -> Iterator[ShapedLink]:
+    require_namespaces()
     with ShapedLink(4) as lk:
         yield lk
 

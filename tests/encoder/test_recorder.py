@@ -21,14 +21,18 @@ from turbojpeg import TurboJPEG
 
 from encoder import recorder as recorder_mod
 from encoder.recorder import JpegRecorder, jpeg_size, save_snapshot
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 12.0
 W, H = 320, 240
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "ffprobe"], capture_output=True).returncode != 0,
-    reason="ffmpeg/ffprobe not installed")
+
+@pytest.fixture(autouse=True)
+def _ffprobe() -> None:
+    """Every test here reads its file back with ffprobe, which make setup installs."""
+    require("ffprobe")
+
 
 _tj = TurboJPEG()
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 
 from push.gps import (
     FixedReader,
@@ -431,7 +432,6 @@ def test_credentials_are_sent_but_never_logged(receivers: Callable[..., Receiver
 
 def test_https_with_ca_file(tmp_path: Path, receivers: Callable[..., Receiver],
                             caplog: pytest.LogCaptureFixture) -> None:
-    trustme = pytest.importorskip("trustme")
     caplog.set_level(logging.DEBUG, logger=LOGGER)
     ca = trustme.CA()
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
