@@ -14,10 +14,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from pipeline import supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -84,6 +87,9 @@ class Server:
             start_new_session=True, env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
         self.pid = self.proc.pid
         self.child_pids: list[int] = []
+        self.started = time.monotonic()
+        self.ready_s: float | None = None
+        """Seconds from the start to ready: this machine's time, now, to start a process."""
 
     def log(self) -> str:
         if self._final_log is not None:
@@ -105,12 +111,14 @@ class Server:
                     code, _, body = self.get("/healthz", timeout=3)
                     if code == 200:
                         self.child_pids = children_of(self.pid)
+                        self.ready_s = time.monotonic() - self.started
                         return json.loads(body)
                     time.sleep(0.2)
                     continue
                 st = json.loads(body)
                 if not need_frames or st["frames_captured"] > 0:
                     self.child_pids = children_of(self.pid)
+                    self.ready_s = time.monotonic() - self.started
                     return st
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 last_exc = exc
@@ -155,6 +163,67 @@ class Server:
             # Its log outlives the file for the test that still reads it; /tmp keeps nothing.
             self._final_log = self.log_path.read_text(errors="replace")
             self.log_path.unlink(missing_ok=True)
+
+
+    def restart_deadline(self) -> float:
+        """Seconds a killed child may take to be back: the supervisor's first backoff and
+        its loop's tick, then a start as long as this server's own start took (that
+        start spawned every child at once, so one child's start fits in it twice over)."""
+        assert self.ready_s is not None, "restart_deadline() needs a server waited ready"
+        return supervisor.BACKOFF_FIRST_S + supervisor.TICK_S + 2 * self.ready_s
+
+    def mark(self, st: dict[str, Any] | None = None) -> Mark:
+        """Where capture and encoding stand now: the start of a measuring window.
+        `st`: a /status answer just read (for a server that needs credentials)."""
+        st = st or self.status()
+        return Mark(time.monotonic(), st["frames_captured"],
+                    {k: v["frames_encoded"] for k, v in st["streams"].items()})
+
+    def rates(self, since: Mark, st: dict[str, Any] | None = None) -> Rates:
+        """Frames per second captured (and encoded, per stream) since `since`, as the
+        server counted them: the reference a client's rate over the same window is
+        judged against."""
+        st = st or self.status()
+        seconds = time.monotonic() - since.t
+        return Rates(seconds, (st["frames_captured"] - since.captured) / seconds,
+                     {k: (v["frames_encoded"] - since.encoded.get(k, 0)) / seconds
+                      for k, v in st["streams"].items()})
+
+    def latency_bound(self, stream: str = "color", intervals: float = 2.0) -> float:
+        """Seconds a frame may take from capture to a client: `intervals` frame intervals
+        at the rate the server captures now, plus the encode time it measures."""
+        st = self.status()
+        fps = st["fps_captured"]
+        assert fps > 0, st
+        return intervals / fps + st["streams"][stream]["encode_ms"] / 1000.0
+
+
+@dataclass
+class Mark:
+    """Counters at the start of a measuring window (Server.mark)."""
+
+    t: float
+    captured: int
+    encoded: dict[str, int]
+
+
+@dataclass
+class Rates:
+    """Rates over a measuring window (Server.rates)."""
+
+    seconds: float
+    captured: float
+    encoded: dict[str, float]
+
+
+STOP_DEADLINE_S = supervisor.TERM_WAIT_S + supervisor.KILL_WAIT_S
+"""A clean stop is over before the supervisor would have finished killing a child that
+did not stop: its children stop within TERM_WAIT_S (the log says when one did not)."""
+STOP_ESCALATED = "did not stop in"
+"""What the supervisor logs when a child had to be killed at a stop."""
+
+RATE_SHARE = 0.9
+"""A client must receive at least this share of the frames captured over the same window."""
 
 
 @contextlib.contextmanager

@@ -15,7 +15,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import Server, Watcher, children_of, pid_alive, running, shm_segments
+from tests.helpers import (
+    RATE_SHARE,
+    STOP_DEADLINE_S,
+    STOP_ESCALATED,
+    Server,
+    Watcher,
+    children_of,
+    pid_alive,
+    running,
+    shm_segments,
+)
 
 SMALL = ("--width", "640", "--height", "480")
 
@@ -39,16 +49,21 @@ def test_killing_encoder_then_capture_under_20_clients() -> None:
         try:
             time.sleep(1.0)
             kills = {}
+            deadline = srv.restart_deadline()
             for role in ("encoder", "capture"):
                 pid = srv.status()["pids"][role]
                 kills[role] = time.time()
                 os.kill(pid, signal.SIGKILL)
-                time.sleep(3.5)
+                # Until every client has a frame captured after the kill (or the deadline).
+                end = time.monotonic() + deadline + 0.5
+                while time.monotonic() < end and not all(
+                        w.resumed_after(kills[role]) is not None for w in watchers):
+                    time.sleep(0.1)
             for w in watchers:
                 assert w.error is None, f"a client lost its stream: {w.error!r}"
                 for role, t in kills.items():
                     delay = w.resumed_after(t)
-                    assert delay is not None and delay < 3.0, (role, delay)
+                    assert delay is not None and delay < deadline, (role, delay, deadline)
             st_ = srv.status()
             assert st_["restarts"]["encoder"] == 1 and st_["restarts"]["capture"] == 1
         finally:
@@ -70,11 +85,13 @@ def test_sigterm_under_load_exits_clean() -> None:
         time.sleep(1.0)
         kids = children_of(srv.pid)
         t0 = time.monotonic()
-        assert srv.stop(signal.SIGTERM, timeout=5) == 0
-        assert time.monotonic() - t0 < 3.0
+        assert srv.stop(signal.SIGTERM, timeout=10) == 0
+        elapsed = time.monotonic() - t0
+        assert STOP_ESCALATED not in srv.log(), srv.log()
+        assert elapsed < STOP_DEADLINE_S, elapsed
         for w in watchers:
             w.close()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 1.0  # the main process waited for them: just reaping
         while [p for p in kids if pid_alive(p)]:
             assert time.monotonic() < deadline, "orphan processes left"
             time.sleep(0.05)
@@ -96,15 +113,19 @@ def test_a_1kb_per_second_client_neither_stalls_others_nor_grows_memory() -> Non
         try:
             time.sleep(2.0)  # the slow client's socket buffers fill up
             rss0 = rss_kb(web)
+            mark = srv.mark()
             t0 = time.time()
             for _ in range(80):  # 8 s at ~1 KB/s
                 slow.recv(100)
                 time.sleep(0.1)
+            rates = srv.rates(mark)
+            t1 = time.time()
             growth_kb = rss_kb(web) - rss0
             for w in watchers:
                 assert w.error is None
-                recent = [a for a, _ in w.parts if a > t0]
-                assert len(recent) / 8.0 >= 27, len(recent)
+                got = len([a for a, _ in w.parts if t0 < a <= t1]) / (t1 - t0)
+                # Each other client keeps up with what was captured meanwhile.
+                assert got >= RATE_SHARE * rates.captured, (got, rates)
             # A per-client queue would hold 30 frames/s x ~140 KB here; the server may
             # hold the one part it is writing to the slow client, nothing more.
             assert growth_kb < 3 * 1024, growth_kb

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
-from tests.helpers import MjpegReader, Server, running
+from tests.helpers import RATE_SHARE, MjpegReader, Server, running
 
 W, H = 640, 480
 
@@ -94,18 +94,26 @@ def test_snapshot_is_a_fresh_jpeg(server: Server) -> None:
 def test_status_is_consistent_with_what_is_streaming(server: Server) -> None:
     r = MjpegReader(server.port, "/color")
     try:
+        r.next_part()
+        mark = server.mark()
+        t0 = time.monotonic()
         for _ in range(45):
             r.next_part()
+        got = 45 / (time.monotonic() - t0)
+        rates = server.rates(mark)
         st = server.status()
         assert st["source"]["kind"] == "synthetic"
         assert st["source_ok"] is True
         assert st["resolution"] == {"width": W, "height": H}
         assert st["encoder"]["backend"] == "turbojpeg"
-        assert 25 <= st["fps_captured"] <= 33
+        # Never above the 30 fps asked for; as fast as the machine captures, which the
+        # client's own count over the window says.
+        assert 0 < st["fps_captured"] <= 33
+        assert got >= RATE_SHARE * rates.captured, (got, rates)
         color = st["streams"]["color"]
         assert color["viewers"] == 1
-        assert 20 <= color["fps_encoded"] <= 33
-        assert 20 <= color["fps_sent"] <= 33
+        assert 0 < color["fps_encoded"] <= 33
+        assert 0 < color["fps_sent"] <= 33
         assert color["latency_ms"]["p50"] is not None
         assert 0 < color["latency_ms"]["p50"] <= color["latency_ms"]["p99"] < 1000
         assert (color["width"], color["height"]) == (W, H)
@@ -147,13 +155,19 @@ def test_fps_query_lowers_the_rate_for_one_client(server: Server) -> None:
     r = MjpegReader(server.port, "/color?fps=5")
     try:
         r.next_part()
-        t0 = time.monotonic()
-        for _ in range(5):
+        arrivals = [time.monotonic()]
+        for _ in range(15):
             r.next_part()
-        rate = 5 / (time.monotonic() - t0)
-        assert 3.5 <= rate <= 6.5
+            arrivals.append(time.monotonic())
+        captured = server.status()["fps_captured"]
     finally:
         r.close()
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    median = gaps[len(gaps) // 2]
+    # Never faster than asked; each part is the first frame captured once 1/5 s has
+    # passed, so at most a frame interval (and one more for scheduling) late. (The
+    # median: one part held up on a loaded machine shortens the gap after it.)
+    assert 0.2 * 0.95 <= median <= 0.2 + 2 / captured, (median, captured, gaps)
 
 
 def test_chromium_renders_both_streams(server: Server, tmp_path: Path) -> None:

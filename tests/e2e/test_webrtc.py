@@ -18,9 +18,19 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import supervisor
 from tests.browser import Browser
 from tests.conftest import require
-from tests.helpers import Server, Watcher, children_of, pid_alive, running, shm_segments
+from tests.helpers import (
+    RATE_SHARE,
+    Server,
+    Watcher,
+    children_of,
+    pid_alive,
+    running,
+    shm_segments,
+)
+from webrtc import janus
 
 TOKEN = "rtc-s3cret"
 USER, PASSWORD = "viewer", "pw-rtc"
@@ -129,16 +139,20 @@ def _wait_frames_after(page: Browser, t0: float, need: int, timeout: float) -> f
                          f"console {page.console[-5:]})")
 
 
-def test_page_plays_720p_h264_at_25fps(server: Server, page: Browser) -> None:
+def test_page_plays_720p_h264_at_the_capture_rate(server: Server, page: Browser) -> None:
     # Measure the steady state: past the first 3 s of video, when browser and server
     # have finished starting up.
     page.wait_for(f"{STATS}.then(s => s && s.framesDecoded > 90)", timeout=40)
+    mark = server.mark(_status(server))
     first, t0 = page.eval(STATS), time.monotonic()
     time.sleep(4.0)
     last, t1 = page.eval(STATS), time.monotonic()
+    rates = server.rates(mark, _status(server))
     fps = (last["framesDecoded"] - first["framesDecoded"]) / (t1 - t0)
     assert (last["frameWidth"], last["frameHeight"]) == (1280, 720)
-    assert fps >= 25, f"{fps:.1f} frames decoded per second (load {os.getloadavg()})"
+    # The browser decodes what the camera captured meanwhile.
+    assert fps >= RATE_SHARE * rates.captured, \
+        f"{fps:.1f} frames decoded per second, {rates} (load {os.getloadavg()})"
     assert last["bytesReceived"] > first["bytesReceived"]
     state = page.eval("window.depthcam.webrtcState()")
     assert state["player"] == "webrtc" and state["status"] == "playing"
@@ -263,12 +277,16 @@ def test_killing_h264_then_janus_spares_mjpeg_and_webrtc_recovers(
     mjpeg.start()
     try:
         time.sleep(1.0)
+        # The H.264 stage is the supervisor's child and Janus the web's, restarted with
+        # the same backoff: each within a backoff and a process start.
+        assert janus.BACKOFF_FIRST_S == supervisor.BACKOFF_FIRST_S
+        deadline = server.restart_deadline()
         t_h264 = time.time()
         os.kill(h264_pid, signal.SIGKILL)
-        resumed_h264 = _wait_frames_after(page, t_h264, need=10, timeout=5.0)
+        resumed_h264 = _wait_frames_after(page, t_h264, need=10, timeout=deadline)
         t_janus = time.time()
         os.kill(janus_pid, signal.SIGKILL)
-        resumed_janus = _wait_frames_after(page, t_janus, need=10, timeout=5.0)
+        resumed_janus = _wait_frames_after(page, t_janus, need=10, timeout=deadline)
         time.sleep(0.5)
         assert mjpeg.error is None, f"an MJPEG client lost its stream: {mjpeg.error!r}"
         for t in (t_h264, t_janus):
@@ -278,7 +296,7 @@ def test_killing_h264_then_janus_spares_mjpeg_and_webrtc_recovers(
         assert max(gaps) < 1.0, f"MJPEG parts {max(gaps):.2f} s apart"
     finally:
         mjpeg.close()
-    assert resumed_h264 < 5 and resumed_janus < 5
+    assert resumed_h264 < deadline and resumed_janus < deadline
     st = _status(server)
     assert st["h264"]["restarts"] == 1 and st["h264"]["pid"] != h264_pid
     assert st["janus"]["up"] and st["janus"]["pid"] != janus_pid
