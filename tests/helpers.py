@@ -189,11 +189,13 @@ class Server:
                      {k: (v["frames_encoded"] - since.encoded.get(k, 0)) / seconds
                       for k, v in st["streams"].items()})
 
-    def latency_bound(self, stream: str = "color", intervals: float = 2.0) -> float:
+    def latency_bound(self, stream: str = "color", intervals: float = 2.0,
+                      fps: float | None = None) -> float:
         """Seconds a frame may take from capture to a client: `intervals` frame intervals
-        at the rate the server captures now, plus the encode time it measures."""
+        at the rate the server captures now (or at `fps`), plus the encode time it
+        measures."""
         st = self.status()
-        fps = st["fps_captured"]
+        fps = fps or st["fps_captured"]
         assert fps > 0, st
         return intervals / fps + st["streams"][stream]["encode_ms"] / 1000.0
 

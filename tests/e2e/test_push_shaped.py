@@ -222,7 +222,13 @@ def test_without_adapting_a_slow_link_drops_frames_instead_of_queueing_them(
     assert s["fps"] >= 2, s
     bound = [LATENCY_BOUND_S + a.nbytes * 8 / (rate * 1e6) for a in frames]
     assert sorted(a.latency for a in frames)[len(frames) // 2] <= min(bound), s
-    assert max(a.latency - b for a, b in zip(frames, bound, strict=True)) < 0.5, s
+    # The worst frame may also wait behind the one before it, still in the socket
+    # buffers: one more frame interval, as measured at the receiver (queued frames
+    # would age by a second per second).
+    gaps = sorted(b.t - a.t for a, b in zip(frames, frames[1:], strict=False))
+    interval = gaps[len(gaps) // 2]
+    worst = max(a.latency - b for a, b in zip(frames, bound, strict=True))
+    assert worst < LATENCY_BOUND_S + interval, (worst, interval, s)
 
 
 def test_a_receiver_that_never_reads_still_trips_the_stall_rule(tmp_path: Path) -> None:
