@@ -72,6 +72,18 @@ def extract(path: Path, outdir: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted(outdir.iterdir())]
 
 
+def wait_for_room(rec: JpegRecorder, queued: int) -> None:
+    """Until the recorder's queue has room for one more frame.
+
+    A recorder drops a frame only when its queue is full (ffmpeg starved for ~5 s on a
+    loaded machine); a writer that never overfills it must see every frame written.
+    """
+    deadline = time.monotonic() + 60
+    while queued - rec.frames_written >= recorder_mod.QUEUE_FRAMES - 1:
+        assert time.monotonic() < deadline, "ffmpeg took no frame for 60 s"
+        time.sleep(0.005)
+
+
 def record_realtime(path: Path, seconds: float, fps: float) -> list[tuple[bytes, float]]:
     """Write frames at `fps` with real sleeps; returns (jpeg, timestamp) as written."""
     sent = []
@@ -79,6 +91,7 @@ def record_realtime(path: Path, seconds: float, fps: float) -> list[tuple[bytes,
         t0 = time.time()
         k = 0
         while time.time() - t0 < seconds:
+            wait_for_room(rec, len(sent))
             jpeg = frame(k)
             ts = time.time()
             assert rec.write(jpeg, ts)
@@ -129,7 +142,7 @@ def test_explicit_timestamps_survive_gaps(tmp_path: Path, ext: str) -> None:
 
 CHILD = """
 import json, sys, time
-from encoder.recorder import JpegRecorder
+from encoder.recorder import QUEUE_FRAMES, JpegRecorder
 from tests.encoder.test_recorder import frame
 path, mode = sys.argv[1], sys.argv[2]
 rec = JpegRecorder(path, fps_hint=12)
@@ -138,6 +151,8 @@ n = 0
 try:
     t0 = time.time()
     while True:
+        while n - rec.frames_written >= QUEUE_FRAMES - 1:  # never overfill its queue
+            time.sleep(0.005)
         rec.write(frame(n), time.time())
         n += 1
         if mode == "kill":
