@@ -6,9 +6,9 @@ ARGS ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k webrtc" or "--junitxml=report.xml".
 PYTEST_ARGS ?=
 # The suite runs on 2 workers: the end-to-end tests mostly wait on sockets and child
-# processes, so two overlap well even on 2 cores. Each module stays on one worker
-# (tests/conftest.py groups them) so its shared server starts once.
-XDIST ?= -n 2 --dist loadgroup --no-loadscope-reorder
+# processes, so two overlap well even on 2 cores. Each module stays on one worker so
+# its shared server starts once; heavy modules first (the order tests/conftest.py sets).
+XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup system run test test-fast lint bench clean
 

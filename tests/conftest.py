@@ -1,4 +1,4 @@
-"""Shared fixtures, the unit/e2e markers, and how the suite is split across xdist workers."""
+"""Shared fixtures, the unit/e2e markers, and the order the modules run in."""
 
 from __future__ import annotations
 
@@ -53,18 +53,16 @@ def _weight(item: pytest.Item) -> int:
     return HEAVY_MODULES.index(mod) if mod in HEAVY_MODULES else len(HEAVY_MODULES)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test `unit` or `e2e` by its folder, group each module on one xdist
-    worker (its module-scoped server is started once), and put the heavy modules first.
+    """Mark every test `unit` or `e2e` by its folder, and put the heavy modules first.
 
-    Within a module the order is kept: some modules' tests build on the ones before.
+    `make test` runs each module on one xdist worker (--dist loadfile, so a module's
+    shared server starts once) in this order (--no-loadscope-reorder): the long modules
+    start first and the short ones fill in around them. Within a module the order is
+    kept: some modules' tests build on the ones before.
     """
     for item in items:
-        mod = _module(item)
-        item.add_marker(pytest.mark.e2e if mod.startswith("e2e/") else pytest.mark.unit)
-        if not any(m.name == "xdist_group" for m in item.iter_markers()):
-            item.add_marker(pytest.mark.xdist_group(mod))
+        item.add_marker(pytest.mark.e2e if _module(item).startswith("e2e/") else pytest.mark.unit)
     items.sort(key=_weight)  # stable: the order inside each module stays
 
 

@@ -19,7 +19,15 @@ import numpy as np
 import pytest
 
 from pipeline import supervisor
-from sinks.display import HUNG_AFTER_S, REOPEN_AT_MOST, drawn, sample
+from sinks.display import (
+    BLANK_READ_EVERY_S,
+    BLANK_READS,
+    DRAWN_CHECK_AFTER_S,
+    HUNG_AFTER_S,
+    REOPEN_AT_MOST,
+    drawn,
+    sample,
+)
 from tests.browser import Browser
 from tests.conftest import require
 from tests.helpers import (
@@ -351,12 +359,24 @@ def test_a_window_left_blank_is_reopened_and_shows_the_stream(own_screen: Xvfb) 
         cover.close()
 
 
+def blank_verdict_deadline(srv: Server) -> float:
+    """Seconds until the display gives up on a window that stays blank: the first window
+    and each reopen are checked (DRAWN_CHECK_AFTER_S, then BLANK_READS reads), each reopen
+    after the supervisor's backoff and loop tick and a process start (twice this
+    server's start, as in Server.restart_deadline)."""
+    assert srv.ready_s is not None
+    per_window = DRAWN_CHECK_AFTER_S + BLANK_READS * BLANK_READ_EVERY_S + 2 * srv.ready_s
+    backoffs = sum(min(supervisor.BACKOFF_FIRST_S * 2**i, supervisor.BACKOFF_MAX_S)
+                   + supervisor.TICK_S for i in range(REOPEN_AT_MOST))
+    return (REOPEN_AT_MOST + 1) * per_window + backoffs
+
+
 def test_a_window_that_stays_blank_is_left_after_3_reopens(own_screen: Xvfb) -> None:
     cover = Cover(own_screen.display, (0, 0, 1600, 1200))
     try:
         with running("--display", "--width", str(W), "--height", str(H),
                      env=own_screen.env) as srv:
-            wait_log(srv, "the window still looks blank", timeout=60)
+            wait_log(srv, "the window still looks blank", timeout=blank_verdict_deadline(srv))
             before = srv.status()["frames_captured"]
             assert srv.get("/color.jpg")[0] == 200
             assert srv.status()["frames_captured"] > before  # the stream went on

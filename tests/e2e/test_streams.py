@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -173,14 +174,18 @@ def test_fps_query_lowers_the_rate_for_one_client(server: Server) -> None:
 def test_chromium_renders_both_streams(server: Server, tmp_path: Path) -> None:
     chromium = require("chromium")
     shot = tmp_path / "page.png"
-    subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1400,700",
-         "--virtual-time-budget=4000", f"--screenshot={shot}", server.base + "/"],
-        capture_output=True, timeout=60, check=True,
-        env={**os.environ, "TMPDIR": str(tmp_path)},  # its singleton socket goes there
-    )
+    # Its singleton socket goes in TMPDIR, whose path must fit a socket address (~107
+    # bytes): pytest's tmp_path under an xdist worker is too long for that.
+    with tempfile.TemporaryDirectory(prefix="cr-") as short_tmp:
+        res = subprocess.run(
+            [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+             "--no-first-run", "--disable-background-networking", "--disable-component-update",
+             "--disable-sync", f"--user-data-dir={short_tmp}/profile",
+             "--window-size=1400,700", "--virtual-time-budget=4000", f"--screenshot={shot}",
+             server.base + "/"],
+            capture_output=True, timeout=60, check=False, stdin=subprocess.DEVNULL,
+            env={**os.environ, "TMPDIR": short_tmp})
+    assert res.returncode == 0, (res.returncode, res.stderr.decode(errors="replace")[-3000:])
     img = cv2.imread(str(shot))
     assert img is not None
     # The two <img> boxes sit side by side under the header; an image that did not
