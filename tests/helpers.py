@@ -225,7 +225,8 @@ STOP_ESCALATED = "did not stop in"
 """What the supervisor logs when a child had to be killed at a stop."""
 
 RATE_SHARE = 0.9
-"""A client must receive at least this share of the frames captured over the same window."""
+"""A client must receive at least this share of the frames the server produced for it
+(encoded, for MJPEG) over the same window."""
 
 
 @contextlib.contextmanager

@@ -124,8 +124,10 @@ def test_a_1kb_per_second_client_neither_stalls_others_nor_grows_memory() -> Non
             for w in watchers:
                 assert w.error is None
                 got = len([a for a, _ in w.parts if t0 < a <= t1]) / (t1 - t0)
-                # Each other client keeps up with what was captured meanwhile.
-                assert got >= RATE_SHARE * rates.captured, (got, rates)
+                # Each other client gets every frame encoded meanwhile (the encoder skips
+                # to the newest capture when starved: its rate, not the web's, on a loaded
+                # machine).
+                assert got >= RATE_SHARE * rates.encoded["color"], (got, rates)
             # A per-client queue would hold 30 frames/s x ~140 KB here; the server may
             # hold the one part it is writing to the slow client, nothing more.
             assert growth_kb < 3 * 1024, growth_kb

@@ -45,8 +45,16 @@ def wait_until(cond: object, timeout: float, what: str, log: Path | None = None)
 
 
 def decode_errors(path: Path) -> str:
-    """What ffmpeg complains about while decoding the whole file (empty: clean)."""
-    return subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path), "-f", "null",
+    """What ffmpeg complains about while decoding the whole file (empty: clean).
+
+    The frames keep the stream's own 90 kHz time base (passthrough): in ffmpeg's default
+    1/frame-rate one, two frames captured closer than a frame interval apart (capture
+    catching up on a loaded machine) round to one timestamp, and the null muxer reports
+    that as non-monotonic DTS although every frame decoded. Two units carrying the very
+    same capture time still show up here.
+    """
+    return subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(path),
+                           "-fps_mode", "passthrough", "-enc_time_base", "-1", "-f", "null",
                            "-"], capture_output=True, text=True, timeout=120).stderr.strip()
 
 
