@@ -49,7 +49,8 @@ def test_record_and_snapshot_survive_sigint(tmp_path: Path, ext: str) -> None:
     encoded = rates.encoded["color"]
     assert 0 < rates.captured <= 15 * 1.1
     assert frames >= RATE_SHARE * encoded * captured_for, (frames, captured_for, rates)
-    assert span * 0.8 <= duration <= span + 2.0
+    # From the start to the stop signal, when capture ends (the exit may come later).
+    assert captured_for * 0.8 <= duration <= span + 2.0, (captured_for, duration, span)
     assert frames / duration == pytest.approx(encoded, rel=0.25), (frames, duration, rates)
     img = cv2.imdecode(np.frombuffer(snap.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (480, 640, 3)

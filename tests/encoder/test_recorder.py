@@ -242,6 +242,11 @@ def test_killed_recorder_still_leaves_a_complete_file(tmp_path: Path,
     seen = read_until_written(proc, 12)
     proc.kill()
     proc.wait(10)
+    # The child says "written n" once ffmpeg has taken frame n, and it went on while we
+    # read: the last such line before the kill is what the file must hold.
+    assert proc.stdout is not None
+    seen = max([seen, *(int(line.split()[1]) for line in proc.stdout
+                        if line.startswith("written"))])
     deadline = time.monotonic() + 15
     while _alive(ffmpeg_pid) and time.monotonic() < deadline:
         time.sleep(0.05)
