@@ -5,10 +5,12 @@ PY := $(VENV)/bin/python
 ARGS ?=
 # Extra pytest arguments, e.g. PYTEST_ARGS="-k webrtc" or "--junitxml=report.xml".
 PYTEST_ARGS ?=
-# The suite runs on 2 workers: the end-to-end tests mostly wait on sockets and child
-# processes, so two overlap well even on 2 cores. Each module stays on one worker so
-# its shared server starts once; heavy modules first (the order tests/conftest.py sets).
-XDIST ?= -n 2 --dist loadfile --no-loadscope-reorder
+# The suite runs on 3 workers: the end-to-end tests mostly wait on sockets, timers and
+# child processes, so three overlap well even on 2 cores (measured on the 2-core CI
+# machine with a busy loop beside: -n 3 about 5 min, -n 2 about 9.5 min; see
+# docs/RELIABILITY.md). Each module stays on one worker so its shared server starts
+# once; the heavy modules go first (the order tests/conftest.py sets).
+XDIST ?= -n 3 --dist loadfile --no-loadscope-reorder
 
 .PHONY: setup system run test test-fast lint bench clean
 

@@ -250,20 +250,25 @@ def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> Non
         _frames_in(reader, 0.5)
         mark = srv.mark()
         before = _frames_in(reader, 2.0)
-        captured_before = srv.rates(mark)
+        rates_before = srv.rates(mark)
         os.kill(pid, signal.SIGSTOP)  # the slowest display there is: it draws nothing
         try:
             mark = srv.mark()
             during = _frames_in(reader, 2.0)
-            captured_during = srv.rates(mark)
+            rates_during = srv.rates(mark)
         finally:
             os.kill(pid, signal.SIGCONT)
     finally:
         reader.close()
-    # A pipeline that waited on its display would send ~nothing while it is stopped: the
-    # client gets what was encoded, with the display drawing and without.
-    for got, rates in ((before, captured_before), (during, captured_during)):
-        assert got / 2.0 >= RATE_SHARE * rates.encoded["color"], (before, during, rates)
+    # A pipeline that waited on its display would send ~nothing while it is stopped. The
+    # share of the encoded frames the client gets is judged against the share it got
+    # while the display drew (on a loaded machine the drawing itself takes CPU from the
+    # web process; stopping it can only free some).
+    share_before = before / 2.0 / rates_before.encoded["color"]
+    share_during = during / 2.0 / rates_during.encoded["color"]
+    detail = (before, during, rates_before, rates_during)
+    assert share_before > 0, detail
+    assert share_during >= RATE_SHARE * share_before, detail
     first = window.grab()
     wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
     assert _display_pid(srv) == pid  # it carried on; nobody had to restart it

@@ -71,7 +71,7 @@ def link() -> Iterator[ShapedLink]:
         yield lk
 
 
-def test_720p_h264_over_4mbit_keeps_25fps_and_starts_decodable(
+def test_720p_h264_over_4mbit_keeps_the_capture_rate_and_starts_decodable(
         link: ShapedLink, tmp_path: Path) -> None:
     log, ts = tmp_path / "push.log", tmp_path / "rx.ts"
     with TsReceiver(link, 8100, tmp_path / "ffmpeg.log", ts) as rx, \
