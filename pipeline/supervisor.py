@@ -39,6 +39,8 @@ BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
 TERM_WAIT_S = 2.0
+TICK_S = 0.5
+"""The loop's longest wait between checks of its children."""
 
 
 @dataclass
@@ -200,7 +202,7 @@ class Supervisor:
     def _loop(self) -> None:
         while self._stop_signal is None:
             sentinels = [c.proc.sentinel for c in self.children if c.proc is not None]
-            wait([*sentinels, self._wake_r], timeout=0.5)
+            wait([*sentinels, self._wake_r], timeout=TICK_S)
             if self._stop_signal is not None:
                 log.info("received %s, shutting down", signal.Signals(self._stop_signal).name)
                 return

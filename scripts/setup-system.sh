@@ -5,9 +5,15 @@ set -euo pipefail
 
 # libgl1 ... libxcb1: what the opencv-python wheel (the GUI build) loads; xvfb, xdotool and
 # x11-apps (xwd): a virtual screen for the --display tests, typed into and grabbed.
+# Every program the tests run, and its package (keep in step with tests/):
+#   ffmpeg, ffprobe -> ffmpeg          chromium -> chromium       janus -> janus
+#   nginx -> nginx-light (+ libnginx-mod-rtmp for RTMP)           openssl -> openssl
+#   gpsd -> gpsd     gpsfake -> gpsd-clients                      pgrep -> procps
+#   ip, tc, ss (network namespaces, shaping) -> iproute2
+#   Xvfb -> xvfb     xdotool -> xdotool     xwd -> x11-apps       libX11 (ctypes) -> libx11-6
 packages=(python3 python3-venv python3-pip libturbojpeg0 ffmpeg chromium gpsd gpsd-clients
-          nginx-light openssl iproute2 janus libgl1 libglib2.0-0 libsm6 libxext6 libxcb1
-          xvfb xdotool x11-apps libnginx-mod-rtmp)
+          nginx-light openssl iproute2 procps janus libgl1 libglib2.0-0 libsm6 libxext6
+          libxcb1 libx11-6 xvfb xdotool x11-apps libnginx-mod-rtmp)
 if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
   echo "setup-system: not a Debian/Ubuntu system; install by hand: ${packages[*]}" >&2
   exit 0

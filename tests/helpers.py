@@ -11,10 +11,16 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from pipeline import supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -81,6 +87,9 @@ class Server:
             start_new_session=True, env=env, preexec_fn=preexec_fn)  # noqa: PLW1509
         self.pid = self.proc.pid
         self.child_pids: list[int] = []
+        self.started = time.monotonic()
+        self.ready_s: float | None = None
+        """Seconds from the start to ready: this machine's time, now, to start a process."""
 
     def log(self) -> str:
         if self._final_log is not None:
@@ -102,12 +111,14 @@ class Server:
                     code, _, body = self.get("/healthz", timeout=3)
                     if code == 200:
                         self.child_pids = children_of(self.pid)
+                        self.ready_s = time.monotonic() - self.started
                         return json.loads(body)
                     time.sleep(0.2)
                     continue
                 st = json.loads(body)
                 if not need_frames or st["frames_captured"] > 0:
                     self.child_pids = children_of(self.pid)
+                    self.ready_s = time.monotonic() - self.started
                     return st
             except (OSError, ValueError, http.client.HTTPException) as exc:
                 last_exc = exc
@@ -152,6 +163,70 @@ class Server:
             # Its log outlives the file for the test that still reads it; /tmp keeps nothing.
             self._final_log = self.log_path.read_text(errors="replace")
             self.log_path.unlink(missing_ok=True)
+
+
+    def restart_deadline(self) -> float:
+        """Seconds a killed child may take to be back: the supervisor's first backoff and
+        its loop's tick, then a start as long as this server's own start took (that
+        start spawned every child at once, so one child's start fits in it twice over)."""
+        assert self.ready_s is not None, "restart_deadline() needs a server waited ready"
+        return supervisor.BACKOFF_FIRST_S + supervisor.TICK_S + 2 * self.ready_s
+
+    def mark(self, st: dict[str, Any] | None = None) -> Mark:
+        """Where capture and encoding stand now: the start of a measuring window.
+        `st`: a /status answer just read (for a server that needs credentials)."""
+        st = st or self.status()
+        return Mark(time.monotonic(), st["frames_captured"],
+                    {k: v["frames_encoded"] for k, v in st["streams"].items()})
+
+    def rates(self, since: Mark, st: dict[str, Any] | None = None) -> Rates:
+        """Frames per second captured (and encoded, per stream) since `since`, as the
+        server counted them: the reference a client's rate over the same window is
+        judged against."""
+        st = st or self.status()
+        seconds = time.monotonic() - since.t
+        return Rates(seconds, (st["frames_captured"] - since.captured) / seconds,
+                     {k: (v["frames_encoded"] - since.encoded.get(k, 0)) / seconds
+                      for k, v in st["streams"].items()})
+
+    def latency_bound(self, stream: str = "color", intervals: float = 2.0,
+                      fps: float | None = None) -> float:
+        """Seconds a frame may take from capture to a client: `intervals` frame intervals
+        at the rate the server captures now (or at `fps`), plus the encode time it
+        measures."""
+        st = self.status()
+        fps = fps or st["fps_captured"]
+        assert fps > 0, st
+        return intervals / fps + st["streams"][stream]["encode_ms"] / 1000.0
+
+
+@dataclass
+class Mark:
+    """Counters at the start of a measuring window (Server.mark)."""
+
+    t: float
+    captured: int
+    encoded: dict[str, int]
+
+
+@dataclass
+class Rates:
+    """Rates over a measuring window (Server.rates)."""
+
+    seconds: float
+    captured: float
+    encoded: dict[str, float]
+
+
+STOP_DEADLINE_S = supervisor.TERM_WAIT_S + supervisor.KILL_WAIT_S
+"""A clean stop is over before the supervisor would have finished killing a child that
+did not stop: its children stop within TERM_WAIT_S (the log says when one did not)."""
+STOP_ESCALATED = "did not stop in"
+"""What the supervisor logs when a child had to be killed at a stop."""
+
+RATE_SHARE = 0.9
+"""A client must receive at least this share of the frames the server produced for it
+(encoded, for MJPEG) over the same window."""
 
 
 @contextlib.contextmanager
@@ -236,3 +311,60 @@ class MjpegReader:
         """Close the socket (a close-delimited response owns it, not the connection)."""
         self.resp.close()
         self.conn.close()
+
+
+class Watcher(threading.Thread):
+    """One streaming client recording (arrival time, capture timestamp) of every part."""
+
+    def __init__(self, port: int, path: str = "/color") -> None:
+        super().__init__(daemon=True)
+        self.reader = MjpegReader(port, path, timeout=10)
+        self.parts: list[tuple[float, float]] = []
+        self.error: BaseException | None = None
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stop.is_set():
+                headers, _ = self.reader.next_part()
+                self.parts.append((time.time(), float(headers["x-timestamp"])))
+        except BaseException as exc:  # noqa: BLE001  (recorded for the test to assert on)
+            if not self.stop.is_set():
+                self.error = exc
+
+    def close(self) -> None:
+        self.stop.set()
+        self.reader.close()
+        self.join(5)
+
+    def resumed_after(self, t: float) -> float | None:
+        """Seconds from t until the first part captured after t arrived, or None."""
+        for arrived, captured in self.parts:
+            if captured > t:
+                return arrived - t
+        return None
+
+
+def run_cli(*args: str, timeout: float = 30,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """app_mp.py run to its end (bad options, --help): its exit code and output."""
+    return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
+                          text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
+def colourfulness(img: np.ndarray) -> float:
+    """Mean distance of blue and green from red: ~0 for a grey picture."""
+    i = img.astype(np.int16)
+    return float(np.abs(i[..., 0] - i[..., 2]).mean() + np.abs(i[..., 1] - i[..., 2]).mean())
+
+
+def post_filters(srv: Server, payload: object) -> tuple[int, dict[str, Any]]:
+    """POST /filters with a JSON body: the status and the JSON answer."""
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    try:
+        conn.request("POST", "/filters", body=json.dumps(payload),
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        return r.status, json.loads(r.read())
+    finally:
+        conn.close()

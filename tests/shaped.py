@@ -20,6 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import PYTHON, ROOT
 
 PREFIX = "push"
@@ -50,6 +52,14 @@ def namespaces_unavailable() -> str | None:
     finally:
         subprocess.run(["ip", "netns", "del", probe], capture_output=True, check=False,
                        timeout=10)
+
+
+def require_namespaces() -> None:
+    """Fail the test when namespaces, veth and tbf are not there: make setup (as root, on
+    the Debian it supports) provides them, so their absence is a broken set-up."""
+    why = namespaces_unavailable()
+    if why is not None:
+        pytest.fail(f"shaped-link test: {why} (make setup installs iproute2; run as root)")
 
 
 def _ip(*args: str) -> None:

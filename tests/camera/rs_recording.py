@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyrealsense2 as rs
+
+from tests.conftest import needs_pyrealsense2
+
+try:  # importable without it: the test that needs it fails (x86_64) or skips (elsewhere)
+    import pyrealsense2 as rs
+except ImportError:
+    rs = None
 
 PLANE_MM = 1500
 BOX_MM = 800
@@ -77,6 +83,7 @@ class SoftwareCamera:
                  baseline: float = 0.05,
                  depth_fn: Callable[[int], np.ndarray] | None = None,
                  serial: str = "000000000042", name: str = "Software D455") -> None:
+        needs_pyrealsense2()
         self.width, self.height, self.fps, self.baseline = width, height, fps, baseline
         static = scene_depth(width, height)
         self.depth_fn = depth_fn or (lambda n: static)
@@ -148,6 +155,7 @@ def make_recording(path: str | Path, width: int = 640, height: int = 480, fps: i
     every 1/fps s (the file then plays at the right speed); realtime=False pushes as fast
     as possible, for recordings that are only played with set_real_time(False).
     """
+    needs_pyrealsense2()
     cam = SoftwareCamera(width, height, fps, baseline=baseline, depth_fn=depth_fn)
     recorder = rs.recorder(str(path), cam.device)
     sensors = ((cam.depth_sensor, cam.depth_profile), (cam.color_sensor, cam.color_profile))

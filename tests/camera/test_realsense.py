@@ -12,21 +12,29 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-rs = pytest.importorskip("pyrealsense2")
-
-from camera.base import SourceConfigError, SourceEnded, SourceError  # noqa: E402
-from camera.realsense import RealSenseSource  # noqa: E402
-from camera.realsense_device import (  # noqa: E402
+from camera.base import SourceConfigError, SourceEnded, SourceError
+from camera.realsense import RealSenseSource
+from camera.realsense_device import (
     D455_MODES,
     normalize_filters,
     realsense_devices,
     validate_mode,
 )
-from camera.realsense_device import bounded as _bounded  # noqa: E402
-from camera.recording import RecordingSource  # noqa: E402
-from tests.camera.rs_recording import SoftwareCamera, make_recording  # noqa: E402
+from camera.realsense_device import bounded as _bounded
+from camera.recording import RecordingSource
+from tests.camera.rs_recording import SoftwareCamera, make_recording
+from tests.conftest import needs_pyrealsense2
 
 pytestmark = pytest.mark.timeout(60)
+
+WITHOUT_PYREALSENSE2 = ("test_module_imports_without_pyrealsense2",)
+
+
+@pytest.fixture(autouse=True)
+def _pyrealsense2(request: pytest.FixtureRequest) -> None:
+    """Every test here drives librealsense but the one about running without it."""
+    if request.node.name not in WITHOUT_PYREALSENSE2:
+        needs_pyrealsense2()
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -18,12 +18,32 @@ import cv2
 import numpy as np
 import pytest
 
-from sinks.display import HUNG_AFTER_S, REOPEN_AT_MOST, drawn, sample
+from pipeline import supervisor
+from sinks.display import (
+    BLANK_READ_EVERY_S,
+    BLANK_READS,
+    DRAWN_CHECK_AFTER_S,
+    HUNG_AFTER_S,
+    REOPEN_AT_MOST,
+    drawn,
+    sample,
+)
 from tests.browser import Browser
 from tests.conftest import require
-from tests.e2e.test_filters_web import colourfulness, post
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
+from tests.helpers import (
+    RATE_SHARE,
+    STOP_DEADLINE_S,
+    STOP_ESCALATED,
+    MjpegReader,
+    Server,
+    children_of,
+    colourfulness,
+    pid_alive,
+    post_filters,
+    run_cli,
+    running,
+    shm_segments,
+)
 from tests.xserver import Cover, Xvfb
 
 W, H = 640, 480
@@ -174,7 +194,7 @@ def test_keys_page_and_post_filters_change_the_same_settings(xvfb: Xvfb, shown) 
     press(window, srv, "x", [])
     wait_grab(window, lambda g: colourfulness(g[:, :W]) > 20)
     # The page's way (POST /filters) shows in the window, and the next key builds on it.
-    assert post(srv, {"filters": ["edges", "blur=15"]})[0] == 200
+    assert post_filters(srv, {"filters": ["edges", "blur=15"]})[0] == 200
     wait_grab(window, lambda g: g[:, :W].mean() < 40 and colourfulness(g[:, :W]) < 3)
     press(window, srv, "e", ["blur=15"])
     wait_grab(window, lambda g: g[:, :W].mean() > 60)
@@ -228,17 +248,27 @@ def test_a_stalled_display_never_slows_the_web_clients(xvfb: Xvfb, shown) -> Non
     reader = MjpegReader(srv.port, "/color")
     try:
         _frames_in(reader, 0.5)
+        mark = srv.mark()
         before = _frames_in(reader, 2.0)
+        rates_before = srv.rates(mark)
         os.kill(pid, signal.SIGSTOP)  # the slowest display there is: it draws nothing
         try:
+            mark = srv.mark()
             during = _frames_in(reader, 2.0)
+            rates_during = srv.rates(mark)
         finally:
             os.kill(pid, signal.SIGCONT)
     finally:
         reader.close()
-    # A pipeline that waited on its display would send ~nothing while it is stopped; the
-    # margin is for the noise of a shared 2-core machine, not for a slower stream.
-    assert during >= 0.6 * before, (before, during)
+    # A pipeline that waited on its display would send ~nothing while it is stopped. The
+    # share of the encoded frames the client gets is judged against the share it got
+    # while the display drew (on a loaded machine the drawing itself takes CPU from the
+    # web process; stopping it can only free some).
+    share_before = before / 2.0 / rates_before.encoded["color"]
+    share_during = during / 2.0 / rates_during.encoded["color"]
+    detail = (before, during, rates_before, rates_during)
+    assert share_before > 0, detail
+    assert share_during >= RATE_SHARE * share_before, detail
     first = window.grab()
     wait_grab(window, lambda g: diff(g[:, :W], first[:, :W]) > 1.0)
     assert _display_pid(srv) == pid  # it carried on; nobody had to restart it
@@ -288,10 +318,12 @@ def test_q_or_closing_the_window_stops_the_whole_server(own_screen: Xvfb, how: s
         else:
             xvfb.close_window(window.id())
         t0 = time.monotonic()
-        code = srv.proc.wait(10)
+        code = srv.proc.wait(15)
         took = time.monotonic() - t0
         assert code == 0, srv.log()
-        assert took < 3.0, (took, srv.log())
+        # The supervisor sees the display leave at its next check, then stops as usual.
+        assert STOP_ESCALATED not in srv.log(), srv.log()
+        assert took < supervisor.TICK_S + STOP_DEADLINE_S, (took, srv.log())
         assert shm_segments(srv.pid) == []
         assert not [p for p in children if pid_alive(p)]
         assert "Traceback" not in srv.log()
@@ -332,12 +364,24 @@ def test_a_window_left_blank_is_reopened_and_shows_the_stream(own_screen: Xvfb) 
         cover.close()
 
 
+def blank_verdict_deadline(srv: Server) -> float:
+    """Seconds until the display gives up on a window that stays blank: the first window
+    and each reopen are checked (DRAWN_CHECK_AFTER_S, then BLANK_READS reads), each reopen
+    after the supervisor's backoff and loop tick and a process start (twice this
+    server's start, as in Server.restart_deadline)."""
+    assert srv.ready_s is not None
+    per_window = DRAWN_CHECK_AFTER_S + BLANK_READS * BLANK_READ_EVERY_S + 2 * srv.ready_s
+    backoffs = sum(min(supervisor.BACKOFF_FIRST_S * 2**i, supervisor.BACKOFF_MAX_S)
+                   + supervisor.TICK_S for i in range(REOPEN_AT_MOST))
+    return (REOPEN_AT_MOST + 1) * per_window + backoffs
+
+
 def test_a_window_that_stays_blank_is_left_after_3_reopens(own_screen: Xvfb) -> None:
     cover = Cover(own_screen.display, (0, 0, 1600, 1200))
     try:
         with running("--display", "--width", str(W), "--height", str(H),
                      env=own_screen.env) as srv:
-            wait_log(srv, "the window still looks blank", timeout=60)
+            wait_log(srv, "the window still looks blank", timeout=blank_verdict_deadline(srv))
             before = srv.status()["frames_captured"]
             assert srv.get("/color.jpg")[0] == 200
             assert srv.status()["frames_captured"] > before  # the stream went on

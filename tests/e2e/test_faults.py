@@ -15,41 +15,19 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import MjpegReader, Server, children_of, pid_alive, running, shm_segments
+from tests.helpers import (
+    RATE_SHARE,
+    STOP_DEADLINE_S,
+    STOP_ESCALATED,
+    Server,
+    Watcher,
+    children_of,
+    pid_alive,
+    running,
+    shm_segments,
+)
 
 SMALL = ("--width", "640", "--height", "480")
-
-
-class Watcher(threading.Thread):
-    """One streaming client recording (arrival time, capture timestamp) of every part."""
-
-    def __init__(self, port: int, path: str = "/color") -> None:
-        super().__init__(daemon=True)
-        self.reader = MjpegReader(port, path, timeout=10)
-        self.parts: list[tuple[float, float]] = []
-        self.error: BaseException | None = None
-        self.stop = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self.stop.is_set():
-                headers, _ = self.reader.next_part()
-                self.parts.append((time.time(), float(headers["x-timestamp"])))
-        except BaseException as exc:  # noqa: BLE001  (recorded for the test to assert on)
-            if not self.stop.is_set():
-                self.error = exc
-
-    def close(self) -> None:
-        self.stop.set()
-        self.reader.close()
-        self.join(5)
-
-    def resumed_after(self, t: float) -> float | None:
-        """Seconds from t until the first part captured after t arrived, or None."""
-        for arrived, captured in self.parts:
-            if captured > t:
-                return arrived - t
-        return None
 
 
 def rss_kb(pid: int) -> int:
@@ -71,16 +49,21 @@ def test_killing_encoder_then_capture_under_20_clients() -> None:
         try:
             time.sleep(1.0)
             kills = {}
+            deadline = srv.restart_deadline()
             for role in ("encoder", "capture"):
                 pid = srv.status()["pids"][role]
                 kills[role] = time.time()
                 os.kill(pid, signal.SIGKILL)
-                time.sleep(3.5)
+                # Until every client has a frame captured after the kill (or the deadline).
+                end = time.monotonic() + deadline + 0.5
+                while time.monotonic() < end and not all(
+                        w.resumed_after(kills[role]) is not None for w in watchers):
+                    time.sleep(0.1)
             for w in watchers:
                 assert w.error is None, f"a client lost its stream: {w.error!r}"
                 for role, t in kills.items():
                     delay = w.resumed_after(t)
-                    assert delay is not None and delay < 3.0, (role, delay)
+                    assert delay is not None and delay < deadline, (role, delay, deadline)
             st_ = srv.status()
             assert st_["restarts"]["encoder"] == 1 and st_["restarts"]["capture"] == 1
         finally:
@@ -102,11 +85,13 @@ def test_sigterm_under_load_exits_clean() -> None:
         time.sleep(1.0)
         kids = children_of(srv.pid)
         t0 = time.monotonic()
-        assert srv.stop(signal.SIGTERM, timeout=5) == 0
-        assert time.monotonic() - t0 < 3.0
+        assert srv.stop(signal.SIGTERM, timeout=10) == 0
+        elapsed = time.monotonic() - t0
+        assert STOP_ESCALATED not in srv.log(), srv.log()
+        assert elapsed < STOP_DEADLINE_S, elapsed
         for w in watchers:
             w.close()
-        deadline = time.monotonic() + 1.0
+        deadline = time.monotonic() + 1.0  # the main process waited for them: just reaping
         while [p for p in kids if pid_alive(p)]:
             assert time.monotonic() < deadline, "orphan processes left"
             time.sleep(0.05)
@@ -128,15 +113,21 @@ def test_a_1kb_per_second_client_neither_stalls_others_nor_grows_memory() -> Non
         try:
             time.sleep(2.0)  # the slow client's socket buffers fill up
             rss0 = rss_kb(web)
+            mark = srv.mark()
             t0 = time.time()
             for _ in range(80):  # 8 s at ~1 KB/s
                 slow.recv(100)
                 time.sleep(0.1)
+            rates = srv.rates(mark)
+            t1 = time.time()
             growth_kb = rss_kb(web) - rss0
             for w in watchers:
                 assert w.error is None
-                recent = [a for a, _ in w.parts if a > t0]
-                assert len(recent) / 8.0 >= 27, len(recent)
+                got = len([a for a, _ in w.parts if t0 < a <= t1]) / (t1 - t0)
+                # Each other client gets every frame encoded meanwhile (the encoder skips
+                # to the newest capture when starved: its rate, not the web's, on a loaded
+                # machine).
+                assert got >= RATE_SHARE * rates.encoded["color"], (got, rates)
             # A per-client queue would hold 30 frames/s x ~140 KB here; the server may
             # hold the one part it is writing to the slow client, nothing more.
             assert growth_kb < 3 * 1024, growth_kb

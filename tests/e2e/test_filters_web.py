@@ -8,32 +8,13 @@ import time
 import cv2
 import numpy as np
 
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import Server, running
+from tests.helpers import Server, colourfulness, post_filters, run_cli, running
 
 
 def snapshot(srv: Server) -> np.ndarray:
     code, _, body = srv.get("/color.jpg")
     assert code == 200
     return cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-
-
-def colourfulness(img: np.ndarray) -> float:
-    i = img.astype(np.int16)
-    return float(np.abs(i[..., 0] - i[..., 2]).mean() + np.abs(i[..., 1] - i[..., 2]).mean())
-
-
-def post(srv: Server, payload: object) -> tuple[int, dict]:
-    import http.client  # noqa: PLC0415
-
-    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
-    try:
-        conn.request("POST", "/filters", body=json.dumps(payload),
-                     headers={"Content-Type": "application/json"})
-        r = conn.getresponse()
-        return r.status, json.loads(r.read())
-    finally:
-        conn.close()
 
 
 def wait_for(pred, srv: Server, timeout: float = 5.0) -> np.ndarray:  # noqa: ANN001
@@ -48,13 +29,13 @@ def wait_for(pred, srv: Server, timeout: float = 5.0) -> np.ndarray:  # noqa: AN
 def test_runtime_toggle_changes_what_snapshots_return() -> None:
     with running("--width", "640", "--height", "480") as srv:
         assert colourfulness(snapshot(srv)) > 20
-        code, body = post(srv, {"filters": ["gray"]})
+        code, body = post_filters(srv, {"filters": ["gray"]})
         assert code == 200 and body == {"active": ["gray"]}
         wait_for(lambda im: colourfulness(im) < 3, srv)
-        code, body = post(srv, {"filters": "rotate90"})
+        code, body = post_filters(srv, {"filters": "rotate90"})
         assert code == 200
         wait_for(lambda im: im.shape == (640, 480, 3), srv)
-        code, body = post(srv, {"filters": []})
+        code, body = post_filters(srv, {"filters": []})
         assert code == 200 and body == {"active": []}
         img = wait_for(lambda im: im.shape == (480, 640, 3) and colourfulness(im) > 20, srv)
         assert img is not None
@@ -63,9 +44,9 @@ def test_runtime_toggle_changes_what_snapshots_return() -> None:
         names = {f["name"] for f in listing["available"]}
         assert {"gray", "blur", "threshold", "edges", "contours", "corners", "lines",
                 "laplacian", "bgsub", "rotate90", "resize", "grabcut"} <= names
-        assert post(srv, {"filters": ["sepia"]})[0] == 400
-        assert post(srv, {"nope": 1})[0] == 400
-        assert post(srv, "gray")[0] == 400
+        assert post_filters(srv, {"filters": ["sepia"]})[0] == 400
+        assert post_filters(srv, {"nope": 1})[0] == 400
+        assert post_filters(srv, "gray")[0] == 400
 
 
 def test_filter_chosen_at_start() -> None:

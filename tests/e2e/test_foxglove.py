@@ -21,8 +21,7 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.camera.rs_recording import FOCAL, make_recording
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import ROOT, Server, children_of, free_port, running
+from tests.helpers import ROOT, Server, children_of, free_port, run_cli, running
 from tests.robotics.fox_client import SUBPROTOCOLS, FoxgloveClient, listener_pid
 from tests.robotics.h264 import decode, decodes_alone
 

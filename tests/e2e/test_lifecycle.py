@@ -5,18 +5,18 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 
 from tests.helpers import (
-    PYTHON,
-    ROOT,
+    STOP_DEADLINE_S,
+    STOP_ESCALATED,
     MjpegReader,
     Server,
     children_of,
     pid_alive,
+    run_cli,
     running,
     shm_segments,
 )
@@ -25,7 +25,7 @@ SMALL = ("--width", "640", "--height", "480")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_signal_exits_clean_within_3s(sig: int) -> None:
+def test_signal_exits_clean_within_the_stop_deadline(sig: int) -> None:
     srv = Server(*SMALL)
     try:
         srv.wait_ready()
@@ -38,10 +38,11 @@ def test_signal_exits_clean_within_3s(sig: int) -> None:
         elapsed = time.monotonic() - t0
         r.close()
         assert code == 0
-        assert elapsed < 3.0
+        log = srv.log()
+        assert STOP_ESCALATED not in log, log
+        assert elapsed < STOP_DEADLINE_S, elapsed
         assert not [p for p in kids if pid_alive(p)], "orphan processes left"
         assert shm_segments(srv.pid) == []
-        log = srv.log()
         assert "Traceback" not in log
     finally:
         srv.kill()
@@ -75,12 +76,14 @@ def test_killed_child_is_restarted_and_the_same_connection_resumes(role: str) ->
                 r.next_part()
             victim = srv.status()["pids"][role]
             assert victim in children_of(srv.pid)
+            deadline = srv.restart_deadline()
             os.kill(victim, signal.SIGKILL)
             killed_at = time.time()
-            # Frames captured after the kill must arrive on this same connection within 3 s.
+            # Frames captured after the kill must arrive on this same connection, within
+            # the supervisor's backoff plus a child's start.
             while True:
                 headers, body = r.next_part()
-                assert time.time() - killed_at < 3.0, "no fresh frame within 3 s"
+                assert time.time() - killed_at < deadline, f"no fresh frame in {deadline:.1f} s"
                 if float(headers["x-timestamp"]) > killed_at + 0.05:
                     break
             st = srv.status()
@@ -99,7 +102,9 @@ def test_killed_main_process_takes_children_and_next_start_cleans_up() -> None:
         kids = [p for p in children_of(srv.pid)]
         os.kill(srv.pid, signal.SIGKILL)
         srv.proc.wait(5)
-        deadline = time.monotonic() + 5
+        # Each child gets SIGTERM from the kernel (parent-death signal) and stops as at a
+        # clean stop.
+        deadline = time.monotonic() + STOP_DEADLINE_S
         while any(pid_alive(p) for p in kids):
             assert time.monotonic() < deadline, "children outlived the main process"
             time.sleep(0.1)
@@ -109,12 +114,6 @@ def test_killed_main_process_takes_children_and_next_start_cleans_up() -> None:
         assert shm_segments(srv.pid) == []
     finally:
         srv.kill()
-
-
-def run_cli(*args: str, timeout: float = 30,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, str(ROOT / "app_mp.py"), *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=ROOT, env=env)
 
 
 @pytest.mark.parametrize("args", [

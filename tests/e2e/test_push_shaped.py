@@ -23,18 +23,15 @@ import pytest
 
 from tests.conftest import require
 from tests.helpers import PYTHON, ROOT
-from tests.push.test_gps import CYCLE, ROUTE, assert_matches_route, load_route
+from tests.route import CYCLE, ROUTE, assert_matches_route, load_route
 from tests.shaped import (
     FfmpegReceiver,
     ShapedLink,
     kill_group,
-    namespaces_unavailable,
     pusher,
+    require_namespaces,
     summary,
 )
-
-_WHY = namespaces_unavailable()
-pytestmark = pytest.mark.skipif(_WHY is not None, reason=f"shaped-link tests: {_WHY}")
 
 VIDEO = ("--stream", "color", "--width", "1280", "--height", "720", "--fps", "30")
 VIDEO_PORT, GPS_PORT, GPSD_PORT = 8000, 8001, 2947
@@ -91,6 +88,7 @@ def wait_until(cond: Any, timeout: float, what: str, log: Path | None = None) ->
 
 @pytest.fixture(scope="module")
 def link() -> Iterator[ShapedLink]:
+    require_namespaces()
     with ShapedLink(4) as lk:
         yield lk
 
@@ -224,7 +222,13 @@ def test_without_adapting_a_slow_link_drops_frames_instead_of_queueing_them(
     assert s["fps"] >= 2, s
     bound = [LATENCY_BOUND_S + a.nbytes * 8 / (rate * 1e6) for a in frames]
     assert sorted(a.latency for a in frames)[len(frames) // 2] <= min(bound), s
-    assert max(a.latency - b for a, b in zip(frames, bound, strict=True)) < 0.5, s
+    # The worst frame may also wait behind the one before it, still in the socket
+    # buffers: one more frame interval, as measured at the receiver (queued frames
+    # would age by a second per second).
+    gaps = sorted(b.t - a.t for a, b in zip(frames, frames[1:], strict=False))
+    interval = gaps[len(gaps) // 2]
+    worst = max(a.latency - b for a, b in zip(frames, bound, strict=True))
+    assert worst < LATENCY_BOUND_S + interval, (worst, interval, s)
 
 
 def test_a_receiver_that_never_reads_still_trips_the_stall_rule(tmp_path: Path) -> None:

@@ -14,8 +14,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import require
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import Server
+from tests.helpers import RATE_SHARE, Server, run_cli
 
 
 @pytest.mark.parametrize("ext", ["mkv", "avi"])
@@ -27,8 +26,11 @@ def test_record_and_snapshot_survive_sigint(tmp_path: Path, ext: str) -> None:
     try:
         srv.wait_ready()
         time.sleep(0.5)
+        mark = srv.mark()
         t0 = time.monotonic()
         time.sleep(3.0)
+        rates = srv.rates(mark)  # what capture managed: what the file can be asked to hold
+        captured_for = time.monotonic() - t0  # until the stop signal, when capture ends
         assert srv.stop(signal.SIGINT, timeout=10) == 0
         span = time.monotonic() - t0
     finally:
@@ -42,9 +44,14 @@ def test_record_and_snapshot_survive_sigint(tmp_path: Path, ext: str) -> None:
     assert st["codec_name"] == "mjpeg" and (st["width"], st["height"]) == (640, 480)
     frames = int(st["nb_read_frames"])
     duration = float(info["format"]["duration"])
-    assert frames >= 15 * span * 0.8
-    assert span * 0.8 <= duration <= span + 2.0
-    assert frames / duration == pytest.approx(15, rel=0.25)
+    # The file holds the color frames encoded while it recorded (never more than the
+    # 15 fps asked for), timed as recorded: it plays at that rate.
+    encoded = rates.encoded["color"]
+    assert 0 < rates.captured <= 15 * 1.1
+    assert frames >= RATE_SHARE * encoded * captured_for, (frames, captured_for, rates)
+    # From the start to the stop signal, when capture ends (the exit may come later).
+    assert captured_for * 0.8 <= duration <= span + 2.0, (captured_for, duration, span)
+    assert frames / duration == pytest.approx(encoded, rel=0.25), (frames, duration, rates)
     img = cv2.imdecode(np.frombuffer(snap.read_bytes(), np.uint8), cv2.IMREAD_COLOR)
     assert img.shape == (480, 640, 3)
     assert "recording finalized" in srv.log()

@@ -12,8 +12,7 @@ import pytest
 
 from tests.camera.rs_recording import make_recording
 from tests.conftest import require
-from tests.e2e.test_lifecycle import run_cli
-from tests.helpers import MjpegReader, running
+from tests.helpers import MjpegReader, run_cli, running
 
 
 @pytest.fixture(scope="module")

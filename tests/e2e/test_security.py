@@ -9,13 +9,14 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from werkzeug.security import generate_password_hash
 
 from tests.conftest import require
-from tests.helpers import MjpegReader, running
+from tests.helpers import MjpegReader, Server, run_cli, running
 
 SMALL = ("--width", "640", "--height", "480")
 
@@ -82,7 +83,6 @@ def test_token_in_query_or_bearer_header_and_page_passes_it_on() -> None:
     ("--cert", "/nonexistent.pem"), ("--max-clients", "0"),
 ])
 def test_bad_security_options_exit_2(args: tuple[str, ...]) -> None:
-    from tests.e2e.test_lifecycle import run_cli  # noqa: PLC0415
 
     res = run_cli(*args)
     assert res.returncode == 2
@@ -169,13 +169,19 @@ def test_max_clients_answers_503_with_retry_after_and_keeps_the_others() -> None
         assert get(srv.port, "/depth")[0] == 200
 
 
-def test_cors_is_off_by_default_and_on_when_asked() -> None:
+@pytest.fixture(scope="module")
+def plain() -> Iterator[Server]:
+    """A server with no security options, shared by the tests that only read from it."""
+    with running(*SMALL) as srv:
+        yield srv
+
+
+def test_cors_is_off_by_default_and_on_when_asked(plain: Server) -> None:
     with running(*SMALL, "--allow-origin", "https://dash.example") as srv:
         _, headers, _ = get(srv.port, "/status")
         assert headers["access-control-allow-origin"] == "https://dash.example"
-    with running(*SMALL) as srv:
-        _, headers, _ = get(srv.port, "/status")
-        assert "access-control-allow-origin" not in headers
+    _, headers, _ = get(plain.port, "/status")
+    assert "access-control-allow-origin" not in headers
 
 
 def test_fps_limit_caps_every_client() -> None:
@@ -183,47 +189,51 @@ def test_fps_limit_caps_every_client() -> None:
         r = MjpegReader(srv.port, "/color?fps=20")
         try:
             r.next_part()
-            t0 = time.monotonic()
-            for _ in range(5):
-                r.next_part()
-            assert 5 / (time.monotonic() - t0) <= 6.5
-        finally:
-            r.close()
-
-
-def test_metrics_and_healthz() -> None:
-    with running(*SMALL) as srv:
-        r = MjpegReader(srv.port, "/color")
-        try:
+            arrivals = [time.monotonic()]
             for _ in range(10):
                 r.next_part()
-            code, headers, body = get(srv.port, "/metrics")
+                arrivals.append(time.monotonic())
         finally:
             r.close()
-        assert code == 200 and headers["content-type"].startswith("text/plain")
-        text = body.decode()
-        from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
-
-        fams = {f.name: f for f in text_string_to_metric_families(text)}
-        for name in ("camera_frames_captured", "camera_frames_encoded", "camera_parts_sent",
-                     "camera_viewers", "camera_latency_seconds", "camera_process_restarts"):
-            assert name in fams, name
-        sent = {s.labels.get("stream"): s.value for s in fams["camera_parts_sent"].samples
-                if s.name == "camera_parts_sent_total"}
-        assert sent["color"] >= 9
-        count = [s.value for s in fams["camera_latency_seconds"].samples
-                 if s.name == "camera_latency_seconds_count" and s.labels["stream"] == "color"]
-        assert count[0] >= 9
-        code, _, body = get(srv.port, "/healthz")
-        assert code == 200 and b'"ok":true' in body
+    # Never faster than the limit (the median gap: one part held up on a loaded machine
+    # shortens the gap after it).
+    gaps = sorted(b - a for a, b in zip(arrivals, arrivals[1:], strict=False))
+    assert gaps[len(gaps) // 2] >= 0.2 * 0.95, gaps
 
 
-def test_open_server_on_all_interfaces_warns_once() -> None:
+def test_metrics_and_healthz(plain: Server) -> None:
+    # The shared server's counters only grow: each check below is a lower bound.
+    srv = plain
+    r = MjpegReader(srv.port, "/color")
+    try:
+        for _ in range(10):
+            r.next_part()
+        code, headers, body = get(srv.port, "/metrics")
+    finally:
+        r.close()
+    assert code == 200 and headers["content-type"].startswith("text/plain")
+    text = body.decode()
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in ("camera_frames_captured", "camera_frames_encoded", "camera_parts_sent",
+                 "camera_viewers", "camera_latency_seconds", "camera_process_restarts"):
+        assert name in fams, name
+    sent = {s.labels.get("stream"): s.value for s in fams["camera_parts_sent"].samples
+            if s.name == "camera_parts_sent_total"}
+    assert sent["color"] >= 9
+    count = [s.value for s in fams["camera_latency_seconds"].samples
+             if s.name == "camera_latency_seconds_count" and s.labels["stream"] == "color"]
+    assert count[0] >= 9
+    code, _, body = get(srv.port, "/healthz")
+    assert code == 200 and b'"ok":true' in body
+
+
+def test_open_server_on_all_interfaces_warns_once(plain: Server) -> None:
     with running(*SMALL, "--host", "0.0.0.0") as srv:
         assert get(srv.port, "/status")[0] == 200
         assert srv.log().count("anyone who can reach this port can watch") == 1
-    with running(*SMALL) as srv:
-        assert "anyone who can reach" not in srv.log()
+    assert "anyone who can reach" not in plain.log()
 
 
 def test_no_credential_reaches_the_log_even_at_debug_level() -> None:

@@ -10,7 +10,6 @@ import io
 import logging
 import random
 import re
-import shutil
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from turbojpeg import TJPF_GRAY, TJPF_RGB, TJSAMP_420, TJSAMP_GRAY, TurboJPEG
 
 from media import jpeg_stream
 from media.jpeg_stream import DEFAULT_MAX_FRAME_BYTES, JpegStreamParser
+from tests.conftest import require
 from tests.media.jpeg_corpus import (
     EOI,
     SOI,
@@ -285,8 +285,7 @@ def test_corpus_exif_thumbnail_is_a_nested_jpeg() -> None:
 
 def test_corpus_ffmpeg_frames_present() -> None:
     """ffmpeg's mjpeg encoder contributed its frames."""
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("ffmpeg not installed")
+    require("ffmpeg")  # the corpus is built with it when present: make setup installs it
     names = [f.name for f in corpus() if f.name.startswith("ffmpeg-mjpeg")]
     assert len(names) == 4
 

@@ -21,14 +21,18 @@ from turbojpeg import TurboJPEG
 
 from media import recorder as recorder_mod
 from media.recorder import JpegRecorder, jpeg_size, save_snapshot
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[2]
 FPS = 12.0
 W, H = 320, 240
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run(["which", "ffprobe"], capture_output=True).returncode != 0,
-    reason="ffmpeg/ffprobe not installed")
+
+@pytest.fixture(autouse=True)
+def _ffprobe() -> None:
+    """Every test here reads its file back with ffprobe, which make setup installs."""
+    require("ffprobe")
+
 
 _tj = TurboJPEG()
 
@@ -68,6 +72,18 @@ def extract(path: Path, outdir: Path) -> list[bytes]:
     return [p.read_bytes() for p in sorted(outdir.iterdir())]
 
 
+def wait_for_room(rec: JpegRecorder, queued: int) -> None:
+    """Until the recorder's queue has room for one more frame.
+
+    A recorder drops a frame only when its queue is full (ffmpeg starved for ~5 s on a
+    loaded machine); a writer that never overfills it must see every frame written.
+    """
+    deadline = time.monotonic() + 60
+    while queued - rec.frames_written >= recorder_mod.QUEUE_FRAMES - 1:
+        assert time.monotonic() < deadline, "ffmpeg took no frame for 60 s"
+        time.sleep(0.005)
+
+
 def record_realtime(path: Path, seconds: float, fps: float) -> list[tuple[bytes, float]]:
     """Write frames at `fps` with real sleeps; returns (jpeg, timestamp) as written."""
     sent = []
@@ -75,6 +91,7 @@ def record_realtime(path: Path, seconds: float, fps: float) -> list[tuple[bytes,
         t0 = time.time()
         k = 0
         while time.time() - t0 < seconds:
+            wait_for_room(rec, len(sent))
             jpeg = frame(k)
             ts = time.time()
             assert rec.write(jpeg, ts)
@@ -125,7 +142,7 @@ def test_explicit_timestamps_survive_gaps(tmp_path: Path, ext: str) -> None:
 
 CHILD = """
 import json, sys, time
-from media.recorder import JpegRecorder
+from media.recorder import QUEUE_FRAMES, JpegRecorder
 from tests.media.test_recorder import frame
 path, mode = sys.argv[1], sys.argv[2]
 rec = JpegRecorder(path, fps_hint=12)
@@ -134,6 +151,8 @@ n = 0
 try:
     t0 = time.time()
     while True:
+        while n - rec.frames_written >= QUEUE_FRAMES - 1:  # never overfill its queue
+            time.sleep(0.005)
         rec.write(frame(n), time.time())
         n += 1
         if mode == "kill":
@@ -223,6 +242,11 @@ def test_killed_recorder_still_leaves_a_complete_file(tmp_path: Path,
     seen = read_until_written(proc, 12)
     proc.kill()
     proc.wait(10)
+    # The child says "written n" once ffmpeg has taken frame n, and it went on while we
+    # read: the last such line before the kill is what the file must hold.
+    assert proc.stdout is not None
+    seen = max([seen, *(int(line.split()[1]) for line in proc.stdout
+                        if line.startswith("written"))])
     deadline = time.monotonic() + 15
     while _alive(ffmpeg_pid) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from multiprocessing.synchronize import Event
 
 import numpy as np
 import pytest
@@ -15,12 +16,12 @@ from pipeline.shm import FrameRing, TornRead, cleanup_stale_segments, segment_na
 SLOT = 64 * 1024
 
 
-def _writer(name: str, seconds: float) -> None:
+def _writer(name: str, started: Event, stop: Event) -> None:
+    """Writes flat out until told to stop; `started` once the first frame is out."""
     ring = FrameRing.attach(name)
     rng = np.random.default_rng(1)
-    deadline = time.monotonic() + seconds
     n = 0
-    while time.monotonic() < deadline:
+    while not stop.is_set():
         n += 1
         size = int(rng.integers(1024, SLOT))
         slot, view = ring.begin_write()
@@ -30,14 +31,18 @@ def _writer(name: str, seconds: float) -> None:
         view[half:size] = bytes([n % 251]) * (size - half)
         ring.end_write(slot, frame_no=n, ts_capture=time.time(), width=size, height=1,
                        len0=size)
+        started.set()
     ring.close()
 
 
-def _reader(name: str, seconds: float, out: mp.Queue) -> None:
+def _reader(name: str, seconds: float, started: Event, out: mp.Queue) -> None:
+    """Reads for `seconds` once the writer is writing (it writes all that time)."""
     ring = FrameRing.attach(name)
     good = torn = 0
     bad = 0
     last = 0
+    seen: set[int] = set()
+    started.wait(60)
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         got = ring.read_latest(retries=1)
@@ -48,12 +53,13 @@ def _reader(name: str, seconds: float, out: mp.Queue) -> None:
         if meta.counter < last:
             bad += 1
         last = meta.counter
+        seen.add(meta.counter)
         expected = bytes([meta.frame_no % 251]) * meta.len0
         if len(data) != meta.width or data != expected:
             bad += 1
         good += 1
     ring.close()
-    out.put((good, torn, bad))
+    out.put((good, torn, bad, len(seen)))
 
 
 def test_no_torn_frame_is_ever_read() -> None:
@@ -62,24 +68,53 @@ def test_no_torn_frame_is_ever_read() -> None:
     ring = FrameRing.create(segment_name(os.getpid(), "test-hammer"), nslots=2, capacity=SLOT)
     try:
         q: mp.Queue = ctx.Queue()
-        readers = [ctx.Process(target=_reader, args=(ring.name, 2.5, q)) for _ in range(2)]
-        writer = ctx.Process(target=_writer, args=(ring.name, 3.0))
+        started, stop = ctx.Event(), ctx.Event()
+        readers = [ctx.Process(target=_reader, args=(ring.name, 2.5, started, q))
+                   for _ in range(2)]
+        writer = ctx.Process(target=_writer, args=(ring.name, started, stop))
         writer.start()
         for r in readers:
             r.start()
-        results = [q.get(timeout=30) for _ in readers]
+        try:
+            results = [q.get(timeout=90) for _ in readers]
+        finally:
+            stop.set()  # the writer wrote for as long as any reader read
         for p in [*readers, writer]:
             p.join(30)
             assert p.exitcode == 0
-        for good, _torn, bad in results:
+        for good, _torn, bad, distinct in results:
             assert bad == 0
-            assert good > 100
-        # With 2 slots and a writer flat out, readers must have raced it at least once:
-        # otherwise this test would not be exercising the seqlock at all.
-        assert sum(t for _, t, _ in results) > 0
+            # Each reader raced a live writer: it saw the ring move under it, so the
+            # seqlock was exercised (however often the scheduler let them collide; the
+            # collision itself is forced in test_a_copy_overtaken_by_the_writer_is_refused).
+            assert good > 0 and distinct > 1, (good, distinct)
     finally:
         ring.close()
     assert not os.path.exists(f"/dev/shm/{ring.name}")
+
+
+def test_a_copy_overtaken_by_the_writer_is_refused() -> None:
+    """The race the hammer test hopes for, forced: a reader reads a slot's header, the
+    writer laps the ring and rewrites that slot, and the reader's copy is refused."""
+    ring = FrameRing.create(segment_name(os.getpid(), "test-lap"), nslots=2, capacity=16)
+    try:
+        ring.publish(b"one", frame_no=1, ts_capture=1.0, width=3, height=1)
+        counter, slot = ring.latest()
+        seq, meta = ring.read_meta(slot, counter)
+        assert ring.still_valid(slot, seq)
+        ring.publish(b"two", frame_no=2, ts_capture=2.0, width=3, height=1)
+        assert ring.still_valid(slot, seq)  # the other slot was written
+        w_slot, view = ring.begin_write()  # the lap: this reader's slot, mid-write
+        assert w_slot == slot
+        assert not ring.still_valid(slot, seq)
+        view[:5] = b"three"
+        ring.end_write(w_slot, frame_no=3, ts_capture=3.0, width=5, height=1, len0=5)
+        view.release()
+        assert not ring.still_valid(slot, seq)  # and after it: a new version of the slot
+        meta, data = ring.read_latest()
+        assert (meta.frame_no, data) == (3, b"three")
+    finally:
+        ring.close()
 
 
 def test_read_meta_refuses_a_slot_being_written() -> None:
