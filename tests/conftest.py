@@ -35,9 +35,9 @@ HEAVY_MODULES = (
     "e2e/test_mcap.py",  # 37
     "e2e/test_ingest.py",  # 29
     "push/test_gps.py",  # 28
-    "encoder/test_recorder.py",  # 28
+    "media/test_recorder.py",  # 28
     "e2e/test_recording_source.py",  # 26
-    "encoder/test_jpeg_stream.py",  # 24
+    "media/test_jpeg_stream.py",  # 24
     "e2e/test_flood.py",  # 23
     "e2e/test_record.py",  # 23
     "e2e/test_streams.py",  # 20
