@@ -254,7 +254,8 @@ def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess 
     backoff = BACKOFF_FIRST_S
     restart_at = time.monotonic()
     failures = 0
-    was_up = False
+    was_up = False  # the API answered at the last poll
+    ever_up = False  # the API answered since this Janus process started
     while not stop.is_set():
         child.beat()
         now = time.monotonic()
@@ -265,7 +266,7 @@ def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess 
                 reason = proc.why() if code >= 0 else "killed"
                 failures += 1
                 how = f"signal {signal.Signals(-code).name}" if code < 0 else f"code {code}"
-                if was_up:
+                if ever_up:
                     log.error("Janus exited (%s): %s; restarting in %.1f s", how, reason,
                               backoff)
                 elif failures == 1:
@@ -275,7 +276,7 @@ def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess 
                 api.reset()
                 control["janus_up"] = 0
                 control["webrtc_viewers"] = 0
-                was_up = False
+                was_up = ever_up = False
                 restart_at = now + backoff
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
             if proc.proc is None and now >= restart_at:
@@ -297,7 +298,7 @@ def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess 
                 if proc is not None and proc.started and now - proc.started > 30:
                     backoff = BACKOFF_FIRST_S
                 failures = 0
-            was_up = True
+            was_up = ever_up = True
             control["janus_up"] = 1
             control["webrtc_viewers"] = viewers
             if proc is not None and now - proc.started > 30:
