@@ -62,6 +62,11 @@ class FrameSource(ABC):
     def close(self) -> None:
         """Stop streaming and release the device. Safe to call twice."""
 
+    def imu_samples(self) -> np.ndarray | None:
+        """IMU samples (`media.imu.SAMPLE`) that arrived since the last call, oldest
+        first; None when the source has no IMU (or it is switched off)."""
+        return None
+
     def info(self) -> dict[str, Any]:
-        """What /status shows about this source."""
+        """What /status shows about this source (with an "imu" entry when it has one)."""
         return {"kind": self.kind}

@@ -17,6 +17,7 @@ import numpy as np
 
 from camera.base import Frame, FrameSource, SourceConfigError, SourceError, SourceWaiting
 from camera.factory import make_source
+from camera.imu_feed import ImuWriter
 from media.nosignal import render_no_signal
 from pipeline.child import EXIT_CONFIG, CannotStart, Child, set_nonblocking_writer, wake
 from pipeline.config import Config
@@ -84,10 +85,11 @@ class CaptureLoop:
 
     def __init__(self, cfg: Config, source: FrameSource, writer: RawWriter,
                  control: Control, stop: threading.Event, *,
-                 beat: Callable[[], None]) -> None:
+                 beat: Callable[[], None], imu: ImuWriter | None = None) -> None:
         self.cfg, self.source, self.writer, self.control, self.stop = (
             cfg, source, writer, control, stop)
         self.beat = beat
+        self.imu = imu
         self.period = 1.0 / (source.pace_fps or cfg.fps)
         self.size = (cfg.width, cfg.height)
         self._last_no_signal = 0.0
@@ -120,6 +122,8 @@ class CaptureLoop:
                 continue
             info = self.source.info()
             self.control.set_info(info)
+            if self.imu is not None:
+                self.imu.opened(self.source, info)
             self.period = 1.0 / (self.source.pace_fps or self.cfg.fps)
             self.control["source_ok"] = 1
             if info.get("width") and info.get("height"):
@@ -153,6 +157,8 @@ class CaptureLoop:
                 misses = 0
                 deadline = time.monotonic()
                 continue
+            if self.imu is not None:  # before the frame, so its wake-up finds them too
+                self.imu.pump(self.source)
             if frame is None:
                 misses += 1
                 if misses >= MISSES_BEFORE_LOST:
@@ -212,7 +218,10 @@ def capture_main(child: Child) -> None:
     for w in sink_wakes:
         set_nonblocking_writer(w)
     writer = RawWriter(ring, child.control, handles.raw_wake_w, sink_wakes)
-    loop = CaptureLoop(child.cfg, source, writer, child.control, child.stop, beat=child.beat)
+    imu = ImuWriter(FrameRing.attach(handles.imu), child.control, child.cfg) if handles.imu \
+        else None
+    loop = CaptureLoop(child.cfg, source, writer, child.control, child.stop, beat=child.beat,
+                       imu=imu)
     try:
         loop.run()
     finally:

@@ -23,6 +23,7 @@ def realsense_present() -> bool:
 def make_source(cfg: Config) -> FrameSource:
     """Build the source the configuration asks for (auto: RealSense if present)."""
     src = cfg.source
+    imu = cfg.imu != "off"
     if src == "auto":
         if realsense_present():
             src = "realsense"
@@ -33,19 +34,19 @@ def make_source(cfg: Config) -> FrameSource:
     if src == "synthetic":
         from camera.synthetic import SyntheticSource  # noqa: PLC0415
 
-        return SyntheticSource(cfg.width, cfg.height, cfg.fps)
+        return SyntheticSource(cfg.width, cfg.height, cfg.fps, imu=imu)
     if src == "realsense":
         from camera.realsense import RealSenseSource  # noqa: PLC0415
 
         return RealSenseSource(
             cfg.width, cfg.height, int(cfg.fps), serial=cfg.serial, align=cfg.align,
-            filters=cfg.rs_filters, record_raw=cfg.record_raw,
+            filters=cfg.rs_filters, record_raw=cfg.record_raw, imu=imu,
         )
     if src.endswith((".bag", ".db3")):
         from camera.recording import RecordingSource  # noqa: PLC0415
 
         return RecordingSource(src, loop=cfg.loop, realtime=cfg.realtime, align=cfg.align,
-                               filters=cfg.rs_filters)
+                               filters=cfg.rs_filters, imu=imu)
     if src.startswith("tcp://"):
         from camera.tcp_ingest import TcpIngestSource  # noqa: PLC0415
 

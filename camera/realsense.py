@@ -56,8 +56,8 @@ class RealSenseSource(RealSenseBase):
     def __init__(self, width: int, height: int, fps: int, *, serial: str | None = None,
                  align: bool = True, filters: Sequence[str] = (),
                  record_raw: str | None = None, device: Any = None,
-                 device_wait: float = DEVICE_WAIT) -> None:
-        super().__init__(align=align, filters=filters)
+                 device_wait: float = DEVICE_WAIT, imu: bool = True) -> None:
+        super().__init__(align=align, filters=filters, imu=imu)
         validate_mode(width, height, fps)
         if record_raw is not None and not str(record_raw).endswith(".db3"):
             raise SourceConfigError(f"--record-raw {record_raw}: librealsense writes .db3 "
@@ -182,6 +182,17 @@ class RealSenseSource(RealSenseBase):
         except RuntimeError as exc:
             self.close()
             raise SourceError(f"RealSense {serial}: {one_line(exc)}") from None
+        if not self.imu_wanted:
+            return
+        if self._record_path:
+            # The recording device wraps the camera's sensors: started from it, the motion
+            # sensor's samples go into the same file as the video.
+            self.motion.start_sensor(profile.get_device().query_sensors())
+        else:
+            motion_cfg = rs.config()
+            if serial:
+                motion_cfg.enable_device(serial)
+            self.motion.start_pipeline(dev.query_sensors(), motion_cfg, "motion pipeline start")
 
     def _open_device(self, dev: Any) -> None:
         """The device= path: open the device's sensors and sync them with an rs.syncer."""
@@ -226,6 +237,8 @@ class RealSenseSource(RealSenseBase):
                 self._sensors.append(color_s)
             for sensor in self._sensors:
                 sensor.start(self._syncer)
+            if self.imu_wanted:
+                self.motion.start_sensor(dev.query_sensors())
         except RuntimeError as exc:
             self.close()
             raise SourceError(f"cannot start the RealSense device: {one_line(exc)}") from None
@@ -247,6 +260,7 @@ class RealSenseSource(RealSenseBase):
         """Stop streaming; a session that ended stalled gets the camera reset on reopen."""
         if self._stalled and self._pipe is not None:
             self._needs_reset = True
+        self.motion.stop()
         pipe, self._pipe = self._pipe, None
         if pipe is not None:
             stop_pipeline(pipe, "pipeline stop", "stopping the RealSense pipeline")

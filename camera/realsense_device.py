@@ -33,6 +33,7 @@ D455_MODES: tuple[tuple[int, int, int], ...] = tuple(
 FILTER_ORDER: tuple[str, ...] = ("decimation", "threshold", "spatial", "temporal",
                                  "hole_filling")
 
+CLOCK_TOLERANCE = 5.0  # s a device timestamp may differ from time.time() to be trusted
 START_TIMEOUT = 6.0    # s; the supervisor kills a capture process silent for 10 s
 STOP_TIMEOUT = 3.0     # s
 
@@ -134,9 +135,12 @@ def realsense_devices() -> list[dict[str, str]]:
         return []
 
 
-def start_pipeline(pipe: Any, cfg: Any, what: str) -> Any:
-    """`pipe.start(cfg)` within START_TIMEOUT (its profile); one that starts later is stopped."""
-    return bounded(lambda: pipe.start(cfg), START_TIMEOUT, what, on_late=lambda _p: pipe.stop())
+def start_pipeline(pipe: Any, cfg: Any, what: str,
+                   callback: Callable[[Any], None] | None = None) -> Any:
+    """`pipe.start(cfg)` (with `callback`, if given: frames go to it rather than to a
+    queue) within START_TIMEOUT (its profile); one that starts later is stopped."""
+    start = (lambda: pipe.start(cfg)) if callback is None else (lambda: pipe.start(cfg, callback))
+    return bounded(start, START_TIMEOUT, what, on_late=lambda _p: pipe.stop())
 
 
 def stop_pipeline(pipe: Any, what: str, warning: str) -> None:

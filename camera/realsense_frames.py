@@ -16,9 +16,8 @@ import cv2
 import numpy as np
 
 from camera.base import Frame, FrameSource, SourceConfigError, SourceError
-from camera.realsense_device import normalize_filters, one_line, rs
-
-CLOCK_TOLERANCE = 5.0  # s a device timestamp may differ from time.time() to be trusted
+from camera.realsense_device import CLOCK_TOLERANCE, normalize_filters, one_line, rs
+from camera.realsense_imu import MotionStreams
 
 
 def _intrinsics(profile: Any) -> dict[str, Any]:
@@ -50,8 +49,10 @@ class RealSenseBase(FrameSource):
 
     self_paced = True
 
-    def __init__(self, *, align: bool, filters: Sequence[str]) -> None:
+    def __init__(self, *, align: bool, filters: Sequence[str], imu: bool = True) -> None:
         self.align = align
+        self.imu_wanted = imu
+        self.motion = MotionStreams()
         self.filters = normalize_filters(filters)
         self.depth_scale = 0.001
         self.frames_read = 0
@@ -156,6 +157,14 @@ class RealSenseBase(FrameSource):
             info["depth_aligned_to_color"] = self._aligner is not None
         return info
 
+    def imu_samples(self) -> np.ndarray | None:
+        """The motion samples since the last call; None while no motion stream runs."""
+        return self.motion.drain() if self.motion.running else None
+
     def _stream_info(self) -> dict[str, Any]:
-        return {"align": self.align, "filters": list(self.filters),
+        info = {"align": self.align, "filters": list(self.filters),
                 "depth_scale": self.depth_scale, **self._streams}
+        imu = self.motion.info()
+        if imu is not None:
+            info["imu"] = imu
+        return info

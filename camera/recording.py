@@ -31,8 +31,8 @@ class RecordingSource(RealSenseBase):
     kind = "recording"
 
     def __init__(self, path: str, *, loop: bool = True, realtime: bool = True,
-                 align: bool = True, filters: Sequence[str] = ()) -> None:
-        super().__init__(align=align, filters=filters)
+                 align: bool = True, filters: Sequence[str] = (), imu: bool = True) -> None:
+        super().__init__(align=align, filters=filters, imu=imu)
         self.path = str(path)
         self.loop = loop
         self.realtime = realtime
@@ -54,6 +54,8 @@ class RecordingSource(RealSenseBase):
         pipe = device.rs.pipeline()
         try:
             cfg.enable_device_from_file(str(p), repeat_playback=self.loop)
+            for kind in (device.rs.stream.accel, device.rs.stream.gyro):
+                cfg.disable_stream(kind)  # the motion streams, if any, play on their own
             profile = device.start_pipeline(pipe, cfg, "playback start")
         except RuntimeError as exc:
             raise SourceConfigError(
@@ -73,6 +75,8 @@ class RecordingSource(RealSenseBase):
             if depth is not None:
                 self.depth_scale = device.depth_scale(dev)
             self._setup_processing(color, depth)
+            if self.imu_wanted:
+                self._open_motion(dev)
         except SourceConfigError:
             self.close()
             raise
@@ -82,6 +86,15 @@ class RecordingSource(RealSenseBase):
                 f"recording {self.path} cannot be played: {device.one_line(exc)}") from None
         log.info("playing %s (%.1f s, loop=%s, realtime=%s)", self.path, self._duration,
                  self.loop, self.realtime)
+
+    def _open_motion(self, dev: Any) -> None:
+        """Play the recording's motion streams, if it has them, through a pipeline of
+        their own (its own playback of the file, looping and paced as the video's)."""
+        cfg = device.rs.config()
+        cfg.enable_device_from_file(self.path, repeat_playback=self.loop)
+        profile = self.motion.start_pipeline(dev.query_sensors(), cfg, "motion playback start")
+        if profile is not None:
+            profile.get_device().as_playback().set_real_time(self.realtime)
 
     def _ended(self) -> bool:
         return (not self.loop and self._playback is not None
@@ -109,6 +122,7 @@ class RecordingSource(RealSenseBase):
         """Stop playback and release the file. Safe to call twice."""
         pipe, self._pipe, self._playback = self._pipe, None, None
         self.frames_read = 0
+        self.motion.stop()
         if pipe is not None:
             device.stop_pipeline(pipe, "playback stop", "stopping playback")
 

@@ -23,9 +23,58 @@ from media.geometry import (
     SYNTHETIC_WALL_M,
     synthetic_intrinsics,
 )
+from media.imu import ACCEL, GRAVITY, GYRO, SAMPLE, samples
 from media.stamp import draw_stamp
 
 DEPTH_SCALE = 0.001  # millimetres, like the D455
+GYRO_HZ, ACCEL_HZ = 200, 100
+SWAY_DEG, SWAY_HZ = 3.0, 0.25
+"""The scene's camera rolls gently about its optical axis: +-3 degrees, once every 4 s."""
+IMU_BACKLOG_S = 1.0  # a capture loop that fell further behind skips the samples in between
+
+
+class SwayImu:
+    """A plausible D455 IMU on a camera swaying about its z (optical) axis.
+
+    Roll angle a(t) = SWAY_DEG sin(2 pi SWAY_HZ t). The accelerometer reads the reaction to
+    gravity, 'up' (-y in the camera frame: x right, y down, z forward) seen from the rolled
+    camera: (-g sin a, -g cos a, 0); the gyro reads the roll rate (0, 0, a'(t)). Samples
+    are laid on exact grids of 1/GYRO_HZ and 1/ACCEL_HZ from the start, in epoch seconds.
+    """
+
+    def __init__(self, t0: float) -> None:
+        self.t0 = t0
+        self.next = {GYRO: 0, ACCEL: 0}
+
+    @staticmethod
+    def angle(t: np.ndarray) -> np.ndarray:
+        return np.radians(SWAY_DEG) * np.sin(2 * np.pi * SWAY_HZ * t)
+
+    @staticmethod
+    def rate(t: np.ndarray) -> np.ndarray:
+        return np.radians(SWAY_DEG) * 2 * np.pi * SWAY_HZ * np.cos(2 * np.pi * SWAY_HZ * t)
+
+    def until(self, now: float) -> np.ndarray:
+        """Every sample due up to `now`, time-ordered."""
+        out = []
+        for kind, hz in ((GYRO, GYRO_HZ), (ACCEL, ACCEL_HZ)):
+            last = int((now - self.t0) * hz)
+            first = max(self.next[kind], last - int(IMU_BACKLOG_S * hz))
+            if last < first:
+                continue
+            self.next[kind] = last + 1
+            t = np.arange(first, last + 1) / hz
+            zero = np.zeros_like(t)
+            if kind == GYRO:
+                xyz = np.stack([zero, zero, self.rate(t)], axis=1)
+            else:
+                a = self.angle(t)
+                xyz = np.stack([-GRAVITY * np.sin(a), -GRAVITY * np.cos(a), zero], axis=1)
+            out.append(samples(self.t0 + t, kind, xyz))
+        if not out:
+            return np.empty(0, SAMPLE)
+        batch = np.concatenate(out)
+        return batch[np.argsort(batch["t"], kind="stable")]
 
 
 class SyntheticSource(FrameSource):
@@ -34,8 +83,10 @@ class SyntheticSource(FrameSource):
     kind = "synthetic"
     self_paced = False
 
-    def __init__(self, width: int, height: int, fps: float) -> None:
+    def __init__(self, width: int, height: int, fps: float, *, imu: bool = True) -> None:
         self.width, self.height, self.fps = width, height, fps
+        self.imu = imu
+        self._sway: SwayImu | None = None
         self._n = 0
         self._t0 = 0.0
         self._bg_color: np.ndarray | None = None
@@ -74,6 +125,7 @@ class SyntheticSource(FrameSource):
         self._bg_depth = depth.astype(np.uint16)
         self._speckle = rng.choice(h * w, size=(h * w) // 200, replace=False)
         self._t0 = time.time()
+        self._sway = SwayImu(self._t0) if self.imu else None
 
     def _objects(self, t: float) -> list[tuple[str, int, int, int, int, tuple[int, int, int]]]:
         """(shape, cx, cy, size, depth_mm, bgr) for each object, farthest first."""
@@ -125,12 +177,20 @@ class SyntheticSource(FrameSource):
         draw_stamp(color, now)
         return Frame(color, depth, now, self._n, DEPTH_SCALE)
 
+    def imu_samples(self) -> np.ndarray | None:
+        """The sway's samples due since the last call (None with the IMU off)."""
+        return self._sway.until(time.time()) if self._sway is not None else None
+
     def close(self) -> None:
         """Nothing to release."""
 
     def info(self) -> dict[str, Any]:
-        return {
+        info = {
             "kind": self.kind, "width": self.width, "height": self.height, "fps": self.fps,
             "depth_scale": DEPTH_SCALE,
             "intrinsics": synthetic_intrinsics(self.width, self.height),
         }
+        if self.imu:
+            info["imu"] = {"accel_hz": ACCEL_HZ, "gyro_hz": GYRO_HZ,
+                           "intrinsics": {"accel": False, "gyro": False}}
+        return info

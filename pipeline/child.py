@@ -65,6 +65,7 @@ class Handles:
     # the H.264 stage wakes readers of its ring (the push) after each access unit
     h264_wake_r: Connection | None = None
     h264_wake_w: Connection | None = None
+    imu: str = ""  # the IMU ring: batches of motion samples (media/imu.py), written by capture
 
 
 def setup_logging(level: str) -> None:

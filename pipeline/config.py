@@ -59,6 +59,7 @@ class Config:
     max_frame_bytes: int = 8 * 1024 * 1024
     log_level: str = "info"
     metric: MetricOptions = field(default_factory=MetricOptions)
+    imu: str = "auto"  # auto: when the source has one; on: say so when it has none; off
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:

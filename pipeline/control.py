@@ -75,6 +75,9 @@ FIELDS: tuple[str, ...] = (
     # a counter it bumps to ask for a keyframe (every (re)connect); the stage's current
     # target bit rate (writer: h264)
     "push_h264_bitrate", "push_h264_keyframes", "h264_bitrate",
+    # IMU (writer: capture): samples written to the IMU ring, and each stream's rate over
+    # the last second of the capture process's clock
+    "imu_samples", "imu_accel_hz", "imu_gyro_hz",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

@@ -271,3 +271,30 @@ class FrameRing:
             self._shm.unlink()
         except FileNotFoundError:
             pass
+
+
+class Follower:
+    """Reads every slot of a ring in publishing order (a reader that needs each one, such
+    as the IMU's), from the slot published after it was created; slots overwritten before
+    it got to them are counted in `lost`."""
+
+    def __init__(self, ring: FrameRing) -> None:
+        self.ring = ring
+        self.last = ring.counter()
+        self.lost = 0
+
+    def new(self) -> list[tuple[SlotMeta, bytes]]:
+        """(meta, payload) of each slot published since the last call, oldest first."""
+        top = self.ring.counter()
+        if top - self.last > self.ring.nslots:
+            self.lost += top - self.last - self.ring.nslots
+            self.last = top - self.ring.nslots
+        out = []
+        while self.last < top:
+            self.last += 1
+            got = self.ring.read_counter(self.last)
+            if got is None:
+                self.lost += 1
+                continue
+            out.append(got)
+        return out

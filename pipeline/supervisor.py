@@ -30,6 +30,10 @@ RAW_SLOTS = 4
 JPEG_SLOTS = 3
 WIDE = ("combined", "metric")
 """Streams whose JPEG may be twice a color frame's: side by side, or 4:4:4 at quality 90+."""
+IMU_SLOTS = 64
+IMU_SLOT_BYTES = 8192
+"""A batch of IMU samples per slot (about 390; a frame's worth is ~10); 64 batches are two
+seconds at 30 frames a second for a reader that needs every sample."""
 H264_SLOTS = 16
 """Half a second at 30 fps: how far a reader that needs every access unit (the push) may lag."""
 HEARTBEAT_TIMEOUT_S = 10.0
@@ -94,6 +98,7 @@ class Resources:
             # One access unit per slot; an IDR stays far below one byte per pixel.
             self.h264 = (self._ring(segment_name(pid, "h264"), H264_SLOTS,
                                     max(pixels, 1 << 18)) if h264 else None)
+            self.imu = self._ring(segment_name(pid, "imu"), IMU_SLOTS, IMU_SLOT_BYTES)
         except BaseException:
             self.close()
             raise
@@ -113,7 +118,7 @@ class Resources:
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
-            h264_wake_r=h264_r, h264_wake_w=h264_w,
+            h264_wake_r=h264_r, h264_wake_w=h264_w, imu=self.imu.name,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from media.imu import Paired
 from robotics import messages as m
+from robotics.imu import IMU_SCHEMA, imu_json
 from robotics.ros2 import (
     SCHEMAS,
     camera_info,
     compressed_depth,
     compressed_image,
     image,
+    imu_message,
     nav_sat_fix,
     tf_message,
 )
@@ -28,8 +31,12 @@ class FoxgloveFlavour:
 
     def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
                 ) -> Any:
+        import foxglove  # noqa: PLC0415
         from foxglove import channels as c  # noqa: PLC0415
 
+        if kind == "imu":
+            return foxglove.Channel(topic, schema=IMU_SCHEMA, message_encoding="json",
+                                    context=ctx, metadata=metadata)
         cls = {"color": c.CompressedImageChannel, "depth": c.RawImageChannel,
                "depth_png": c.CompressedImageChannel,
                "video": c.CompressedVideoChannel,
@@ -48,6 +55,8 @@ class FoxgloveFlavour:
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> Any:
         return m.gps_message(lat, lon, alt, ts)
 
+    imu = staticmethod(imu_json)
+
 
 class Ros2Flavour:
     """sensor_msgs types in CDR: what `ros2 bag play` replays (Foxglove reads them too)."""
@@ -56,7 +65,7 @@ class Ros2Flavour:
     TYPES = {"color": "sensor_msgs/msg/CompressedImage", "depth": "sensor_msgs/msg/Image",
              "depth_png": "sensor_msgs/msg/CompressedImage",
              "calibration": "sensor_msgs/msg/CameraInfo", "gps": "sensor_msgs/msg/NavSatFix",
-             "tf": "tf2_msgs/msg/TFMessage"}
+             "tf": "tf2_msgs/msg/TFMessage", "imu": "sensor_msgs/msg/Imu"}
 
     def channel(self, kind: str, topic: str, ctx: Any, metadata: dict[str, str] | None = None
                 ) -> Any:
@@ -90,6 +99,10 @@ class Ros2Flavour:
     @staticmethod
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:
         return nav_sat_fix(lat, lon, alt, ts, m.GPS_FRAME_ID)
+
+    @staticmethod
+    def imu(pair: Paired, frame_id: str) -> bytes:
+        return imu_message(pair.accel, pair.gyro, pair.t, frame_id)
 
 
 FLAVOURS = {"foxglove": FoxgloveFlavour, "ros2": Ros2Flavour}

@@ -14,7 +14,7 @@ from pipeline.child import CannotStart, Child
 from pipeline.shm import FrameRing
 from robotics import messages as m
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, attach_rings, gps_reader, reason, serve
+from robotics.publisher import Publisher, attach_imu, attach_rings, gps_reader, reason, serve
 
 log = logging.getLogger("robotics")
 
@@ -67,6 +67,7 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
     pub = Publisher("foxglove", ctx, control, raw, color,
                     depth=opts.foxglove_depth, gps=gps, live=True)
     listener.publisher = pub
+    attach_imu(pub, child)
     h264 = None
     if opts.foxglove_video == "h264" and handles.h264:
         h264 = FrameRing.attach(handles.h264)

@@ -42,6 +42,7 @@ from pipeline.shm import (
 from robotics import messages as m
 from robotics.depth import FrameSpan, PngEncoder
 from robotics.flavours import FLAVOURS
+from robotics.imu import ImuTopic
 
 log = logging.getLogger("robotics")
 
@@ -80,6 +81,7 @@ class Publisher:
         self.live_signal = False
         self.on_signal_lost: Any = None
         self.video: Video | None = None
+        self.imu: ImuTopic | None = None
 
     def add_video(self, ring: FrameRing, consumers: Callable[[], int] | None = None) -> None:
         """Publish /camera/h264 from the H.264 ring; `consumers` counts its subscribers
@@ -87,6 +89,10 @@ class Publisher:
         channel = self.make.channel("video", m.TOPIC_H264, self.ctx)
         self.video = Video(ring, self.control, f"sink_h264_{self.role}", channel,
                            consumers or (lambda: int(channel.has_sinks())))
+
+    def add_imu(self, ring: FrameRing) -> None:
+        """Publish /imu from the IMU ring (once the source has written samples to it)."""
+        self.imu = ImuTopic(ring, self.make, self.ctx)
 
     def calibrate_now(self) -> None:
         """Send the calibration with the next frame (a client just subscribed)."""
@@ -112,6 +118,8 @@ class Publisher:
         if self.video is not None:
             self._video(self.video)
         self._raw()
+        if self.imu is not None:
+            self.imu.step(FRAME_ID)
         if self.png is not None:
             self._png_done(wait=False)
         self._calibration()
@@ -243,7 +251,8 @@ class Publisher:
 
     def summary(self) -> str:
         """What was sent so far, per topic ("color 12, depth 12"), or "nothing"."""
-        counts = {**self.counts, "depth dropped": self.png.dropped if self.png else 0}
+        counts = {**self.counts, "imu": self.imu.sent if self.imu else 0,
+                  "depth dropped": self.png.dropped if self.png else 0}
         return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing"
 
     def close(self) -> None:
@@ -350,6 +359,12 @@ def gps_reader(spec: str | None) -> Any:
 def attach_rings(child: Child) -> tuple[FrameRing, FrameRing]:
     """The raw ring and the color JPEG ring, which every robotics child reads."""
     return FrameRing.attach(child.handles.raw), FrameRing.attach(child.handles.jpeg["color"])
+
+
+def attach_imu(pub: Publisher, child: Child) -> None:
+    """Publish /imu from the IMU ring, where the run has one."""
+    if child.handles.imu:
+        pub.add_imu(FrameRing.attach(child.handles.imu))
 
 
 def serve(pub: Publisher, child: Child, tick: Callable[[], bool] | None = None) -> bool:

@@ -18,7 +18,7 @@ from pipeline.child import Child
 from pipeline.shm import FrameRing
 from robotics.mcap_files import McapSeries
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, attach_rings, gps_reader, serve
+from robotics.publisher import Publisher, attach_imu, attach_rings, gps_reader, serve
 
 log = logging.getLogger("robotics")
 
@@ -38,6 +38,7 @@ def mcap_main(child: Child, opts: RoboticsOptions) -> None:
         gps = gps_reader(opts.gps)
         pub = Publisher("mcap", ctx, control, raw, color, depth=opts.record_mcap_depth,
                         gps=gps, flavour=opts.record_mcap_profile)
+        attach_imu(pub, child)
         if opts.record_mcap_video == "h264" and handles.h264:
             pub.add_video(FrameRing.attach(handles.h264))
 

@@ -36,6 +36,13 @@ SCHEMAS: dict[str, str] = {
         "geometry_msgs/Quaternion rotation" + _SEP
         + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z" + _SEP
         + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w\n",
+    "sensor_msgs/msg/Imu":
+        "std_msgs/Header header\ngeometry_msgs/Quaternion orientation\n"
+        "float64[9] orientation_covariance\ngeometry_msgs/Vector3 angular_velocity\n"
+        "float64[9] angular_velocity_covariance\ngeometry_msgs/Vector3 linear_acceleration\n"
+        "float64[9] linear_acceleration_covariance" + _SEP + _HEADER.rstrip("\n") + _SEP
+        + "MSG: geometry_msgs/Quaternion\nfloat64 x\nfloat64 y\nfloat64 z\nfloat64 w" + _SEP
+        + "MSG: geometry_msgs/Vector3\nfloat64 x\nfloat64 y\nfloat64 z\n",
     "sensor_msgs/msg/NavSatFix":
         "std_msgs/Header header\nsensor_msgs/NavSatStatus status\nfloat64 latitude\n"
         "float64 longitude\nfloat64 altitude\nfloat64[9] position_covariance\n"
@@ -149,3 +156,13 @@ def tf_message(parent: str, child: str, rotation: tuple[float, float, float, flo
     """tf2_msgs/msg/TFMessage with one transform (no translation)."""
     w = Cdr().u32(1).header(ts, parent).string(child)
     return w.f64s([0.0, 0.0, 0.0, *rotation], sequence=False).bytes()
+
+
+def imu_message(accel: tuple[float, float, float], gyro: tuple[float, float, float], ts: float,
+                frame_id: str) -> bytes:
+    """sensor_msgs/msg/Imu: rates and accelerations with unknown covariance (zeros), no
+    orientation (orientation_covariance[0] = -1, REP 145)."""
+    w = Cdr().header(ts, frame_id).f64s([0.0, 0.0, 0.0, 0.0], sequence=False)
+    w.f64s([-1.0] + [0.0] * 8, sequence=False)
+    w.f64s(list(gyro), sequence=False).f64s([0.0] * 9, sequence=False)
+    return w.f64s(list(accel), sequence=False).f64s([0.0] * 9, sequence=False).bytes()

@@ -21,6 +21,7 @@ from pipeline.shm import FrameRing
 from web.channel import BOUNDARY
 from web.depth_api import PAGE_VIEWS, depth_api
 from web.hub import FrameHub
+from web.imu import ImuReadout
 from web.metrics import metrics_response
 from web.options import WebOptions
 from web.webrtc import WebRTCCollector, webrtc_blueprint, webrtc_status
@@ -68,8 +69,10 @@ def _check_query(allowed: set[str]) -> None:
 
 def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                opts: WebOptions | None = None, *, raw: FrameRing | None = None,
+               imu: FrameRing | None = None,
                connections: Callable[[], dict[str, int]] | None = None) -> Flask:
-    """Build the app around an existing hub and control block (and the raw ring, if given).
+    """Build the app around an existing hub and control block (and the raw and IMU rings,
+    if given).
 
     `connections`: the web server's connection table, for /status.
     """
@@ -78,6 +81,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     auth = opts.auth
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
+    readout = ImuReadout(imu)
 
     @app.before_request
     def _authenticate() -> Response | None:
@@ -219,7 +223,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/status")
     def status() -> Response:
         _check_query({"token"})
-        doc = build_status(cfg, hub, control, backend, webrtc=webrtc, h264=opts.h264)
+        doc = build_status(cfg, hub, control, backend, webrtc=webrtc, h264=opts.h264,
+                           imu=readout)
         if connections is not None:
             doc["connections"] = {**connections(), "max_clients": opts.max_clients}
         return jsonify(doc)
@@ -229,7 +234,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
 def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
                  webrtc: WebRTCOptions | None = None,
-                 h264: H264Options | None = None) -> dict[str, Any]:
+                 h264: H264Options | None = None,
+                 imu: ImuReadout | None = None) -> dict[str, Any]:
     """The /status document: source, rates, viewers, latency, restarts, uptime."""
     snap = control.snapshot()
     info = control.info()
@@ -271,6 +277,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),
         "mcap": _mcap_status(snap),
+        "imu": (imu or ImuReadout(None)).status(snap, info),
         **webrtc_status(control, webrtc, h264),
     }
 

@@ -286,6 +286,7 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     log.info("open files: limit %d, %d connections at most, %d stream clients at most",
              nofile, guard.budget, opts.max_clients)
     app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw),
+                     imu=FrameRing.attach(handles.imu) if handles.imu else None,
                      connections=guard.stats)
     sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
     server = GuardedServer(

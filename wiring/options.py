@@ -62,6 +62,12 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
                    help="play a recording as fast as possible (benchmarks)")
     g.add_argument("--record-raw", metavar="PATH.db3",
                    help="record the live RealSense session to a librealsense .db3 file")
+    imu = g.add_mutually_exclusive_group()
+    imu.add_argument("--imu", dest="imu", action="store_const", const="on", default="auto",
+                     help="publish the camera's accelerometer and gyroscope (default: when "
+                     "the source has them; a source without one is noted in the log)")
+    imu.add_argument("--no-imu", dest="imu", action="store_const", const="off",
+                     help="do not read the IMU")
     g.add_argument("--max-frame-bytes", type=positive_int, default=8 * 1024 * 1024,
                    help="largest JPEG accepted from a tcp:// pusher (default 8 MiB)")
 
@@ -131,7 +137,7 @@ def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Confi
         serial=ns.serial, align=ns.align, rs_filters=ns.rs_filters, loop=ns.loop,
         realtime=ns.realtime, record_raw=ns.record_raw, filters=filters,
         max_frame_bytes=ns.max_frame_bytes, log_level=ns.log_level,
-        metric=MetricOptions(mode=ns.metric_mode, quality=ns.metric_quality))
+        metric=MetricOptions(mode=ns.metric_mode, quality=ns.metric_quality), imu=ns.imu)
     src = cfg.source
     if src.startswith("tcp://"):
         try:
@@ -163,7 +169,7 @@ def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
     try:
         normalize_filters(cfg.rs_filters)
         rec = RecordingSource(cfg.source, loop=cfg.loop, realtime=cfg.realtime,
-                              align=cfg.align, filters=cfg.rs_filters)
+                              align=cfg.align, filters=cfg.rs_filters, imu=False)
         rec.open()
         rec.close()
     except (SourceConfigError, SourceError) as exc:

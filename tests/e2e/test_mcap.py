@@ -6,6 +6,7 @@ Foxglove schemas (protobuf) are decoded by `mcap-protobuf-support`, the ROS 2 pr
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -14,6 +15,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from mcap.decoder import DecoderFactory as McapDecoderFactory
 from mcap.reader import make_reader
 from mcap_protobuf.decoder import DecoderFactory
 from mcap_ros2.decoder import DecoderFactory as Ros2DecoderFactory
@@ -30,7 +32,17 @@ SCHEMAS = {"/camera/color": "foxglove.CompressedImage", "/camera/depth": "foxglo
 ROS2_SCHEMAS = {"/camera/color": "sensor_msgs/msg/CompressedImage",
                 "/camera/depth": "sensor_msgs/msg/Image",
                 "/camera/calibration": "sensor_msgs/msg/CameraInfo",
-                "/gps": "sensor_msgs/msg/NavSatFix", "/tf": "tf2_msgs/msg/TFMessage"}
+                "/gps": "sensor_msgs/msg/NavSatFix", "/tf": "tf2_msgs/msg/TFMessage",
+                "/imu": "sensor_msgs/msg/Imu"}
+IMU_JSON = ("depthcam.Imu", "json")
+"""/imu in the foxglove profile: the synthetic scene's IMU, in the live view's JSON schema."""
+
+
+class JsonDecoderFactory(McapDecoderFactory):
+    """Decodes the JSON-encoded channels (/imu) as the protobuf and CDR ones are decoded."""
+
+    def decoder_for(self, message_encoding: str, schema: object) -> object:
+        return json.loads if message_encoding == "json" else None
 
 
 def stamp_ns(msg: object) -> int:
@@ -47,7 +59,8 @@ def frame_id(msg: object) -> str:
 def read_mcap(path: Path) -> tuple[dict, Counter, dict]:
     """Schema names, message counts and decoded messages per topic; checks log-time order."""
     with path.open("rb") as f:
-        reader = make_reader(f, decoder_factories=[DecoderFactory(), Ros2DecoderFactory()])
+        reader = make_reader(f, decoder_factories=[DecoderFactory(), Ros2DecoderFactory(),
+                                                   JsonDecoderFactory()])
         profile = reader.get_header().profile
         summary = reader.get_summary()
         assert summary is not None, "no summary: the file was not finalized"
@@ -107,7 +120,8 @@ def check_common(path: Path, span: tuple[float, float], compression: str, rate: 
     if profile == "ros2":
         assert meta["schemas"] == {t: (s, "cdr") for t, s in ROS2_SCHEMAS.items()}
     else:
-        assert meta["schemas"] == {t: (s, "protobuf") for t, s in SCHEMAS.items()}
+        assert meta["schemas"] == {**{t: (s, "protobuf") for t, s in SCHEMAS.items()},
+                                   "/imu": IMU_JSON}
     assert meta["compressions"] == {compression}
     # The file covers most of the run, at the source's rate, once a second for the rest.
     seconds = meta["seconds"]["/camera/depth"]

@@ -79,7 +79,8 @@ class FoxgloveClient:
             ch = self.channels[topic]
             schema = Schema(id=ch["id"], name=ch["schemaName"], encoding=ch["schemaEncoding"],
                             data=base64.b64decode(ch["schema"]))
-            self._decoders[topic] = DecoderFactory().decoder_for(ch["encoding"], schema)
+            self._decoders[topic] = (json.loads if ch["encoding"] == "json" else
+                                     DecoderFactory().decoder_for(ch["encoding"], schema))
         return self._decoders[topic]
 
     def next_message(self, timeout: float = 10.0) -> tuple[str, int, bytes] | None:

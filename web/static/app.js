@@ -101,11 +101,24 @@ async function refresh() {
       $("lat-" + n + "-box").hidden = p50 === null || p50 === undefined;
     }
     $("viewers").textContent = s.viewers;
+    showImu(s.imu);
     if (Array.isArray(s.filters)) showActive(s.filters);  // also changed by keys, scripts
   } catch (e) { /* the next tick retries */ }
 }
 setInterval(refresh, 1000);
 refresh();
+
+// The IMU readout: tilt from gravity (the angle between the accelerometer's 'up' and the
+// camera's -y axis, computed by the server), hidden when the source has no IMU.
+let imu = null;
+function showImu(s) {
+  const got = s && s.latest && s.latest.accel ? s.latest : null;
+  imu = got ? {tilt_deg: got.tilt_deg, accel: got.accel, gyro: got.gyro || null} : null;
+  $("imu-box").hidden = imu === null;
+  if (imu) $("imu-tilt").textContent = fmt(imu.tilt_deg);
+}
+// The newest {tilt_deg, accel: [x, y, z] m/s², gyro: [x, y, z] rad/s}, or null.
+api.imu = () => imu;
 
 let active = [];
 async function loadFilters() {
