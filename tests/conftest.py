@@ -22,25 +22,26 @@ ALLOWED_SKIPS = (SKIP_NO_CAMERA, SKIP_NO_GPU, SKIP_PLATFORM)
 # start these first, so a long one does not end up last on one worker while the other
 # has nothing left to do. A module not listed counts as light; list a new heavy one.
 HEAVY_MODULES = (
-    "e2e/test_faults.py",  # 124 (10,000 connect/disconnect cycles: 62)
-    "e2e/test_webrtc.py",  # 111
-    "e2e/test_display.py",  # 92
-    "e2e/test_push_h264.py",  # 84
-    "e2e/test_lifecycle.py",  # 75
-    "push/test_video_push.py",  # 65
-    "e2e/test_push_shaped.py",  # 64
-    "e2e/test_depth.py",  # 62
-    "e2e/test_security.py",  # 47
-    "e2e/test_foxglove.py",  # 46
-    "e2e/test_mcap.py",  # 37
-    "e2e/test_ingest.py",  # 29
-    "push/test_gps.py",  # 28
-    "media/test_recorder.py",  # 28
-    "e2e/test_recording_source.py",  # 26
-    "media/test_jpeg_stream.py",  # 24
-    "e2e/test_flood.py",  # 23
-    "e2e/test_record.py",  # 23
-    "e2e/test_streams.py",  # 20
+    "e2e/test_display.py",  # 118
+    "e2e/test_faults.py",  # 118 (10,000 connect/disconnect cycles: 62)
+    "e2e/test_webrtc.py",  # 115
+    "e2e/test_push_shaped.py",  # 69
+    "e2e/test_mcap_day.py",  # 67
+    "push/test_video_push.py",  # 67
+    "e2e/test_security.py",  # 61
+    "e2e/test_push_h264.py",  # 59
+    "e2e/test_depth.py",  # 52
+    "e2e/test_lifecycle.py",  # 51
+    "e2e/test_foxglove.py",  # 42
+    "e2e/test_imu.py",  # 33
+    "e2e/test_mcap.py",  # 33
+    "push/test_gps.py",  # 26
+    "e2e/test_ingest.py",  # 23
+    "e2e/test_flood.py",  # 22
+    "e2e/test_recording_source.py",  # 15
+    "media/test_recorder.py",  # 15
+    "e2e/test_streams.py",  # 14
+    "e2e/test_record.py",  # 13
 )
 
 
