@@ -16,7 +16,7 @@ queueing delays and stalls would show up in the timing.
 ffmpeg runs in its own session, so a Ctrl-C on the terminal reaches only this process,
 whose `close()` (or the end of its stdin when this process dies) lets ffmpeg write the
 index and trailer: the file is complete on every exit path short of ffmpeg itself being
-killed. `write` never blocks: frames go through a bounded queue to a writer thread and
+killed. `write` never blocks: frames go through a bounded deque to a writer thread and
 are dropped (and counted) when ffmpeg falls behind. The container's picture size is that
 of the first frame; later frames of another size are dropped and counted.
 """
@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import queue
 import shutil
 import signal
 import struct
@@ -156,9 +155,15 @@ class JpegRecorder:
         self.path = path
         self.fps_hint = fps_hint
         self.frames_written = 0
-        self.frames_dropped = 0
-        self._count_lock = threading.Lock()
-        self._queue: queue.Queue[tuple[bytes, float] | None] = queue.Queue(QUEUE_FRAMES)
+        # Drops counted apart by the caller's thread and the writer, so neither takes a
+        # lock: a Ctrl-C landing while `write` held one would leave it held for `close`.
+        self._dropped_here = 0
+        self._dropped_writer = 0
+        # Frames go through a deque (append and popleft are atomic) and a wake-up pipe,
+        # not a queue.Queue, whose lock a KeyboardInterrupt in `write` could leave taken.
+        self._frames: deque[tuple[bytes, float] | None] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
         self._closed = False
         self._close_lock = threading.Lock()
         self._size: tuple[int, int] | None = None
@@ -187,23 +192,31 @@ class JpegRecorder:
         """ffmpeg's exit status once closed (0: file finalized), None while recording."""
         return self._proc.returncode
 
+    @property
+    def frames_dropped(self) -> int:
+        """Frames not recorded: queue full, unreadable, another size, or ffmpeg gone."""
+        return self._dropped_here + self._dropped_writer
+
     def write(self, jpeg: bytes, timestamp: float) -> bool:
         """Queue one JPEG captured at `timestamp` (seconds); False if it was dropped."""
         if self._closed:
             return False
-        try:
-            self._queue.put_nowait((jpeg, timestamp))
-        except queue.Full:
-            dropped = self._drop()
+        if len(self._frames) >= QUEUE_FRAMES:
+            self._dropped_here += 1
+            dropped = self.frames_dropped
             if dropped in (1, 10, 100) or dropped % 1000 == 0:
                 log.warning("recorder %s falling behind: %d frames dropped", self.path, dropped)
             return False
+        self._frames.append((jpeg, timestamp))
+        self._wake()
         return True
 
-    def _drop(self) -> int:
-        with self._count_lock:
-            self.frames_dropped += 1
-            return self.frames_dropped
+    def _wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            os.write(self._wake_w, b"\x01")
+
+    def _drop(self) -> None:
+        self._dropped_writer += 1
 
     def _packet(self, jpeg: bytes, timestamp: float) -> bytes | None:
         """The bytes to send ffmpeg for this frame (with the header before the first)."""
@@ -229,7 +242,12 @@ class JpegRecorder:
         assert stdin is not None
         broken = False
         while True:
-            item = self._queue.get()
+            if not self._frames:
+                with contextlib.suppress(OSError):
+                    if not os.read(self._wake_r, 4096):
+                        break  # the wake-up pipe was closed: nothing more will come
+                continue
+            item = self._frames.popleft()
             if item is None:
                 break
             if broken:
@@ -265,25 +283,22 @@ class JpegRecorder:
                 return
             self._closed = True
         deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self._queue.put(None, timeout=0.1)
-                break
-            except queue.Full:
-                if not self._writer.is_alive() or time.monotonic() > deadline:
-                    break
+        self._frames.append(None)
+        self._wake()
         self._writer.join(max(0.0, deadline - time.monotonic()))
-        while not self._writer.is_alive():
-            try:
-                if self._queue.get_nowait() is not None:
-                    self._drop()
-            except queue.Empty:
-                break
+        if not self._writer.is_alive():
+            self._dropped_here += sum(1 for item in self._frames if item is not None)
+            self._frames.clear()
         if self._writer.is_alive() and self._proc.stdin is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._proc.stdin.close()
         rc = self._wait(deadline, min(3.0, timeout))
         self._stderr_thread.join(1.0)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_w)  # a writer still waiting for frames reads the end
+        self._writer.join(1.0)
+        with contextlib.suppress(OSError):
+            os.close(self._wake_r)
         if rc != 0:
             detail = " | ".join(self._stderr_tail) or "no message"
             if self.frames_written == 0:
