@@ -141,7 +141,10 @@ def test_explicit_timestamps_survive_gaps(tmp_path: Path, ext: str) -> None:
 
 
 CHILD = """
-import json, sys, time
+import json, signal, sys, time
+# A Python started from a terminal turns Ctrl-C into KeyboardInterrupt; one started by a
+# shell without job control inherits SIGINT ignored, so ask for the terminal's behaviour.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from media.recorder import QUEUE_FRAMES, JpegRecorder
 from tests.media.test_recorder import frame
 path, mode = sys.argv[1], sys.argv[2]
