@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
@@ -31,8 +31,10 @@ class FrameHub:
 
     def __init__(self, control: Control, rings: dict[str, FrameRing], wake_r: Any,
                  stream_headers: dict[str, dict[str, str]] | None = None,
-                 send_timeout: float = 20.0) -> None:
+                 send_timeout: float = 20.0, *,
+                 beat: Callable[[], None] | None = None) -> None:
         self.control = control
+        self.beat = beat or (lambda: None)  # the web child's heartbeat
         self.rings = rings
         self.wake_r = wake_r
         headers = stream_headers or {}
@@ -53,7 +55,7 @@ class FrameHub:
     def _run(self) -> None:
         fd = self.wake_r.fileno()
         while True:
-            self.control["hb_web"] = time.time()
+            self.beat()
             readable, _, _ = gevent.select.select([fd], [], [], 0.5)
             if readable:
                 drain(self.wake_r)

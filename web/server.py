@@ -275,7 +275,7 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
     limits = opts.limits
     hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
-                   send_timeout=limits.send_timeout)
+                   send_timeout=limits.send_timeout, beat=child.beat)
     nofile = raise_nofile()
     budget = nofile - open_fds() - RESERVE_FDS
     guard = ConnectionGuard(limits, budget)
