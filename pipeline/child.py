@@ -34,6 +34,10 @@ EXIT_CANNOT_START = 3  # the environment refuses (port taken, device busy): do n
 NO_RESTART_CODES = (EXIT_CONFIG, EXIT_CANNOT_START)
 
 _PR_SET_PDEATHSIG = 1
+OWN_STOP_DEADLINE_S = 3.0
+"""Seconds a child may spend stopping before the kernel ends it (SIGALRM): past the
+supervisor's own wait before it kills (so a supervised child is killed and logged there
+first), and the only bound an orphan has, since nobody is left to kill it."""
 LOG_FORMAT = "%(asctime)s %(processName)-8s %(levelname)-7s %(message)s"
 
 
@@ -87,10 +91,20 @@ def die_with_parent(parent_pid: int) -> None:
         os._exit(EXIT_OK)
 
 
+def arm_stop_deadline() -> None:
+    """Have the kernel end this process OWN_STOP_DEADLINE_S from the first stop request,
+    whether or not its own stop finishes; a later request leaves the deadline as it is."""
+    if signal.getitimer(signal.ITIMER_REAL)[0] == 0.0:
+        signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.setitimer(signal.ITIMER_REAL, OWN_STOP_DEADLINE_S)
+
+
 def install_stop_handlers(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT set the stop flag (Ctrl-C reaches the whole process group)."""
+    """SIGTERM/SIGINT set the stop flag (Ctrl-C reaches the whole process group) and arm
+    the stop deadline."""
 
     def handler(signum: int, frame: object) -> None:
+        arm_stop_deadline()
         stop.set()
 
     signal.signal(signal.SIGTERM, handler)

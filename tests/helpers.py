@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from pipeline import supervisor
+from pipeline.child import OWN_STOP_DEADLINE_S
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -56,6 +57,16 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def describe_pid(pid: int) -> str:
+    """A pid's state and command line, for a failure message about a process left over."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return f"{pid}: gone"
+    return f"{pid} [{state}]: {cmd[-80:]}"
 
 
 def shm_segments(pid: int) -> list[str]:
@@ -171,6 +182,13 @@ class Server:
         start spawned every child at once, so one child's start fits in it twice over)."""
         assert self.ready_s is not None, "restart_deadline() needs a server waited ready"
         return supervisor.BACKOFF_FIRST_S + supervisor.TICK_S + 2 * self.ready_s
+
+    def orphan_deadline(self) -> float:
+        """Seconds the children may outlive a killed supervisor: the deadline each arms
+        with the kernel at its stop request, plus, for the parent-death signal to reach a
+        handler on a loaded machine, as long as this server's own start took."""
+        assert self.ready_s is not None, "orphan_deadline() needs a server waited ready"
+        return OWN_STOP_DEADLINE_S + self.ready_s
 
     def mark(self, st: dict[str, Any] | None = None) -> Mark:
         """Where capture and encoding stand now: the start of a measuring window.

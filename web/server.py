@@ -21,7 +21,7 @@ import gevent.pywsgi
 import gevent.socket
 
 from media.urls import redact_text
-from pipeline.child import Child
+from pipeline.child import Child, arm_stop_deadline
 from pipeline.control import STREAMS
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY, create_app
@@ -297,8 +297,13 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     # A signal only asks: the server's start yields (it looks up its own name), and
     # closing it half started would leave it without its handler.
     stopping = gevent.event.Event()
-    gevent.signal_handler(signal.SIGTERM, stopping.set)
-    gevent.signal_handler(signal.SIGINT, stopping.set)
+
+    def request_stop() -> None:
+        arm_stop_deadline()
+        stopping.set()
+
+    gevent.signal_handler(signal.SIGTERM, request_stop)
+    gevent.signal_handler(signal.SIGINT, request_stop)
     for s in STREAMS:
         control[f"viewers_{s}"] = 0
     hub.start()
