@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -317,7 +318,10 @@ def test_q_or_closing_the_window_stops_the_whole_server(own_screen: Xvfb, how: s
         else:
             xvfb.close_window(window.id())
         t0 = time.monotonic()
-        code = srv.proc.wait(15)
+        try:
+            code = srv.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 15 s after {how}:\n{srv.log()[-4000:]}")
         took = time.monotonic() - t0
         assert code == 0, srv.log()
         assert took < supervisor.TICK_S + STOP_DEADLINE_S, (took, srv.log())
