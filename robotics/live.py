@@ -68,10 +68,8 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
                     depth=opts.foxglove_depth, gps=gps, live=True)
     listener.publisher = pub
     attach_imu(pub, child)
-    h264 = None
     if opts.foxglove_video == "h264" and handles.h264:
-        h264 = FrameRing.attach(handles.h264)
-        pub.add_video(h264, lambda: len(listener.video_clients)
+        pub.add_video(FrameRing.attach(handles.h264), lambda: len(listener.video_clients)
                       if pub.video is not None and pub.video.channel.has_sinks() else 0)
     try:
         serve(pub, child)
@@ -80,6 +78,4 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
         if gps is not None:
             gps.stop()
         server.stop()
-        if h264 is not None:
-            h264.close()
         log.info("Foxglove WebSocket stopped (sent %s)", pub.summary())

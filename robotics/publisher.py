@@ -82,6 +82,7 @@ class Publisher:
         self.on_signal_lost: Any = None
         self.video: Video | None = None
         self.imu: ImuTopic | None = None
+        self.closed = False
 
     def add_video(self, ring: FrameRing, consumers: Callable[[], int] | None = None) -> None:
         """Publish /camera/h264 from the H.264 ring; `consumers` counts its subscribers
@@ -256,14 +257,24 @@ class Publisher:
         return ", ".join(f"{k} {v}" for k, v in counts.items() if v) or "nothing"
 
     def close(self) -> None:
-        """Log what is still being encoded, stop wanting color and H.264; the channels go
-        with their context."""
+        """Log what is still being encoded, stop wanting color and H.264, and let go of
+        every ring read (once; a second call does nothing). The channels go with their
+        context."""
+        if self.closed:
+            return
+        self.closed = True
         self.settle()
         if self.png is not None:
             self.png.close()
         self.control[self.sink_field] = 0.0
+        rings = [self.raw, self.color_ring]
         if self.video is not None:
             self.video.close()
+            rings.append(self.video.ring)
+        if self.imu is not None:
+            rings.append(self.imu.follower.ring)
+        for ring in rings:
+            ring.close()
 
 
 class Video:
