@@ -1,0 +1,149 @@
+"""Depth as 10-bit video: codes (media/depthcode.py) in luma, through PyAV, and back.
+
+`DepthVideoEncoder` writes H.264 High 10 (libx264, 4:2:0, 10 bits) by default: an Annex B
+access unit per frame, no B-frames, zero latency, SPS/PPS before every IDR, an IDR every
+`gop` frames and whenever a new viewer asks. It aims at a constant quality (`crf`, with
+psychovisual tuning off: depth is measured, not looked at) under a bit rate cap (VBV at
+`bitrate`): every frame is as exact from the first keyframe on, and a busy scene costs
+accuracy rather than the link. The codecs compared for docs/DEPTH_VIDEO.md
+(SVT-AV1 10-bit, x265 10-bit) go through the same class. `DepthVideoDecoder` turns the
+access units back into codes with libavcodec, as a script or a receiver would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from media.depthcode import CHROMA_CODE
+from media.h264 import AccessUnit, h264_level
+
+CODECS = {
+    # name: (libav encoder, decoder, WebCodecs codec string)
+    "h264": ("libx264", "h264", "avc1.6e0028"),
+    "av1": ("libsvtav1", "libdav1d", "av01.0.08M.10"),
+    "hevc": ("libx265", "hevc", "hvc1.2.4.L120.90"),
+}
+"""The candidate codecs (docs/DEPTH_VIDEO.md); h264 is the one the server streams."""
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    """What a depth-video encoder is opened with."""
+
+    codec: str = "h264"
+    bitrate: int = 3_000_000
+    """The cap (VBV maximum rate); SVT-AV1 and x265 aim at it instead (constant rate)."""
+    crf: float = 10.0
+    """libx264's constant quality (10-bit scale): lower is more exact and larger."""
+    gop: int = 60
+    preset: str = "superfast"
+    threads: int = 2
+
+
+def webcodecs_codec(codec: str, width: int, height: int) -> str:
+    """The WebCodecs codec string of the stream: H.264 High 10 at the level the size needs."""
+    if codec == "h264":
+        return "avc1.6e00" + {"3.1": "1f", "4.0": "28"}[h264_level(width, height)]
+    return CODECS[codec][2]
+
+
+class DepthVideoEncoder:
+    """10-bit depth codes in, one access unit per frame out (zero latency)."""
+
+    def __init__(self, width: int, height: int, fps: float, settings: VideoSettings) -> None:
+        import av  # noqa: PLC0415
+
+        if width % 2 or height % 2:
+            raise ValueError(f"depth video needs an even frame size, not {width}x{height}")
+        self.width, self.height, self.settings = width, height, settings
+        ctx = av.CodecContext.create(CODECS[settings.codec][0], "w")
+        ctx.width, ctx.height = width, height
+        ctx.pix_fmt = "yuv420p10le"
+        rate = Fraction(fps).limit_denominator(1001)
+        ctx.time_base = 1 / rate
+        ctx.framerate = rate
+        if settings.codec != "h264":
+            ctx.bit_rate = settings.bitrate
+        ctx.gop_size = settings.gop
+        ctx.max_b_frames = 0
+        ctx.thread_count = settings.threads
+        ctx.options = self._options(settings, width, height)
+        ctx.open()
+        self._ctx, self._av = ctx, av
+        self._pts = 0
+        self._force = True
+        self._frame = np.full((height * 3 // 2, width), CHROMA_CODE, np.uint16)
+
+    @staticmethod
+    def _options(s: VideoSettings, width: int, height: int) -> dict[str, str]:
+        if s.codec == "h264":
+            return {
+                "preset": s.preset, "tune": "zerolatency", "profile": "high10",
+                "level": h264_level(width, height), "forced-idr": "1", "crf": f"{s.crf:g}",
+                "maxrate": str(s.bitrate), "bufsize": str(s.bitrate),
+                "x264-params": (f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes=0:"
+                                "repeat-headers=1:aud=0:nal-hrd=none:aq-mode=0:psy=0"),
+            }
+        if s.codec == "av1":
+            return {"preset": s.preset, "svtav1-params":
+                    f"rc=2:pred-struct=1:keyint={s.gop}:scd=0:lookahead=0"}
+        return {"preset": s.preset, "tune": "zerolatency",
+                "x265-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes=0:"
+                               "repeat-headers=1:log-level=error"}
+
+    def force_keyframe(self) -> None:
+        """Make the next frame a keyframe (with its parameter sets)."""
+        self._force = True
+
+    def encode(self, codes: np.ndarray) -> list[AccessUnit]:
+        """Encode one frame of codes (height x width, uint16, 0..1023)."""
+        self._frame[: self.height] = codes
+        frame = self._av.VideoFrame.from_ndarray(self._frame, format="yuv420p10le")
+        frame.pts = self._pts
+        frame.time_base = self._ctx.time_base
+        if self._force:
+            frame.pict_type = self._av.video.frame.PictureType.I
+            self._force = False
+        self._pts += 1
+        return [AccessUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0))
+                for p in self._ctx.encode(frame)]
+
+    def flush(self) -> list[AccessUnit]:
+        """What a codec with delay still holds (zero-latency H.264 holds nothing)."""
+        return [AccessUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0))
+                for p in self._ctx.encode(None)]
+
+
+class DepthVideoDecoder:
+    """Access units in, 10-bit luma codes out (height x width, uint16)."""
+
+    def __init__(self, codec: str = "h264") -> None:
+        import av  # noqa: PLC0415
+
+        self._av = av
+        self._ctx: Any = av.CodecContext.create(CODECS[codec][1], "r")
+
+    def decode(self, data: bytes) -> list[np.ndarray]:
+        """The frames an access unit completes (one, with zero-latency streams)."""
+        out = []
+        for frame in self._ctx.decode(self._av.Packet(data)):
+            out.append(_luma10(frame))
+        return out
+
+    def flush(self) -> list[np.ndarray]:
+        """Frames still held by the decoder at the end of a stream."""
+        return [_luma10(f) for f in self._ctx.decode(None)]
+
+
+def _luma10(frame: Any) -> np.ndarray:
+    """The luma plane of a 10-bit 4:2:0 frame as uint16 codes."""
+    if frame.format.name != "yuv420p10le":
+        frame = frame.reformat(format="yuv420p10le")
+    plane = frame.planes[0]
+    row = plane.line_size // 2
+    buf = np.frombuffer(plane, np.uint16).reshape(-1, row)
+    return buf[: frame.height, : frame.width].copy()
