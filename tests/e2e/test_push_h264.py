@@ -82,7 +82,8 @@ def test_720p_h264_over_4mbit_keeps_the_capture_rate_and_starts_decodable(
         time.sleep(8.0)
         frames = rx.window(t0, time.time())
         first = rx.arrivals[0]
-    n_received = len(rx.arrivals)
+    arrivals = list(rx.arrivals)
+    n_received = len(arrivals)
     s = summary(frames, 8.0)
     text = log.read_text(errors="replace")
     # Delivery keeps pace with production: the units that arrived over 8 s were captured
@@ -106,9 +107,13 @@ def test_720p_h264_over_4mbit_keeps_the_capture_rate_and_starts_decodable(
     offset = (first.ts_capture - pts0) % PTS_WRAP
     assert min(offset, PTS_WRAP - offset) < 1e-3, offset
     # ffprobe decodes every unit that arrived (a last one cut by the stop aside), so the
-    # receiver's count above is the file's; the first second already plays.
+    # receiver's count above is the file's; the first second already plays: every unit
+    # the pusher captured in it and delivered decodes, none waits for a later keyframe.
+    # (How many it captured then is the start's pace on this machine, not the push's.)
     assert len(decoded) >= n_received - 1, (len(decoded), n_received)
-    assert sum(float(f["pts_time"]) - pts0 < 1.0 for f in decoded) >= RATE_SHARE * produced
+    sent_first = sum(a.ts_capture - first.ts_capture < 1.0 - 1e-3 for a in arrivals)
+    played_first = sum(float(f["pts_time"]) - pts0 < 1.0 for f in decoded)
+    assert played_first >= sent_first > 1, (played_first, sent_first)
     assert decode_errors(ts) == ""
     assert "Traceback" not in text
 
