@@ -14,7 +14,12 @@ import os
 import resource
 import sys
 
-from encoder.options import add_h264_args, h264_options
+from encoder.options import (
+    add_depth_video_args,
+    add_h264_args,
+    depth_video_options,
+    h264_options,
+)
 from media.recorder import JpegRecorder
 from pipeline.args import OneLineParser
 from pipeline.child import CannotStart, setup_logging
@@ -33,7 +38,8 @@ log = logging.getLogger("app_mp")
 DESCRIPTION = (
     "Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: / (page), "
     "/color, /depth, /combined, /metric (multipart), /color.jpg etc. (snapshots), "
-    "/depth.png (exact depth), /camera.json, /status (JSON)."
+    "/depth.png (exact depth), /depth-video (metres as 10-bit H.264), /camera.json, "
+    "/status (JSON)."
 )
 
 
@@ -52,6 +58,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     add_robotics_args(p)
     add_webrtc_args(p)
     add_h264_args(p)
+    add_depth_video_args(p)
     ns = p.parse_args(argv)
     cfg = pipeline_config(p, ns)
     robotics = robotics_options(ns, p, gps=ns.gps, web=(ns.host, ns.port))
@@ -78,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     h264 = h264_options(ns) if webrtc is not None or robotics.h264 else None
     return Plan(pipeline=cfg, web=web,
                 tap=TapOptions(record=ns.record, snapshot_on_exit=ns.snapshot_on_exit),
-                display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics)
+                display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics,
+                depth_video=depth_video_options(ns))
 
 
 def _check_max_clients(p: OneLineParser, wanted: int) -> None:

@@ -14,6 +14,8 @@ import numpy as np
 import requests
 
 from depthclient.stream import MultipartReader
+from media.depth_video import DepthVideoDecoder
+from media.depthcode import DepthCoder
 from media.geometry import deproject, scaled_intrinsics
 from media.hue import HUE_MODES, decode_hue_depth
 
@@ -191,8 +193,18 @@ class DepthClient:
             raise RuntimeError(f"{path}: not a multipart stream ({ctype})")
         return resp, MultipartReader(resp.raw, ctype.split("boundary=", 1)[1].strip())
 
-    def frames(self, max_frames: int | None = None) -> Iterator[Frame]:
-        """Live frames from /metric and /color, paired by frame number (newest first)."""
+    def frames(self, max_frames: int | None = None, source: str = "metric") -> Iterator[Frame]:
+        """Live frames, depth paired with /color by frame number.
+
+        `source="metric"`: depth from the metric stream (hue JPEG, newest frame first);
+        `source="video"`: from /depth-video (10-bit H.264, decoded with PyAV, every frame
+        in order from a keyframe on), a twentieth of the bytes.
+        """
+        if source == "video":
+            yield from self._video_frames(max_frames)
+            return
+        if source != "metric":
+            raise ValueError(f"source must be 'metric' or 'video', not {source!r}")
         route = self.camera()["metric"]["route"]
         m_resp, metric = self._stream(route)
         c_resp, color = self._stream("/color")
@@ -205,6 +217,30 @@ class DepthClient:
                 n += 1
         finally:
             m_resp.close()
+            c_resp.close()
+
+    def _video_frames(self, max_frames: int | None) -> Iterator[Frame]:
+        video = self.camera()["depth_video"]
+        if video is None:
+            raise RuntimeError("the server runs no depth video (--no-depth-video)")
+        coder = DepthCoder(float(video["min"]), float(video["max"]), 0.001)
+        decoder = DepthVideoDecoder()
+        v_resp, parts = self._stream(video["route"])
+        c_resp, color = self._stream("/color")
+        try:
+            c = color.next_part()
+            n = 0
+            while max_frames is None or n < max_frames:
+                head, unit = parts.next_part()
+                for codes in decoder.decode(unit):  # every unit, or the next would not decode
+                    frame_no = int(head.get("x-frame", 0))
+                    while int(c[0].get("x-frame", 0)) < frame_no:
+                        c = color.next_part()
+                    img = cv2.imdecode(np.frombuffer(c[1], np.uint8), cv2.IMREAD_COLOR)
+                    yield Frame(img, coder.decode(codes), float(head.get("x-timestamp", 0)))
+                    n += 1
+        finally:
+            v_resp.close()
             c_resp.close()
 
     @staticmethod

@@ -20,6 +20,7 @@ from multiprocessing.connection import Connection
 import numpy as np
 
 from encoder.options import H264Options, RtpTarget
+from encoder.stats import StageStats
 from media.h264 import H264Encoder
 from media.rtp import RtpSender
 from pipeline.child import Child, drain, set_nonblocking_writer, wake
@@ -32,34 +33,6 @@ log = logging.getLogger("h264")
 KEYFRAME_MIN_GAP_S = 0.3  # answer a burst of PLIs with one keyframe
 
 
-class H264Stats:
-    """fps, bit rate, keyframes and encode time into the control block, once a second."""
-
-    def __init__(self, control: Control) -> None:
-        self.control = control
-        self.t0 = time.monotonic()
-        self.n = 0
-        self.bytes = 0
-
-    def record(self, size: int, keyframe: bool, encode_s: float) -> None:
-        c = self.control
-        c.add("h264_frames")
-        c.add("h264_bytes", size)
-        if keyframe:
-            c.add("h264_keyframes")
-        c["h264_encode_ms"] = encode_s * 1000.0
-        self.n += 1
-        self.bytes += size
-        self.tick()
-
-    def tick(self) -> None:
-        now = time.monotonic()
-        if now - self.t0 >= 1.0:
-            self.control["h264_fps"] = self.n / (now - self.t0)
-            self.control["h264_bps"] = self.bytes * 8 / (now - self.t0)
-            self.t0, self.n, self.bytes = now, 0, 0
-
-
 class H264Stage:
     """Reads the raw ring, encodes, publishes to the H.264 ring and to RTP."""
 
@@ -70,7 +43,7 @@ class H264Stage:
         self.notify = notify  # woken after each access unit (readers of the ring)
         self.raw, self.out, self.control, self.rtp = raw, out, control, rtp
         self.enc: H264Encoder | None = None
-        self.stats = H264Stats(control)
+        self.stats = StageStats(control, "h264")
         self.last = 0
         self.consumers = 0
         self._last_forced = 0.0
@@ -196,7 +169,8 @@ def h264_main(child: Child, opts: H264Options, target: RtpTarget | None = None) 
     wake_r = handles.sink_wakes["h264"][0]
     fds = [wake_r.fileno(), *([rtp.fileno()] if rtp else [])]
     # The robotics sinks read the H.264 ring: wake them as each access unit lands.
-    readers = [w for name, (_, w) in handles.sink_wakes.items() if name != "h264"]
+    readers = [w for name, (_, w) in handles.sink_wakes.items()
+               if name not in ("h264", "depthvideo")]
     for w in readers:
         set_nonblocking_writer(w)
     try:

@@ -49,3 +49,41 @@ def add_h264_args(p: argparse.ArgumentParser) -> None:
 def h264_options(ns: argparse.Namespace) -> H264Options:
     """The options as parsed."""
     return H264Options(bitrate=ns.h264_bitrate, gop=ns.h264_gop)
+
+
+MIN_DEPTH_VIDEO, MAX_DEPTH_VIDEO = 200_000, 50_000_000
+DEFAULT_DEPTH_VIDEO_BITRATE = 3_000_000
+"""The cap of the depth video: the synthetic scene at 1280x720 needs about 2.4 Mbit/s at
+the default quality (docs/DEPTH_VIDEO.md); a busy scene costs accuracy, never the cap."""
+DEFAULT_DEPTH_VIDEO_CRF = 10.0
+"""libx264's constant quality for depth: 98-99 % of valid pixels within 1 % on the
+synthetic scene, and the point where the curve flattens (docs/DEPTH_VIDEO.md)."""
+
+
+@dataclass(frozen=True)
+class DepthVideoOptions:
+    """The depth-video stage: its bit rate cap, constant quality and keyframe interval."""
+
+    bitrate: int = DEFAULT_DEPTH_VIDEO_BITRATE
+    crf: float = DEFAULT_DEPTH_VIDEO_CRF
+    gop: int = DEFAULT_GOP
+
+
+def add_depth_video_args(p: argparse.ArgumentParser) -> None:
+    """The "depth video" option group (/depth-video: metres as 10-bit H.264)."""
+    g = p.add_argument_group("depth video (/depth-video: metric depth as 10-bit H.264)")
+    g.add_argument("--no-depth-video", dest="depth_video", action="store_false",
+                   help="do not run the depth-video stage (it encodes only while "
+                   "someone watches /depth-video)")
+    g.add_argument("--depth-video-bitrate", type=bitrate(MIN_DEPTH_VIDEO, MAX_DEPTH_VIDEO),
+                   default=DEFAULT_DEPTH_VIDEO_BITRATE, metavar="RATE",
+                   help="cap on the depth video's bit rate, e.g. 3M or 1500k (default 3M; "
+                   f"{MIN_DEPTH_VIDEO // 1000}k to {MAX_DEPTH_VIDEO // 10**6}M); below what "
+                   "the scene needs, depth loses accuracy rather than the link its room")
+
+
+def depth_video_options(ns: argparse.Namespace) -> DepthVideoOptions | None:
+    """The options as parsed; None with --no-depth-video."""
+    if not ns.depth_video:
+        return None
+    return DepthVideoOptions(bitrate=ns.depth_video_bitrate, gop=ns.h264_gop)

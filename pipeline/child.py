@@ -70,6 +70,10 @@ class Handles:
     h264_wake_r: Connection | None = None
     h264_wake_w: Connection | None = None
     imu: str = ""  # the IMU ring: batches of motion samples (media/imu.py), written by capture
+    # the depth-video ring (one access unit per slot) and the pipe its stage wakes the web by
+    depth_video: str = ""
+    depth_video_wake_r: Connection | None = None
+    depth_video_wake_w: Connection | None = None
 
 
 def setup_logging(level: str) -> None:

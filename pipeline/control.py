@@ -78,6 +78,10 @@ FIELDS: tuple[str, ...] = (
     # IMU (writer: capture): samples written to the IMU ring, and each stream's rate over
     # the last second of the capture process's clock
     "imu_samples", "imu_accel_hz", "imu_gyro_hz",
+    # depth-video stage (writer: depthvideo child), its supervision, and the web's count of
+    # /depth-video clients and a counter it bumps to ask for a keyframe (writer: web)
+    "hb_depthvideo", "dv_frames", "dv_keyframes", "dv_fps", "dv_bps", "dv_encode_ms",
+    "dv_bytes", "restarts_depthvideo", "pid_depthvideo", "dv_viewers", "dv_keyframe_requests",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

@@ -80,9 +80,10 @@ class ChildSpec:
 class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
-    def __init__(self, raw_capacity: int, *, h264: bool = False,
+    def __init__(self, raw_capacity: int, *, h264: bool = False, depth_video: bool = False,
                  readers: tuple[str, ...] = ()) -> None:
-        """`readers`: sink children that read both rings, each woken through its own pipe."""
+        """`readers`: sink children that read both rings, each woken through its own pipe;
+        `h264`, `depth_video`: the rings (and pipes) of those stages."""
         cleanup_stale_segments()
         pid = os.getpid()
         self.control = Control.create(segment_name(pid, "control"))
@@ -99,6 +100,9 @@ class Resources:
             self.h264 = (self._ring(segment_name(pid, "h264"), H264_SLOTS,
                                     max(pixels, 1 << 18)) if h264 else None)
             self.imu = self._ring(segment_name(pid, "imu"), IMU_SLOTS, IMU_SLOT_BYTES)
+            # 10-bit depth at a constant quality under a cap: far below a byte per pixel.
+            self.depth_video = (self._ring(segment_name(pid, "depthvideo"), H264_SLOTS,
+                                           max(pixels, 1 << 18)) if depth_video else None)
         except BaseException:
             self.close()
             raise
@@ -106,11 +110,14 @@ class Resources:
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
         tap_r, tap_w = ctx.Pipe(duplex=False)
-        readers = (*readers, *(("h264",) if h264 else ()))
+        readers = (*readers, *(("h264",) if h264 else ()),
+                   *(("depthvideo",) if depth_video else ()))
         sink_wakes = {name: ctx.Pipe(duplex=False) for name in readers}
         h264_r, h264_w = ctx.Pipe(duplex=False) if h264 else (None, None)
+        dv_r, dv_w = ctx.Pipe(duplex=False) if depth_video else (None, None)
         self.pipes = (raw_r, raw_w, jpeg_r, jpeg_w, tap_r, tap_w,
                       *((h264_r, h264_w) if h264 else ()),
+                      *((dv_r, dv_w) if depth_video else ()),
                       *(end for pair in sink_wakes.values() for end in pair))
         self.handles = Handles(
             control=self.control.name, raw=self.raw.name,
@@ -119,6 +126,8 @@ class Resources:
             tap_wake_r=tap_r, tap_wake_w=tap_w,
             parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
             h264_wake_r=h264_r, h264_wake_w=h264_w, imu=self.imu.name,
+            depth_video=self.depth_video.name if self.depth_video else "",
+            depth_video_wake_r=dv_r, depth_video_wake_w=dv_w,
         )
 
     def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:

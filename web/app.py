@@ -20,6 +20,7 @@ from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
 from web.channel import BOUNDARY
 from web.depth_api import PAGE_VIEWS, depth_api
+from web.depth_video import DepthVideoFeed, coding, coding_headers
 from web.hub import FrameHub
 from web.imu import ImuReadout
 from web.metrics import metrics_response
@@ -70,11 +71,13 @@ def _check_query(allowed: set[str]) -> None:
 def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                opts: WebOptions | None = None, *, raw: FrameRing | None = None,
                imu: FrameRing | None = None,
-               connections: Callable[[], dict[str, int]] | None = None) -> Flask:
+               connections: Callable[[], dict[str, int]] | None = None,
+               depth_video: DepthVideoFeed | None = None) -> Flask:
     """Build the app around an existing hub and control block (and the raw and IMU rings,
     if given).
 
-    `connections`: the web server's connection table, for /status.
+    `connections`: the web server's connection table, for /status; `depth_video`: the
+    depth-video feed, where its stage runs (/depth-video).
     """
     opts = opts or WebOptions()
     webrtc = opts.webrtc
@@ -136,6 +139,19 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                        "webrtc": webrtc_page_config(webrtc)}
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
 
+    def too_many_clients() -> Response | None:
+        """503 with Retry-After once the stream clients reach --max-clients."""
+        n = sum(ch.viewers for ch in hub.channels.values())
+        if depth_video is not None:
+            n += depth_video.viewers
+        if n < opts.max_clients:
+            return None
+        resp = jsonify(error="Service Unavailable",
+                       detail=f"too many clients (limit {opts.max_clients})")
+        resp.status_code = 503
+        resp.headers["Retry-After"] = "5"
+        return resp
+
     def stream_response(name: str) -> Response:
         _check_query({"fps", "token", "advance_headers"})
         fps = _query_float("fps", 0.1, 120)
@@ -143,12 +159,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         if opts.fps_limit:
             fps = min(fps or opts.fps_limit, opts.fps_limit)
         interval = 1.0 / fps if fps else 0.0
-        if sum(ch.viewers for ch in hub.channels.values()) >= opts.max_clients:
-            resp = jsonify(error="Service Unavailable",
-                           detail=f"too many clients (limit {opts.max_clients})")
-            resp.status_code = 503
-            resp.headers["Retry-After"] = "5"
-            return resp
+        if (full := too_many_clients()) is not None:
+            return full
         if not interval:  # our server may hand the socket to the hub's shared writer
             request.environ[FANOUT_KEY] = (hub, name, advance)
         resp = Response(
@@ -178,7 +190,25 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         app.add_url_rule(f"/{stream}.jpg", f"snapshot_{stream}",
                          lambda s=stream: snapshot_response(s))
 
-    app.register_blueprint(depth_api(cfg, control, raw))
+    video_doc = None
+    if depth_video is not None:
+        video_doc = {"route": "/depth-video", "format": "video/h264",
+                     "codec": depth_video.codec(), "units": "m", **coding(cfg)}
+
+        @app.get("/depth-video")
+        def depth_video_stream() -> Response:
+            _check_query({"token"})
+            if (full := too_many_clients()) is not None:
+                return full
+            resp = Response(depth_video.stream(),
+                            mimetype=f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            resp.headers.update(coding_headers(cfg))
+            resp.headers["X-Depth-Codec"] = depth_video.codec()
+            resp.headers["Cache-Control"] = "no-store, no-cache, must-revalidate, max-age=0"
+            resp.headers["X-Accel-Buffering"] = "no"
+            return resp
+
+    app.register_blueprint(depth_api(cfg, control, raw, video_doc))
 
     @app.get("/filters")
     def get_filters() -> Response:
@@ -225,6 +255,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         _check_query({"token"})
         doc = build_status(cfg, hub, control, backend, webrtc=webrtc, h264=opts.h264,
                            imu=readout)
+        doc["depth_video"] = _depth_video_status(control.snapshot(), depth_video)
         if connections is not None:
             doc["connections"] = {**connections(), "max_clients": opts.max_clients}
         return jsonify(doc)
@@ -290,3 +321,15 @@ def _mcap_status(snap: dict[str, float]) -> dict[str, Any] | None:
             "recording": bool(snap["mcap_recording"]),
             "file_index": int(snap["mcap_file_index"]),
             "depth_dropped": int(snap["mcap_depth_dropped"])}
+
+
+def _depth_video_status(snap: dict[str, float], feed: DepthVideoFeed | None
+                        ) -> dict[str, Any] | None:
+    """The depth-video stage, where it runs: rates, encode time, keyframes, viewers."""
+    if feed is None:
+        return None
+    return {"viewers": feed.viewers, "fps": round(snap["dv_fps"], 2),
+            "bitrate": round(snap["dv_bps"]), "encode_ms": round(snap["dv_encode_ms"], 2),
+            "frames": int(snap["dv_frames"]), "keyframes": int(snap["dv_keyframes"]),
+            "bytes": int(snap["dv_bytes"]), "codec": feed.codec(),
+            "restarts": int(snap["restarts_depthvideo"]), "pid": int(snap["pid_depthvideo"])}

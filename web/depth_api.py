@@ -58,8 +58,10 @@ def read_depth(ring: FrameRing, after: int) -> tuple[SlotMeta, np.ndarray] | Non
     return meta, depth
 
 
-def depth_api(cfg: Config, control: Control, raw: FrameRing | None) -> Blueprint:
-    """Routes /depth.png and /camera.json, and the no-depth answer for /metric."""
+def depth_api(cfg: Config, control: Control, raw: FrameRing | None,
+              depth_video: dict[str, Any] | None = None) -> Blueprint:
+    """Routes /depth.png and /camera.json, and the no-depth answer for /metric and
+    /depth-video (`depth_video`: how that stream codes depth, when it runs)."""
     bp = Blueprint("depth_api", __name__)
 
     def model_or_abort(meta: SlotMeta | None = None) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def depth_api(cfg: Config, control: Control, raw: FrameRing | None) -> Blueprint
 
     @bp.before_app_request
     def _metric_needs_depth() -> None:
-        if request.path in ("/metric", "/metric.jpg"):
+        if request.path in ("/metric", "/metric.jpg", "/depth-video"):
             info = control.info()
             if info and camera_model(info) is None:  # before the source starts: let it wait
                 abort(409, description=f"the source ({info.get('kind', '?')}) has no depth")
@@ -94,6 +96,7 @@ def depth_api(cfg: Config, control: Control, raw: FrameRing | None) -> Blueprint
         _only_token()
         model = model_or_abort(latest_meta())
         return jsonify({**model, "metric": metric_encoding(cfg),
+                        "depth_video": depth_video,
                         "depth_png": "/depth.png", "color": "/color",
                         "color_snapshot": "/color.jpg"})
 

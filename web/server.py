@@ -26,6 +26,7 @@ from pipeline.control import STREAMS
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY, create_app
 from web.channel import ADVANCE_OPEN, OPEN
+from web.depth_video import DepthVideoFeed
 from web.hub import FrameHub
 from web.limits import (
     CONTROL_SLOTS,
@@ -285,7 +286,11 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
         opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
     log.info("open files: limit %d, %d connections at most, %d stream clients at most",
              nofile, guard.budget, opts.max_clients)
+    feed = (DepthVideoFeed(cfg, FrameRing.attach(handles.depth_video),
+                           handles.depth_video_wake_r, control)
+            if handles.depth_video else None)
     app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw),
+                     depth_video=feed,
                      imu=FrameRing.attach(handles.imu) if handles.imu else None,
                      connections=guard.stats)
     sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
@@ -307,12 +312,16 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     for s in STREAMS:
         control[f"viewers_{s}"] = 0
     hub.start()
+    if feed is not None:
+        feed.start()
     server.start()
     log.info("serving on %s", _addr(sock))
     stopping.wait()
     child.stop.set()
     server.close()
     hub.stop()
+    if feed is not None:
+        feed.stop()
     server.stop(timeout=1.0)
 
 

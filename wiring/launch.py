@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from camera.capture import capture_main
 from camera.factory import raw_capacity
+from encoder.depth_video_stage import depth_video_main
 from encoder.h264_stage import h264_main
 from encoder.process import encoder_main
 from media.jpeg import pick_backend
@@ -53,6 +54,8 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     if plan.h264 is not None:
         target = plan.webrtc.rtp_target if plan.webrtc is not None else None
         specs.append(ChildSpec("h264", h264_main, cfg, h, (plan.h264, target)))
+    if plan.depth_video is not None:
+        specs.append(ChildSpec("depthvideo", depth_video_main, cfg, h, (plan.depth_video,)))
     if plan.webrtc is not None:
         specs.append(ChildSpec("janus", janus_main, cfg, h, (plan.webrtc,)))
     if plan.push is not None:
@@ -85,7 +88,8 @@ def run_pipeline(plan: Plan) -> int:
         if plan.web is not None:
             listener = bind_listener(plan.web.host, plan.web.port)
         plan, workdir = _prepare_webrtc(plan)
-        res = Resources(raw_capacity(cfg), h264=plan.h264 is not None, readers=plan.readers)
+        res = Resources(raw_capacity(cfg), h264=plan.h264 is not None,
+                        depth_video=plan.depth_video is not None, readers=plan.readers)
         return Supervisor(res.control, child_specs(plan, res.handles, backend, listener)).run()
     finally:
         if listener is not None:

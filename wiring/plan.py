@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from encoder.options import H264Options
+from encoder.options import DepthVideoOptions, H264Options
 from pipeline.config import Config
 from push.options import GpsOptions, PushOptions
 from robotics.options import RoboticsOptions
@@ -26,6 +26,7 @@ class Plan:
     tap: TapOptions | None = None
     display: bool = False
     h264: H264Options | None = None  # the H.264 stage's settings, when one runs
+    depth_video: DepthVideoOptions | None = None  # the depth-video stage's, when one runs
     webrtc: WebRTCOptions | None = None
     robotics: RoboticsOptions | None = None
     push: PushOptions | None = None

@@ -598,11 +598,12 @@ def test_a_source_without_depth_answers_409() -> None:
             assert code == 409, path
             assert headers["content-type"] == "application/json"
             assert "no depth" in json.loads(body)["detail"]
-        r = MjpegReader(srv.port, "/metric")
-        try:
-            assert r.status == 409
-        finally:
-            r.close()
+        for route in ("/metric", "/depth-video"):
+            r = MjpegReader(srv.port, route)
+            try:
+                assert r.status == 409, route
+            finally:
+                r.close()
         assert "Traceback" not in srv.log()
 
 

@@ -19,7 +19,7 @@ from pipeline.supervisor import Resources
 from wiring.launch import child_specs
 
 SECRETS = ("hunter2pass", "t0kenXYZ", "janusS3cret")
-NO_SECRETS = ("capture", "encoder", "h264", "tap", "display", "foxglove", "mcap")
+NO_SECRETS = ("capture", "encoder", "h264", "depthvideo", "tap", "display", "foxglove", "mcap")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
 
 def _specs(plan: object) -> dict[str, bytes]:
     """Each child's name and everything it is handed but its pipes, pickled."""
-    res = Resources(1 << 20, h264=plan.h264 is not None, readers=plan.readers)  # type: ignore[attr-defined]
+    res = Resources(1 << 20, h264=plan.h264 is not None,  # type: ignore[attr-defined]
+                    depth_video=plan.depth_video is not None,  # type: ignore[attr-defined]
+                    readers=plan.readers)  # type: ignore[attr-defined]
     try:
         return {s.name: pickle.dumps((s.cfg, s.args))
                 for s in child_specs(plan, res.handles, "turbojpeg")}  # type: ignore[arg-type]
@@ -53,8 +55,8 @@ def test_no_secret_reaches_a_child_that_does_not_use_it(tls: tuple[str, str],
         "--record", str(tmp_path / "a.mkv"), "--foxglove", "127.0.0.1:0",
         "--record-mcap", str(tmp_path / "a.mcap")])
     specs = _specs(plan)
-    assert set(specs) == {"capture", "encoder", "web", "tap", "h264", "janus", "foxglove",
-                          "mcap"}
+    assert set(specs) == {"capture", "encoder", "web", "tap", "h264", "depthvideo", "janus",
+                          "foxglove", "mcap"}
     for name in NO_SECRETS:
         if name in specs:
             for secret in (*SECRETS, "keyS3cretPath"):
