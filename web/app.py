@@ -130,6 +130,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/")
     def index() -> str:
         view = request.args.get("view", "2d")
+        if request.args.get("depth", "video") not in ("video", "metric"):
+            abort(400, description="depth must be video or metric")
         if view not in PAGE_VIEWS:
             abort(404, description=f"unknown view {view!r}; choose from {', '.join(PAGE_VIEWS)}")
         token = request.args.get("token")

@@ -13,13 +13,20 @@ import json
 import math
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.camera.rs_recording import make_recording, scene_depth, scene_regions
+from tests.browser import Browser
+from tests.camera.rs_recording import (
+    BOX_MM,
+    PLANE_MM,
+    make_recording,
+    scene_depth,
+    scene_regions,
+)
 from tests.helpers import MjpegReader, Server, running
 
 W, H = 640, 480
@@ -172,3 +179,111 @@ def test_the_python_client_reads_metres_from_the_video(server: Server) -> None:
         assert (np.abs(depth_m[valid] - truth[valid]) <= 0.01 * truth[valid]).mean() >= 0.99
     stamps = [f.timestamp for f in frames]
     assert stamps == sorted(stamps)
+
+
+# ---- the page ------------------------------------------------------------------------
+
+# The share of valid pixels of the page's newest depth frame within 1 % of the scene's
+# truth (plane, box, strip without depth), computed in the page from depthImage().
+PAGE_ACCURACY = """(() => {
+  const img = window.depthcam.depthImage(), r = %s;
+  let valid = 0, close = 0, holes = 0, holesKept = 0;
+  for (let y = 0; y < img.height; y++) for (let x = 0; x < img.width; x++) {
+    const inside = (b, m) => x >= b[0] + m && x < b[2] - m && y >= b[1] + m && y < b[3] - m;
+    const got = img.metres[y * img.width + x];
+    if (inside(r.invalid, 0)) {
+      if (inside(r.invalid, 2)) { holes++; holesKept += got === 0; }
+      continue;
+    }
+    const truth = inside(r.box, 0) ? %f : %f;
+    valid++;
+    close += Math.abs(got - truth) <= 0.01 * truth;
+  }
+  return {share: close / valid, holes, holesKept, width: img.width};
+})()"""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with Browser() as b:
+        yield b
+
+
+def page_accuracy(b: Browser) -> dict:
+    regions = {k: list(v) for k, v in scene_regions(W, H).items()}
+    return b.eval(PAGE_ACCURACY % (json.dumps(regions), BOX_MM / 1000, PLANE_MM / 1000))
+
+
+def open_page(b: Browser, srv: Server, query: str = "") -> None:
+    b.goto(f"{srv.base}/?token={TOKEN}{query}")
+    b.wait_for("window.depthcam && window.depthcam.depthReady === true", timeout=30)
+    assert b.eval("window.depthcam.metricReady(20000)", timeout=30) is True
+
+
+def test_the_page_measures_from_the_video_at_a_fraction_of_the_metric_bytes(
+        browser: Browser, server: Server) -> None:
+    open_page(browser, server)
+    assert browser.eval("window.depthcam.depthSource()") == "video"
+    x0, y0, x1, y1 = scene_regions(W, H)["box"]
+    box = browser.eval(f"window.depthcam.depthAt({(x0 + x1) // 2}, {(y0 + y1) // 2})")
+    assert box == pytest.approx(0.8, rel=0.01)
+    assert browser.eval("window.depthcam.depthAt(20, 20)") == pytest.approx(1.5, rel=0.01)
+    got = page_accuracy(browser)
+    assert got["width"] == W and got["share"] >= 0.99, got
+    assert got["holesKept"] == got["holes"] > 0, got
+    # Stats over the window the page keeps: frames decode at the rate they arrive.
+    deadline = time.monotonic() + 20
+    while (video := browser.eval("window.depthcam.depthStats()"))["fps"] <= 0:
+        assert time.monotonic() < deadline, video
+        time.sleep(0.2)
+    assert video["bytes_per_s"] > 0 and video["decode_ms"] is not None
+    assert not browser.eval("window.depthcam.metric")  # /metric stays closed
+    # The same page on /metric, for the bytes the video saves on this scene.
+    open_page(browser, server, "&depth=metric")
+    assert browser.eval("window.depthcam.depthSource()") == "metric"
+    while (metric := browser.eval("window.depthcam.depthStats()"))["fps"] <= 0:
+        assert time.monotonic() < deadline + 20, metric
+        time.sleep(0.2)
+    assert video["bytes_per_s"] * 20 <= metric["bytes_per_s"], (video, metric)
+
+
+def test_without_webcodecs_the_page_measures_from_metric(server: Server) -> None:
+    with Browser() as b:
+        b.call("Page.enable")
+        b.call("Page.addScriptToEvaluateOnNewDocument",
+               source="delete window.VideoDecoder; delete window.VideoFrame;")
+        open_page(b, server)
+        assert b.eval("typeof VideoDecoder") == "undefined"
+        assert b.eval("window.depthcam.depthSource()") == "metric"
+        assert b.eval("window.depthcam.depthAt(20, 20)") == pytest.approx(1.5, rel=0.01)
+        assert page_accuracy(b)["share"] >= 0.95
+        assert not b.eval("window.depthcam.video")
+
+
+def test_a_bad_depth_choice_is_a_400(server: Server) -> None:
+    code, _, body = server.get(f"/?token={TOKEN}&depth=jpeg")
+    assert code == 400 and "video or metric" in json.loads(body)["detail"]
+
+
+def wait_status(srv: Server, check: Callable[[dict], bool], timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while not check(st := status(srv)):
+        assert time.monotonic() < deadline, st
+        time.sleep(0.1)
+    return st
+
+
+def test_the_page_opens_the_video_only_while_it_measures(browser: Browser,
+                                                         server: Server) -> None:
+    browser.goto(f"{server.base}/?token={TOKEN}")
+    browser.wait_for("window.depthcam && window.depthcam.depthReady === true", timeout=30)
+    # (earlier pages' streams close as the server next writes to them)
+    wait_status(server, lambda st: st["depth_video"]["viewers"] == 0
+                and st["streams"]["metric"]["viewers"] == 0)
+    browser.eval("window.depthcam.metricIdleMs = 1000")
+    assert browser.eval("window.depthcam.metricReady(20000)", timeout=30) is True
+    st = wait_status(server, lambda st: st["depth_video"]["viewers"] == 1)
+    assert st["streams"]["metric"]["viewers"] == 0
+    # The script's calls stop: the stream closes a second later and the stage idles.
+    wait_status(server, lambda st: st["depth_video"]["viewers"] == 0)
+    assert browser.eval("window.depthcam.metricNeeds()") == []

@@ -1,22 +1,29 @@
 // Depth tools on the page: metres under the cursor, a two-point ruler, and the 3D view's
-// button. Depth comes from the metric stream (/metric, hue-coded JPEG) decoded in the
-// browser (hue.js); the camera model comes once from /camera.json. Extends window.depthcam
-// with depthAt(x, y), pointAt(x, y), measure(p1, p2), metricReady() and cloudStats(); all
-// readings take the nearest pixel with depth when a pixel has none (lookup()).
+// button. Depth comes from /depth-video (10-bit H.264 decoded with WebCodecs,
+// depthvideo.js) where the browser decodes it, else from the metric stream (/metric,
+// hue-coded JPEG decoded by hue.js); `?depth=metric` picks the latter. The 3D view reads
+// /metric. The camera model comes once from /camera.json. Extends window.depthcam with
+// depthAt(x, y), pointAt(x, y), measure(p1, p2), metricReady(), depthSource(),
+// depthStats() and cloudStats(); all readings take the nearest pixel with depth when a
+// pixel has none (lookup()).
 //
-// /metric is a large stream (q90 4:4:4) that only measuring needs, so it is open only while
-// something needs it: the pointer over an image, a ruler set, the 3D view, or a script
-// calling depthAt/pointAt/measure (until it has been idle for api.metricIdleMs).
+// Depth streams are open only while something needs them: the pointer over an image, a
+// ruler set, the 3D view, or a script calling depthAt/pointAt/measure (until it has been
+// idle for api.metricIdleMs).
 import {api} from "./app.js";
 import {LatestFrame} from "./mjpeg.js";
 import {decodePixel, encodingOf} from "./hue.js";
+import {DepthVideo, videoSupported} from "./depthvideo.js";
 
 const url = api.url;
 const $ = (id) => document.getElementById(id);
 
 let camera = null;  // /camera.json
 let metric = null;  // LatestFrame of /metric while something needs it
-const needs = new Set();  // why /metric is open: "hover", "ruler", "3d", "script"
+let video = null;  // DepthVideo of /depth-video while something needs it
+let mode = "metric";  // where the tools read depth: "video" or "metric"
+let metricOpened = 0;  // when /metric opened (performance.now()), for depthStats()
+const needs = new Set();  // why depth is open: "hover", "ruler", "3d", "script"
 const needTimers = {};
 api.metricIdleMs = 10000;  // a script's calls keep /metric open this long after the last
 const HOVER_GRACE_MS = 2000;  // the pointer may cross from one image to the other
@@ -43,16 +50,38 @@ function need(why, on, forMs = 0) {
     needs.delete(why);
   }
   if (!camera) return;
-  if (needs.size && !metric) {
+  // The 3D view draws from /metric; every other need reads the tools' source.
+  const wantVideo = mode === "video" && [...needs].some((n) => n !== "3d");
+  const wantMetric = needs.has("3d") || (mode === "metric" && needs.size > 0);
+  if (wantMetric && !metric) {
     metric = new LatestFrame(url(camera.metric.route.replace(/^\//, "")), onMetricFrame);
-  } else if (!needs.size && metric) {
+    metricOpened = performance.now();
+  } else if (!wantMetric && metric) {
     metric.stop();
     metric = null;
   }
+  if (wantVideo && !video) {
+    video = new DepthVideo(url(camera.depth_video.route.replace(/^\//, "")), camera,
+                           onMetricFrame);
+  } else if (!wantVideo && video) {
+    video.stop();
+    video = null;
+  }
   api.metric = metric;
+  api.video = video;
 }
-// Which needs hold /metric open now (for tests and diagnostics).
+// Which needs hold a depth stream open now (for tests and diagnostics).
 api.metricNeeds = () => [...needs].sort();
+// Where the depth tools read depth: "video" (/depth-video) or "metric" (/metric).
+api.depthSource = () => mode;
+// {bytes_per_s, fps, decode_ms} of the source in use over the last seconds (zeros while
+// it is closed; decode_ms is null for /metric, whose JPEGs the browser decodes).
+api.depthStats = () => {
+  if (mode === "video") return video ? video.stats() : {bytes_per_s: 0, fps: 0, decode_ms: null};
+  const s = metric ? (performance.now() - metricOpened) / 1000 : 0;
+  return {bytes_per_s: s > 0 ? metric.bytes / s : 0, fps: s > 0 ? metric.frames / s : 0,
+          decode_ms: null};
+};
 
 // ---- depth lookup ------------------------------------------------------------------
 // Every reading (depthAt, pointAt, measure, the hover read-out, the ruler) goes through
@@ -91,12 +120,24 @@ function metricBlock(f, x0, y0, w, h) {
   return out;
 }
 
-// The newest depth frame as a source: {width, height, read(x0, y0, w, h)}; null if none.
-function depthSource() {
+// The newest depth frame of the source in use: {width, height, read(x0, y0, w, h)}; null
+// while there is none.
+function depthFrame() {
+  if (mode === "video") return video && video.frame;
   const f = metric && metric.frame;
   if (!f) return null;
   return {width: f.width, height: f.height, read: (x0, y0, w, h) => metricBlock(f, x0, y0, w, h)};
 }
+
+// The whole newest frame of the source in use as metres, {width, height, metres} (row by
+// row, 0 where there is no depth), or null: a check of every pixel, for tests.
+api.depthImage = () => {
+  const src = depthFrame();
+  if (!src) return null;
+  const got = src.read(0, 0, src.width, src.height);
+  return {width: src.width, height: src.height,
+          metres: Float32Array.from(got, (v) => (v === null ? 0 : v))};
+};
 
 // Offsets [dx, dy] within `r` pixels, nearest first; at equal distance up before down,
 // left before right (depthclient/client.py's snap_offsets orders them the same way).
@@ -124,7 +165,7 @@ function radiusOf(opts) {
 // color pixel whose depth z (metres) was taken (moved by whole pixels when snapped), or
 // null: no frame, outside the image, or no depth within `radius` pixels.
 function lookup(x, y, radius) {
-  const src = depthSource();
+  const src = depthFrame();
   if (!src || !camera) return null;
   const sx = src.width / camera.intrinsics.width, sy = src.height / camera.intrinsics.height;
   const mx = Math.floor(x * sx), my = Math.floor(y * sy);
@@ -185,13 +226,13 @@ api.depthAt = scriptCall(depthAt);
 api.pointAt = scriptCall(pointAt);
 // Metres between the 3D points at two color pixels; null if either has no depth.
 api.measure = scriptCall(measure);
-// Resolves to true once a metric frame is there for depthAt/pointAt/measure (opening
-// /metric as their calls do), false after timeoutMs without one.
+// Resolves to true once the source in use has a decoded frame for depthAt/pointAt/measure
+// (opening it as their calls do), false after timeoutMs without one.
 api.metricReady = (timeoutMs = 10000) => new Promise((resolve) => {
   const end = performance.now() + timeoutMs;
   const check = () => {
     if (camera) need("script", true, api.metricIdleMs);
-    if (metric && metric.frame) resolve(true);
+    if (depthFrame()) resolve(true);
     else if (performance.now() > end) resolve(false);
     else setTimeout(check, 50);
   };
@@ -227,7 +268,7 @@ const fmtPx = (x, y) => `(${Math.floor(x)}, ${Math.floor(y)})`;
 function showHover() {
   if (!hover) return;
   const [x, y] = hover;
-  const ready = !!(metric && metric.frame);
+  const ready = !!depthFrame();
   hoverHit = ready ? lookup(x, y, radiusOf()) : null;
   const where = hoverHit && hoverHit.snapped ?
     `${fmtPx(x, y)} → ${fmtPx(hoverHit.x, hoverHit.y)}` : fmtPx(x, y);
@@ -247,7 +288,7 @@ function drawRuler() {
   rulerEnds = ruler.map(([x, y]) => lookup(x, y, radiusOf()));
   rulerDist = ruler.length === 2 && rulerEnds[0] && rulerEnds[1] ?
     distance(pointOf(rulerEnds[0]), pointOf(rulerEnds[1])) : null;
-  const waiting = ruler.length === 2 && !(metric && metric.frame);
+  const waiting = ruler.length === 2 && !depthFrame();
   const text = ruler.length === 2 ? `ruler: ${waiting ? "reading depth…" : rulerDist === null ?
     "no depth at an end" : rulerDist.toFixed(3) + " m"}` :
     ruler.length === 1 ? "ruler: click the second point" : "ruler: click two points";
@@ -412,7 +453,11 @@ async function main() {
     button.textContent = "3D view: this browser has no WebGL2";
   }
   try {
-    camera = await loadCamera();
+    const cam = await loadCamera();
+    // The source is settled before anything can open one (need() waits for `camera`).
+    const asked = new URLSearchParams(location.search).get("depth");
+    mode = asked !== "metric" && await videoSupported(cam) ? "video" : "metric";
+    camera = cam;
   } catch (e) {
     $("depth-error").textContent = String(e.message || e);
     button.disabled = true;
