@@ -38,6 +38,7 @@ HEAVY_MODULES = (
     "push/test_gps.py",  # 26
     "e2e/test_ingest.py",  # 23
     "e2e/test_flood.py",  # 22
+    "e2e/test_depth_video.py",  # 16
     "e2e/test_recording_source.py",  # 15
     "media/test_recorder.py",  # 15
     "e2e/test_streams.py",  # 14
