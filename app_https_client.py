@@ -15,7 +15,15 @@ import logging
 import multiprocessing
 import sys
 
-from encoder.options import MIN_H264, H264Options, add_h264_args, h264_options
+from encoder.options import (
+    DEFAULT_DEPTH_VIDEO_BITRATE,
+    MIN_DEPTH_VIDEO,
+    MIN_H264,
+    DepthVideoOptions,
+    H264Options,
+    add_h264_args,
+    h264_options,
+)
 from media.urls import parse_destination, redact
 from pipeline.args import bitrate, ranged
 from pipeline.child import CannotStart, setup_logging
@@ -73,6 +81,11 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                    "(default); mjpeg: concatenated JPEGs (always so for tcp:// unless h264); "
                    "h264: color as H.264 in MPEG-TS, capture time as PTS (the only format "
                    "for rtmp:// and rtsp://)")
+    g.add_argument("--depth", action="store_true",
+                   help="with --format h264 to http(s):// or tcp://: also carry depth in "
+                   "metres as 10-bit H.264 (the depth video), as a second stream of the "
+                   "same MPEG-TS; python3 -m depthclient.ts turns a recording of it into "
+                   "metres")
     g.add_argument("--stream", choices=("combined", "color", "depth"), default="combined",
                    help="what to push (default combined: color and depth side by side)")
     g.add_argument("--ca-file", metavar="PEM",
@@ -121,6 +134,10 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         if ns.max_bitrate is not None and ns.max_bitrate < MIN_H264:
             p.error(f"--max-bitrate {ns.max_bitrate:g}: H.264 needs at least "
                     f"{MIN_H264 // 1000}k bit/s")
+    if ns.depth and ns.fmt != "h264":
+        p.error("--depth needs --format h264 (the depth video goes beside H.264 colour)")
+    if ns.depth and scheme in MEDIA_SCHEMES:
+        p.error(f"--depth: {scheme}:// carries one video stream; push to http(s):// or tcp://")
     if ns.ca_file:
         try:
             open(ns.ca_file, "rb").close()
@@ -142,7 +159,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                        max_retries=ns.max_retries, ca_file=ns.ca_file, insecure=ns.insecure,
                        adapt=ns.adapt, max_bitrate=ns.max_bitrate, max_quality=cfg.quality,
                        min_quality=ns.min_quality, min_width=ns.min_width,
-                       h264=h264_options(ns))
+                       h264=h264_options(ns), depth=ns.depth)
     gps_opts = (GpsOptions(spec=ns.gps, url=ns.gps_url, interval=ns.gps_interval,
                            ca_file=ns.ca_file, insecure=ns.insecure)
                 if push_reads_gps else None)
@@ -153,7 +170,13 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         h264 = H264Options(bitrate=h264_cap(push), gop=push.h264.gop, vbv_seconds=VBV_S)
     elif robotics.h264:
         h264 = push.h264
-    return Plan(pipeline=cfg, push=push, gps=gps_opts, h264=h264, robotics=robotics)
+    # The depth video beside it: capped at half of what colour may reach, so on a thin
+    # link depth loses accuracy before colour loses its frames.
+    depth_video = (DepthVideoOptions(bitrate=min(DEFAULT_DEPTH_VIDEO_BITRATE,
+                                                 max(h264_cap(push) // 2, MIN_DEPTH_VIDEO)),
+                                     gop=push.h264.gop) if push.depth else None)
+    return Plan(pipeline=cfg, push=push, gps=gps_opts, h264=h264, robotics=robotics,
+                depth_video=depth_video)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -172,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
                f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
-    log.info("pushing %s as %s to %s, %s%s", opts.stream, opts.fmt, redact(opts.url), how, cap)
+    what = f"{opts.stream} and depth (10-bit H.264)" if opts.depth else opts.stream
+    log.info("pushing %s as %s to %s, %s%s", what, opts.fmt, redact(opts.url), how, cap)
     from wiring.launch import run_pipeline  # noqa: PLC0415  (children re-import this module)
 
     try:

@@ -1,15 +1,17 @@
 """The depth-video stage: newest raw depth in, one 10-bit H.264 access unit out, for every
-/depth-video client.
+/depth-video client and the push.
 
 A child of its own beside the JPEG encoder and the colour H.264 stage, so its cost and
 any crash stay here. It encodes only while the web counts clients of /depth-video
-(`dv_viewers`); each access unit goes into the depth-video ring with the frame's number
-and capture time, and the web is woken to send it. Depth is mapped to 10-bit codes by
-media/depthcode.py over --depth-min/--depth-max; a frame without depth (NO SIGNAL, a
-source without a depth stream) is all "no depth". A keyframe comes every `gop` frames,
-when watching starts, and when the web asks for one (`dv_keyframe_requests`, a new
-client), at most one per KEYFRAME_MIN_GAP_S with a request inside the gap served at its
-end.
+(`dv_viewers`) or a push carries it (`sink_dv`); each access unit goes into the
+depth-video ring with the frame's number and capture time, and the readers are woken.
+Depth is mapped to 10-bit codes by media/depthcode.py over --depth-min/--depth-max; a
+frame without depth (NO SIGNAL, a source without a depth stream) is all "no depth".
+Every keyframe carries the mapping, and the camera's intrinsics, in an SEI
+(media/depth_video.py), so a recorded stream reads as metres and points anywhere.
+A keyframe comes every `gop` frames, when watching starts, and when the web or the push
+asks for one (`dv_keyframe_requests`, `push_dv_keyframes`: a new client, a reconnect),
+at most one per KEYFRAME_MIN_GAP_S, a request inside the gap served at its end.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ import logging
 import select
 import time
 from multiprocessing.connection import Connection
+from typing import Any
 
 import numpy as np
 
 from encoder.options import DepthVideoOptions
 from encoder.stats import StageStats
-from media.depth_video import DepthVideoEncoder, VideoSettings
-from media.depthcode import INVALID_CODE, DepthCoder
+from media.depth_video import DepthVideoEncoder, VideoSettings, mapping_sei, with_mapping
+from media.depthcode import INVALID_CODE, DepthCoder, mapping_doc
+from media.geometry import camera_model
 from pipeline.child import Child, drain, set_nonblocking_writer, wake
 from pipeline.config import Config
 from pipeline.control import Control
@@ -48,7 +52,7 @@ class DepthVideoStage:
         self.stats = StageStats(control, "dv")
         self.last = 0
         self.watching = False
-        self.requests = control["dv_keyframe_requests"]
+        self.requests = control["dv_keyframe_requests"] + control["push_dv_keyframes"]
         self.last_forced = 0.0
         self.pending_key = False
 
@@ -66,9 +70,17 @@ class DepthVideoStage:
                      "every %d frames", w, h, o.crf, o.bitrate, o.gop)
         return self.enc
 
+    def _mapping(self) -> bytes:
+        """The SEI of every keyframe: the mapping, and the intrinsics where known."""
+        doc: dict[str, Any] = mapping_doc(self.cfg.depth_min, self.cfg.depth_max)
+        model = camera_model(self.control.info())
+        if model is not None:
+            doc["intrinsics"] = model["intrinsics"]
+        return mapping_sei(doc)
+
     def _keyframe_wanted(self) -> None:
         """Turn the web's requests into at most one forced keyframe per gap."""
-        n = self.control["dv_keyframe_requests"]
+        n = self.control["dv_keyframe_requests"] + self.control["push_dv_keyframes"]
         if n != self.requests:
             self.requests = n
             self.pending_key = True
@@ -83,7 +95,7 @@ class DepthVideoStage:
 
     def step(self) -> None:
         """One wake-up: the newest raw frame, encoded if someone watches."""
-        watching = self.control["dv_viewers"] > 0
+        watching = self.control["dv_viewers"] + self.control["sink_dv"] > 0
         if watching and not self.watching and self.enc is not None:
             self.enc.force_keyframe()
         self.watching = watching
@@ -115,18 +127,19 @@ class DepthVideoStage:
         self.last = counter
         enc = self._encoder(w, h)
         for au in enc.encode(codes):
+            data = with_mapping(au.data, self._mapping()) if au.keyframe else au.data
             t1 = time.time()
-            if len(au.data) > self.out.capacity:
+            if len(data) > self.out.capacity:
                 log.warning("depth access unit of %d bytes exceeds the slot (%d); dropped",
-                            len(au.data), self.out.capacity)
+                            len(data), self.out.capacity)
                 enc.force_keyframe()
                 continue
-            self.out.publish(au.data, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
+            self.out.publish(data, frame_no=meta.frame_no, ts_capture=meta.ts_capture,
                              ts_aux1=t0, ts_aux2=t1, width=w, height=h,
                              flags=FLAG_KEYFRAME if au.keyframe else 0)
             if self.notify is not None:
                 wake(self.notify)
-            self.stats.record(len(au.data), au.keyframe, t1 - t0)
+            self.stats.record(len(data), au.keyframe, t1 - t0)
 
 
 def depth_video_main(child: Child, opts: DepthVideoOptions) -> None:

@@ -12,6 +12,7 @@ access units back into codes with libavcodec, as a script or a receiver would.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from media.depthcode import CHROMA_CODE
-from media.h264 import AccessUnit, h264_level
+from media.h264 import AccessUnit, h264_level, nal_type, split_nals
 
 CODECS = {
     # name: (libav encoder, decoder, WebCodecs codec string)
@@ -28,6 +29,68 @@ CODECS = {
     "hevc": ("libx265", "hevc", "hvc1.2.4.L120.90"),
 }
 """The candidate codecs (docs/DEPTH_VIDEO.md); h264 is the one the server streams."""
+
+
+MAPPING_UUID = bytes.fromhex("6d6574726573a10bde70746876696400")
+"""The SEI (user data unregistered) that carries the mapping in the stream itself."""
+_START = b"\x00\x00\x00\x01"
+
+
+def mapping_sei(doc: dict[str, Any]) -> bytes:
+    """An Annex B SEI NAL unit with `doc` as JSON: what a recorded stream needs to be read
+    as metres once it has left the server (MPEG-TS over the push, a file)."""
+    payload = MAPPING_UUID + json.dumps(doc, separators=(",", ":")).encode()
+    size, body = len(payload), bytearray([6, 5])  # NAL type 6; payload type 5
+    while size >= 255:
+        body.append(255)
+        size -= 255
+    body.append(size)
+    body += payload
+    body.append(0x80)  # rbsp trailing bits
+    return _START + _escape(bytes(body))
+
+
+def _escape(rbsp: bytes) -> bytes:
+    """Emulation prevention: 0x03 after every two zero bytes followed by 0-3."""
+    out, zeros = bytearray(), 0
+    for b in rbsp:
+        if zeros >= 2 and b <= 3:
+            out.append(3)
+            zeros = 0
+        out.append(b)
+        zeros = zeros + 1 if b == 0 else 0
+    return bytes(out)
+
+
+def with_mapping(au: bytes, sei: bytes) -> bytes:
+    """The access unit with `sei` placed before its first slice, as SEI must be."""
+    pos = au.find(b"\x00\x00\x01")
+    while 0 <= pos < len(au) - 3:
+        if au[pos + 3] & 0x1F in (1, 5):
+            start = pos - 1 if pos > 0 and au[pos - 1] == 0 else pos
+            return au[:start] + sei + au[start:]
+        pos = au.find(b"\x00\x00\x01", pos + 3)
+    return au
+
+
+def read_mapping(au: bytes) -> dict[str, Any] | None:
+    """The mapping a `mapping_sei` in this access unit carries, or None."""
+    for nal in split_nals(au):
+        raw = bytes(nal).replace(b"\x00\x00\x03", b"\x00\x00")
+        if nal_type(raw) != 6 or len(raw) < 2 or raw[1] != 5:
+            continue
+        i, size = 2, 0
+        while raw[i] == 255:
+            size += 255
+            i += 1
+        size += raw[i]
+        payload = raw[i + 1:i + 1 + size]
+        if payload[:16] == MAPPING_UUID:
+            try:
+                return json.loads(payload[16:])
+            except ValueError:
+                return None
+    return None
 
 
 @dataclass(frozen=True)

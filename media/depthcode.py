@@ -21,6 +21,7 @@ lossy codec keeps, and left in it smears the depth of the pixels beside it well 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,6 +42,12 @@ SPECK_AT_MOST = 3
 """A hole is a speck (filled for video) when its 3x3 block holds at most this many holes:
 the rim of a region without depth always holds more, so regions keep their edges."""
 _NEIGHBOURS = np.ones((3, 3), np.uint8)
+
+
+def mapping_doc(dmin: float, dmax: float) -> dict[str, Any]:
+    """The mapping's parameters, as /camera.json, the stream's headers and its SEI say them."""
+    return {"coding": "log10", "min": dmin, "max": dmax, "code_lo": CODE_LO,
+            "code_hi": CODE_HI, "invalid_below": INVALID_BELOW}
 
 
 def step_ratio(dmin: float, dmax: float) -> float:

@@ -1,10 +1,12 @@
 """A small MPEG-TS packetizer: H.264 access units in, 188-byte transport packets out.
 
-Enough of ISO 13818-1 for one H.264 program: PAT and PMT before every keyframe (a
-receiver can join at any IDR), one PES per access unit with an access unit delimiter,
-PCR on the video PID, and the frame's capture time as its PTS (90 kHz, modulo 2**33,
-about 26.5 h), so a receiver can tell how old each frame is. No re-encoding, no buffering:
-each call returns the bytes of one frame, ready to write.
+Enough of ISO 13818-1 for one program of H.264 streams: colour on VIDEO_PID and, when the
+push carries it, the depth video on DEPTH_PID (stream #1 to ffmpeg; it describes itself
+in an SEI: media/depth_video.py). PAT and PMT come before every keyframe (a receiver can
+join at any IDR), one PES per access unit with an access unit delimiter, PCR on the
+colour PID, and the frame's capture time as its PTS (90 kHz, modulo 2**33, about 26.5 h),
+so a receiver can tell how old each frame is and pair colour with depth. No re-encoding,
+no buffering: each call returns the bytes of one frame, ready to write.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 PACKET = 188
 PMT_PID = 0x1000
 VIDEO_PID = 0x100
+DEPTH_PID = 0x101
+STREAM_ID = {VIDEO_PID: 0xE0, DEPTH_PID: 0xE1}
 PROGRAM = 1
 STREAM_TYPE_H264 = 0x1B
 CLOCK = 90_000
@@ -60,10 +64,12 @@ def _pts_bytes(pts: int, marker: int = 0x2) -> bytes:
 
 
 class TsMuxer:
-    """Packetizes one H.264 elementary stream; keeps the continuity counters."""
+    """Packetizes the colour H.264 stream (and the depth video's, with `depth`); keeps the
+    continuity counters."""
 
-    def __init__(self) -> None:
-        self._cc = {0: 0, PMT_PID: 0, VIDEO_PID: 0}
+    def __init__(self, depth: bool = False) -> None:
+        self.pids = (VIDEO_PID, DEPTH_PID) if depth else (VIDEO_PID,)
+        self._cc = {0: 0, PMT_PID: 0, **dict.fromkeys(self.pids, 0)}
 
     def _packets(self, pid: int, payload: bytes, *, pcr: int | None = None,
                  random_access: bool = False) -> bytes:
@@ -104,15 +110,17 @@ class TsMuxer:
         """PAT and PMT, one packet each."""
         pat = _section(0x00, 1, bytes([PROGRAM >> 8, PROGRAM & 0xFF,
                                        0xE0 | PMT_PID >> 8, PMT_PID & 0xFF]))
-        pmt_body = bytes([0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0,
-                          STREAM_TYPE_H264, 0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0])
+        pmt_body = bytes([0xE0 | VIDEO_PID >> 8, VIDEO_PID & 0xFF, 0xF0, 0])  # PCR PID
+        for pid in self.pids:
+            pmt_body += bytes([STREAM_TYPE_H264, 0xE0 | pid >> 8, pid & 0xFF, 0xF0, 0])
         pmt = _section(0x02, PROGRAM, pmt_body)
         return (self._packets(0, b"\x00" + pat) + self._packets(PMT_PID, b"\x00" + pmt))
 
-    def mux(self, au: bytes, t: float, keyframe: bool) -> bytes:
-        """One access unit (Annex B) captured at time `t` (seconds) as TS packets."""
+    def mux(self, au: bytes, t: float, keyframe: bool, pid: int = VIDEO_PID) -> bytes:
+        """One access unit (Annex B) of stream `pid` captured at time `t` (seconds) as TS
+        packets."""
         pts = pts_of(t)
-        header = b"\x00\x00\x01\xe0\x00\x00\x80\x80\x05" + _pts_bytes(pts)
-        body = self._packets(VIDEO_PID, header + AUD + au, pcr=(pts - PCR_LEAD) % PTS_MOD,
-                             random_access=keyframe)
+        header = bytes([0, 0, 1, STREAM_ID[pid], 0, 0, 0x80, 0x80, 5]) + _pts_bytes(pts)
+        pcr = (pts - PCR_LEAD) % PTS_MOD if pid == VIDEO_PID else None
+        body = self._packets(pid, header + AUD + au, pcr=pcr, random_access=keyframe)
         return (self.tables() + body) if keyframe else body

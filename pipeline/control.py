@@ -82,6 +82,8 @@ FIELDS: tuple[str, ...] = (
     # /depth-video clients and a counter it bumps to ask for a keyframe (writer: web)
     "hb_depthvideo", "dv_frames", "dv_keyframes", "dv_fps", "dv_bps", "dv_encode_ms",
     "dv_bytes", "restarts_depthvideo", "pid_depthvideo", "dv_viewers", "dv_keyframe_requests",
+    # the push carrying the depth video beside colour (writer: push), as sink_h264 does
+    "sink_dv", "push_dv_keyframes",
 )
 _INDEX = {name: i for i, name in enumerate(FIELDS)}
 NUM_FIELDS = 128

@@ -9,6 +9,10 @@ in `sink_h264`, asks for a keyframe on every (re)connect so the receiver starts 
 and asks for the bit rate the link carries (`push_h264_bitrate`, at most --h264-bitrate
 and --max-bitrate). Unlike JPEGs, access units cannot be skipped one by one: when the link
 falls a whole ring behind, the push drops to the next keyframe and asks for one.
+
+With `--depth` the depth video (encoder/depth_video_stage.py) goes into the same TS as a
+second stream, the two interleaved by capture time; the push announces itself in
+`sink_dv`, and colour is asked for what the link carries less what depth takes.
 """
 
 from __future__ import annotations
@@ -26,16 +30,16 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection as MpConnection
 from urllib.parse import urlsplit
 
-from media.ts import TsMuxer
+from media.ts import DEPTH_PID, VIDEO_PID, TsMuxer
 from media.urls import parse_destination, redact
-from pipeline.child import CannotStart
+from pipeline.child import CannotStart, drain
 from pipeline.control import Control
 from pipeline.procs import stop_process
-from pipeline.shm import FLAG_KEYFRAME, FrameRing
+from pipeline.shm import FLAG_KEYFRAME, FrameRing, SlotMeta
 from push.adapt import Adapter
 from push.connection import CONNECT_TIMEOUT_S, STALL_TIMEOUT_S, Connection, Output, PushFailed
 from push.options import PushOptions
-from push.pusher import Pusher, Stats
+from push.pusher import WAIT_S, Pusher, Stats
 
 log = logging.getLogger("push")
 
@@ -189,49 +193,24 @@ class FfmpegOutput:
         self.proc = None
 
 
-class H264Pusher(Pusher):
-    """Push every access unit in order; follow the link with the encoder's bit rate."""
+class UnitCursor:
+    """One stream's place in its ring: every access unit in order, from a keyframe on. A
+    reader lapped by the ring resumes at the next keyframe and asks for one (`ask`)."""
 
-    def __init__(self, opts: PushOptions, ring: FrameRing, control: Control,
-                 wake_r: MpConnection, stop: threading.Event, *,
-                 beat: Callable[[], None]) -> None:
-        super().__init__(opts, ring, control, wake_r, stop, beat=beat)
-        self.cap = h264_cap(opts)
-        self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
-                               self.cap) if opts.adapt else None
-        self.requested = min(self.cap, START_BITRATE) if opts.adapt else self.cap
+    def __init__(self, ring: FrameRing, pid: int, ask: Callable[[], None]) -> None:
+        self.ring, self.pid, self.ask = ring, pid, ask
+        self.scan = self.nxt = 0  # where to look for a keyframe; next unit (0: waiting)
         self.resyncs = 0
-        # Per connection: the muxer, where to look for a keyframe, the next access unit
-        # to send (0 while waiting for a keyframe), and whether "connected" is still due.
-        self.mux = TsMuxer()
-        self.scan = self.nxt = 0
-        self.announce = False
+        self.pending: tuple[SlotMeta, bytes] | None = None
 
-    def _begin(self) -> None:
-        self.control["push_h264_bitrate"] = self.requested
+    def restart(self) -> None:
+        """A new connection: start at the next keyframe."""
+        self.scan, self.nxt, self.pending = self.ring.counter() + 1, 0, None
 
-    def _end(self) -> None:
-        self.control["sink_h264"] = 0
-        self.control["push_h264_bitrate"] = 0
-
-    def _connection(self) -> Output:
-        if urlsplit(self.opts.url).scheme in MEDIA_SCHEMES:
-            return FfmpegOutput(self.opts, self.beat)
-        return Connection(self.opts, self.beat)
-
-    def _stream(self, conn: Output) -> None:
-        # A consumer only while connected: the stage idles while the destination is down.
-        self.control["sink_h264"] = 1
-        try:
-            self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
-            self.mux = TsMuxer()
-            self.scan, self.nxt = self.ring.counter() + 1, 0
-            self.announce = getattr(conn, "deferred", False)
-            super()._stream(conn)
-        finally:
-            self.control["sink_h264"] = 0
-
-    def _step(self, conn: Output) -> None:
+    def peek(self) -> tuple[SlotMeta, bytes] | None:
+        """The next unit to send, or None (none yet, or waiting for a keyframe)."""
+        if self.pending is not None:
+            return self.pending
         latest = self.ring.counter()
         if self.nxt == 0:
             for c in range(max(self.scan, latest - self.ring.nslots + 2), latest + 1):
@@ -241,29 +220,105 @@ class H264Pusher(Pusher):
                     break
             self.scan = latest + 1
         if self.nxt == 0 or self.nxt > latest:
+            return None
+        self.pending = self.ring.read_counter(self.nxt)
+        if self.pending is None:  # more than a ring behind: resume at a fresh keyframe
+            self.resyncs += 1
+            log.debug("fell %d access units behind; waiting for a keyframe",
+                      self.ring.counter() - self.nxt)
+            self.ask()
+            self.nxt, self.scan = 0, self.ring.counter() + 1
+        return self.pending
+
+    def advance(self) -> None:
+        self.nxt += 1
+        self.pending = None
+
+
+class H264Pusher(Pusher):
+    """Push every access unit in order; follow the link with the encoder's bit rate."""
+
+    def __init__(self, opts: PushOptions, ring: FrameRing, control: Control,
+                 wake_r: MpConnection, stop: threading.Event, *,
+                 beat: Callable[[], None], depth: FrameRing | None = None,
+                 depth_wake_r: MpConnection | None = None) -> None:
+        super().__init__(opts, ring, control, wake_r, stop, beat=beat)
+        self.cap = h264_cap(opts)
+        self.adapter = Adapter(opts.max_quality, opts.min_quality, opts.min_width,
+                               self.cap) if opts.adapt else None
+        self.requested = min(self.cap, START_BITRATE) if opts.adapt else self.cap
+        self.cursors = [UnitCursor(ring, VIDEO_PID,
+                                   lambda: self.control.add("push_h264_keyframes"))]
+        if depth is not None:
+            self.cursors.append(UnitCursor(depth, DEPTH_PID,
+                                           lambda: self.control.add("push_dv_keyframes")))
+        self.wakes = [w for w in (wake_r, depth_wake_r) if w is not None]
+        # Per connection: the muxer, and whether "connected" is still due.
+        self.mux = TsMuxer(depth=depth is not None)
+        self.announce = False
+
+    @property
+    def resyncs(self) -> int:
+        return sum(c.resyncs for c in self.cursors)
+
+    def _begin(self) -> None:
+        self.control["push_h264_bitrate"] = self.requested
+
+    def _end(self) -> None:
+        self.control["sink_h264"] = self.control["sink_dv"] = 0
+        self.control["push_h264_bitrate"] = 0
+
+    def _connection(self) -> Output:
+        if urlsplit(self.opts.url).scheme in MEDIA_SCHEMES:
+            return FfmpegOutput(self.opts, self.beat)
+        return Connection(self.opts, self.beat)
+
+    def _stream(self, conn: Output) -> None:
+        # A consumer only while connected: the stages idle while the destination is down.
+        depth = len(self.cursors) > 1
+        self.control["sink_h264"] = 1
+        self.control["sink_dv"] = int(depth)
+        try:
+            self.control.add("push_h264_keyframes")  # the receiver starts with a fresh IDR
+            if depth:
+                self.control.add("push_dv_keyframes")
+            self.mux = TsMuxer(depth=depth)
+            for cursor in self.cursors:
+                cursor.restart()
+            self.announce = getattr(conn, "deferred", False)
+            super()._stream(conn)
+        finally:
+            self.control["sink_h264"] = self.control["sink_dv"] = 0
+
+    def _step(self, conn: Output) -> None:
+        ready = [(got[0].ts_capture, i) for i, c in enumerate(self.cursors)
+                 if (got := c.peek()) is not None]
+        if not ready:
             self._idle()
             self.progress = time.monotonic()  # nothing to send is not a stalled link
             return
         if not self._room(conn):
             return
-        got = self.ring.read_counter(self.nxt)
-        if got is None:  # more than a ring behind: resume at a fresh keyframe
-            self.resyncs += 1
-            log.debug("fell %d access units behind; waiting for a keyframe",
-                      self.ring.counter() - self.nxt)
-            self.control.add("push_h264_keyframes")
-            self.nxt, self.scan = 0, self.ring.counter() + 1
-            return
-        meta, au = got
-        data = self.mux.mux(au, meta.ts_capture, bool(meta.flags & FLAG_KEYFRAME))
+        cursor = self.cursors[min(ready)[1]]  # the older capture first: streams interleave
+        assert cursor.pending is not None
+        meta, au = cursor.pending
+        data = self.mux.mux(au, meta.ts_capture, bool(meta.flags & FLAG_KEYFRAME),
+                            pid=cursor.pid)
         t_send = time.monotonic()
         n = conn.send_bytes(data)
         self._sent(meta, 0, n, t_send)
-        self.nxt += 1
+        cursor.advance()
         if self.announce and getattr(conn, "established", None) is not None \
                 and conn.established.is_set():  # type: ignore[attr-defined]
             self.announce = False
             self._connected()
+
+    def _idle(self) -> None:
+        """Nothing new in either ring: wait up to WAIT_S for a stage's wake-up."""
+        readable, _, _ = select.select([w.fileno() for w in self.wakes], [], [], WAIT_S)
+        for w in self.wakes:
+            if w.fileno() in readable:
+                drain(w)
 
     def _adapt(self, m: dict[str, float]) -> None:
         """Fold one tick into the link estimate and ask the stage for a bit rate that fits."""
@@ -274,6 +329,8 @@ class H264Pusher(Pusher):
         if not ad.capacity:
             return
         fit = ad.capacity * 8 * H264_HEADROOM
+        if len(self.cursors) > 1:  # what depth takes of the link is not colour's
+            fit = max(fit - self.control["dv_bps"], MIN_H264_BITRATE)
         want = min(fit, self.requested * STEP_UP)
         want = int(max(MIN_H264_BITRATE, min(self.cap, want)))
         log.debug("tick: sent %.2f Mbit/s busy %.0f%% delivery %.2f Mbit/s -> link %.2f "

@@ -14,8 +14,10 @@ def push_main(child: Child, opts: PushOptions) -> None:
     handles = child.handles
     if opts.fmt == "h264":
         ring = FrameRing.attach(handles.h264)
+        depth = FrameRing.attach(handles.depth_video) if opts.depth else None
         H264Pusher(opts, ring, child.control, handles.h264_wake_r, child.stop,
-                   beat=child.beat).run()
+                   beat=child.beat, depth=depth,
+                   depth_wake_r=handles.depth_video_wake_r if opts.depth else None).run()
         return
     ring = FrameRing.attach(handles.jpeg[opts.stream])
     MjpegPusher(opts, ring, child.control, handles.jpeg_wake_r, child.stop,

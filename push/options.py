@@ -28,6 +28,7 @@ class PushOptions:
     min_quality: int = 30
     min_width: int = 320
     h264: H264Options = field(default_factory=H264Options)  # --format h264: top rate, GOP
+    depth: bool = False  # --depth: the depth video as a second stream of the TS
 
 
 @dataclass(frozen=True)

@@ -348,7 +348,9 @@ class TsReceiver:
     path: Path
     host: str = "127.0.0.1"
     scheme: str = "http"
+    all_streams: bool = False  # -map 0: keep the depth video beside colour
     arrivals: list[Arrival] = field(default_factory=list)
+    depth_arrivals: list[Arrival] = field(default_factory=list)
 
     def __enter__(self) -> TsReceiver:
         self._err = open(self.log_path, "wb")  # noqa: SIM115
@@ -357,6 +359,7 @@ class TsReceiver:
         argv = [shutil.which("ffmpeg") or "ffmpeg", "-nostdin", "-loglevel", "error",
                 "-fflags", "nobuffer", "-probesize", "32", "-analyzeduration", "0",
                 "-listen", "1", "-f", "mpegts", "-i", f"{self.scheme}://{host}:{self.port}",
+                *(("-map", "0") if self.all_streams else ()),
                 "-c", "copy", "-copyts", "-muxdelay", "0", "-muxpreload", "0",
                 "-f", "mpegts", "-flush_packets", "1", "pipe:1"]
         if self.link is not None:
@@ -372,9 +375,11 @@ class TsReceiver:
         assert self.proc.stdout is not None
         fd = self.proc.stdout.fileno()
         buf = bytearray()
-        pes = bytearray()
-        video_pid: int | None = None
-        last = 0.0
+        pes: dict[int, bytearray] = {}
+        # ffmpeg's TS muxer numbers the streams' PIDs from 0x100 in order (colour, depth)
+        # and gives every video PES stream id 0xE0.
+        kind = {0x100: self.arrivals, 0x101: self.depth_arrivals}
+        last: dict[int, float] = {}
         while True:
             data = os.read(fd, 1 << 16)
             if not data:
@@ -395,21 +400,19 @@ class TsReceiver:
                 if not pkt[3] & 0x10 or off >= TS_PACKET:
                     continue
                 payload = pkt[off:]
-                if start and payload[:4] == b"\x00\x00\x01\xe0":
-                    video_pid = pid
-                if pid != video_pid:
+                if pid not in kind:
                     continue
                 if start:
-                    self._unit(pes, last)
-                    pes = bytearray()
-                pes += payload
-                last = now  # when the unit's latest byte arrived
+                    self._unit(kind[pid], pes.get(pid, bytearray()), last.get(pid, 0.0))
+                    pes[pid] = bytearray()
+                pes.setdefault(pid, bytearray()).extend(payload)
+                last[pid] = now  # when the unit's latest byte arrived
 
-    def _unit(self, pes: bytearray, now: float) -> None:
+    def _unit(self, into: list[Arrival], pes: bytearray, now: float) -> None:
         pts = _pes_pts(bytes(pes))
         if pts is None:
             return
-        self.arrivals.append(Arrival(t=now, ts_capture=capture_time(pts, now), width=0,
+        into.append(Arrival(t=now, ts_capture=capture_time(pts, now), width=0,
                                      quality=0, nbytes=len(pes)))
 
     def __exit__(self, *exc: object) -> None:
@@ -418,9 +421,11 @@ class TsReceiver:
         self._err.close()
         self._out.close()
 
-    def window(self, t0: float, t1: float) -> list[Arrival]:
-        """Access units that arrived between two time.time() instants."""
-        return [a for a in list(self.arrivals) if t0 <= a.t < t1]
+    def window(self, t0: float, t1: float, depth: bool = False) -> list[Arrival]:
+        """Access units (of colour, or of the depth video) that arrived between two
+        time.time() instants."""
+        return [a for a in list(self.depth_arrivals if depth else self.arrivals)
+                if t0 <= a.t < t1]
 
 
 def probe_frames(path: Path, seconds: float | None = None) -> list[dict[str, str]]:

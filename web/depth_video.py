@@ -21,7 +21,7 @@ import gevent.event
 import gevent.select
 
 from media.depth_video import webcodecs_codec
-from media.depthcode import CODE_HI, CODE_LO, INVALID_BELOW
+from media.depthcode import mapping_doc
 from pipeline.child import drain
 from pipeline.config import Config
 from pipeline.control import Control
@@ -37,8 +37,7 @@ IDLE_WAIT_S = 1.0
 def coding(cfg: Config) -> dict[str, Any]:
     """How to read the stream's 10-bit luma as metres (media/depthcode.py), for
     /camera.json."""
-    return {"coding": "log10", "min": cfg.depth_min, "max": cfg.depth_max,
-            "code_lo": CODE_LO, "code_hi": CODE_HI, "invalid_below": INVALID_BELOW}
+    return mapping_doc(cfg.depth_min, cfg.depth_max)
 
 
 def coding_headers(cfg: Config) -> dict[str, str]:

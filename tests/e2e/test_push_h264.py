@@ -9,14 +9,18 @@ app_https_client.py --format h264.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from depthclient.ts import read_ts
+from tests.camera.rs_recording import make_recording, scene_depth
 from tests.conftest import require
 from tests.helpers import PYTHON, RATE_SHARE, ROOT, free_port
 from tests.shaped import (
@@ -118,6 +122,41 @@ def test_720p_h264_over_4mbit_keeps_the_capture_rate_and_starts_decodable(
     assert "Traceback" not in text
 
 
+def test_720p_h264_and_depth_over_4mbit_both_keep_pace(link: ShapedLink,
+                                                       tmp_path: Path) -> None:
+    """Colour and the depth video in one TS over the 4 Mbit/s link: each stream delivers
+    what its stage produced, colour within the latency the colour-only push has, and the
+    depth decodes to metres. (The bytes cross unchanged: the accuracy on a known depth is
+    the loopback test's, below.)"""
+    log, ts = tmp_path / "push.log", tmp_path / "rx.ts"
+    with TsReceiver(link, 8102, tmp_path / "ffmpeg.log", ts, all_streams=True) as rx, \
+            pusher(link, 8102, log, *HD, *H264, "--depth"):
+        wait_until(lambda: rx.arrivals and rx.depth_arrivals, 40, "both streams", log)
+        time.sleep(2.0)  # the bit rate climbs to what the link carries
+        t0 = time.time()
+        time.sleep(8.0)
+        t1 = time.time()
+        colour, depth = rx.window(t0, t1), rx.window(t0, t1, depth=True)
+    text = log.read_text(errors="replace")
+    for name, units in (("colour", colour), ("depth", depth)):
+        s = summary(units, t1 - t0)
+        captured_span = units[-1].ts_capture - units[0].ts_capture
+        arrived_span = units[-1].t - units[0].t
+        assert captured_span >= RATE_SHARE * arrived_span, (name, s, text[-2000:])
+        produced = (len(units) - 1) / captured_span
+        assert s["fps"] >= RATE_SHARE * produced, (name, s, produced)
+    both = summary(colour, t1 - t0)
+    assert both["p50_ms"] <= 300, both
+    bits = sum(a.nbytes for a in colour + depth) * 8 / (t1 - t0)
+    assert bits < 4e6, bits
+    frames = list(read_ts(ts))
+    assert len(frames) >= len(depth)
+    for f in frames[-5:]:
+        d = f.depth_m[f.depth_m > 0]
+        assert d.size > f.depth_m.size // 2 and d.min() >= 0.3 and d.max() <= 6.0
+    assert "Traceback" not in text
+
+
 def test_tcp_h264_restarts_at_a_keyframe_on_every_reconnect(tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "push.log"
@@ -143,6 +182,77 @@ def test_tcp_h264_restarts_at_a_keyframe_on_every_reconnect(tmp_path: Path) -> N
     # One encoder for the whole run: the stage opened once, a reconnect only asks for an IDR.
     assert text.count("H.264 640x480") == 1, text
     assert "Traceback" not in text
+
+
+def streams_of(path: Path) -> list[tuple[str, str, str]]:
+    """(codec, profile, pixel format) of each stream of a file, by ffprobe."""
+    out = subprocess.run(["ffprobe", "-v", "error", "-show_streams", "-of", "json", str(path)],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    return [(st["codec_name"], st.get("profile", ""), st.get("pix_fmt", ""))
+            for st in json.loads(out)["streams"]]
+
+
+def test_depth_rides_beside_colour_and_a_recording_of_it_reads_back_as_metres(
+        tmp_path: Path) -> None:
+    """The depth video as the TS's second stream, received by ffmpeg (-map 0 -c copy) and
+    turned into metres and points by depthclient.ts, on the known-depth recording."""
+    from plyfile import PlyData  # noqa: PLC0415
+
+    w, h = 640, 480
+    rec = make_recording(tmp_path / "scene.db3", w, h, 30, frames=30,
+                         depth_fn=lambda _n: scene_depth(w, h), baseline=0.0)
+    port = free_port()
+    log, ts = tmp_path / "push.log", tmp_path / "rx.ts"
+    with TsReceiver(None, port, tmp_path / "ffmpeg.log", ts, all_streams=True) as rx:
+        proc = client(log, "-v", f"http://127.0.0.1:{port}", "--source", rec["path"],
+                      "--no-align", "--depth-max", "10", *SD, *H264, "--depth")
+        try:
+            wait_until(lambda: len(rx.depth_arrivals) >= 30 and len(rx.arrivals) >= 30, 60,
+                       "30 units of each stream", log)
+        finally:
+            kill_group(proc)
+    assert streams_of(ts) == [("h264", "Constrained Baseline", "yuv420p"),
+                              ("h264", "High 10", "yuv420p10le")]
+    out = tmp_path / "frames"
+    res = subprocess.run([PYTHON, "-m", "depthclient.ts", str(ts), str(out), "--ply",
+                          "--step", "8"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 0, res.stderr
+    frames = sorted(out.glob("*.npz"))
+    assert len(frames) >= 25, len(frames)
+    truth = scene_depth(w, h) / 1000.0
+    valid = truth > 0
+    colour_times = [float(fr["pts_time"]) for fr in probe_frames(ts)]
+    within, paired = 0, 0
+    for path in frames:
+        f = np.load(path)
+        got = f["depth_m"]
+        assert (np.abs(got[valid] - truth[valid]) <= 0.01 * truth[valid]).mean() >= 0.99
+        # Where the file has colour (ffmpeg may start copying one stream a GOP after the
+        # other), each depth frame comes with the colour of its capture.
+        if colour_times[0] <= float(f["pts"]) <= colour_times[-1]:
+            within += 1
+            paired += "color_bgr" in f
+    assert within >= 10 and paired >= within - 1, (within, paired)
+    v = PlyData.read(str(out / frames[-1].name.replace(".npz", ".ply")))["vertex"]
+    assert v.count > 1000
+    z = np.asarray(v["z"], float)
+    assert np.all((np.abs(z - 0.8) <= 0.008) | (np.abs(z - 1.5) <= 0.015))  # box, plane
+    text = log.read_text(errors="replace")
+    assert "and depth (10-bit H.264)" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("args", [
+    ("--depth",),  # MJPEG: nothing to put depth beside
+    ("--format", "h264", "--depth", "-v", "rtmp://127.0.0.1:1935/live/x"),
+])
+def test_depth_needs_h264_in_a_ts(args: tuple[str, ...]) -> None:
+    argv = [PYTHON, str(ROOT / "app_https_client.py"), *args]
+    if "-v" not in args:
+        argv += ["-v", "http://127.0.0.1:9/"]
+    res = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert res.returncode == 2 and len(lines) == 1 and "--depth" in lines[0], res.stderr
 
 
 NGINX_RTMP = """

@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 
 from camera.synthetic import SyntheticSource
-from media.depth_video import DepthVideoDecoder, DepthVideoEncoder, VideoSettings
+from media.depth_video import (
+    DepthVideoDecoder,
+    DepthVideoEncoder,
+    VideoSettings,
+    mapping_sei,
+    read_mapping,
+    with_mapping,
+)
 from media.depthcode import (
     CODE_HI,
     CODE_LO,
@@ -160,3 +167,26 @@ def test_ffprobe_reads_the_stream_as_10_bit_high_10(coder: DepthCoder, tmp_path:
     assert stream["profile"] == "High 10"
     assert stream["pix_fmt"] == "yuv420p10le"
     assert (stream["width"], stream["height"]) == (320, 240)
+
+
+def test_the_mapping_rides_in_an_sei_that_decoders_pass_over(coder: DepthCoder) -> None:
+    doc = {"coding": "log10", "min": 0.3, "max": 10.0, "code_lo": CODE_LO, "code_hi": CODE_HI,
+           "invalid_below": INVALID_BELOW, "intrinsics": {"fx": 600.0, "width": 320}}
+    enc = DepthVideoEncoder(320, 240, 30.0, VideoSettings())
+    key = enc.encode(coder.video_codes(scene_depth(320, 240)))[0]
+    assert read_mapping(key.data) is None
+    au = with_mapping(key.data, mapping_sei(doc))
+    assert read_mapping(au) == doc
+    types = [nal_type(n) for n in split_nals(au)]
+    first_slice = next(i for i, t in enumerate(types) if t in (1, 5))
+    assert 6 in types[:first_slice]  # before the first slice, as SEI must be
+    assert len(DepthVideoDecoder().decode(au)) == 1  # a decoder passes over it
+
+
+def test_sei_bytes_are_escaped_against_start_codes() -> None:
+    from media.depth_video import _escape  # noqa: PLC0415
+
+    assert _escape(b"\x00\x00\x01\x00\x00\x00\x00\x00\x04") == \
+        b"\x00\x00\x03\x01\x00\x00\x03\x00\x00\x03\x00\x04"
+    sei = mapping_sei({"min": 0.3})
+    assert b"\x00\x00\x01" not in sei[4:] and read_mapping(sei) == {"min": 0.3}
