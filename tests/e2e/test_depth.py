@@ -295,8 +295,17 @@ def test_metric_is_open_only_while_needed(browser: Browser, server: Server) -> N
     assert browser.eval("window.depthcam.metricNeeds()") == []
 
 
-def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -> None:
-    open_page(browser, server, "3d")
+def dv_viewers(server: Server) -> int:
+    code, _, body = server.get(f"/status?token={TOKEN}", timeout=3)
+    assert code == 200, body
+    return json.loads(body)["depth_video"]["viewers"]
+
+
+@pytest.mark.parametrize("source", ["video", "metric"])
+def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server,
+                                             source: str) -> None:
+    open_page(browser, server, "3d", depth=source)
+    assert browser.eval("window.depthcam.depthSource()") == source
     first = browser.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0"
                              " && window.depthcam.cloudStats()", timeout=20)
     later = browser.wait_for(f"(() => {{ const s = window.depthcam.cloudStats();"
@@ -326,11 +335,15 @@ def test_point_cloud_renders_live_on_the_gpu(browser: Browser, server: Server) -
                      " return window.depthcam.cloudStats().points; })()")
     assert browser.eval("window.__glLive") == {"texture": 0, "framebuffer": 0}
     # While the 3D view shows, the hidden 2D images download nothing: the cloud's color
-    # and the metric stream are the page's only streams.
+    # and its depth stream are the page's only streams.
     assert browser.eval("[document.getElementById('color').getAttribute('src'),"
                         " document.getElementById('depth').getAttribute('src'),"
                         " window.depthcam.colorElement()]") == [None, None, None]
-    wait_viewers(server, color=1, depth=0, metric=1)
+    wait_viewers(server, color=1, depth=0, metric=int(source == "metric"))
+    deadline = time.monotonic() + 10
+    while dv_viewers(server) != int(source == "video"):
+        assert time.monotonic() < deadline, dv_viewers(server)
+        time.sleep(0.1)
     # The metres the vertex shader decoded, read back from the GPU (every 4th pixel).
     gpu = browser.eval("(() => { const g = window.depthcam.cloud.gpuDepth();"
                        " return g && {w: g.width, h: g.height, data: Array.from(g.data)}; })()")

@@ -1,7 +1,9 @@
-// The live point cloud in WebGL2. The metric and color JPEGs go to the GPU as textures
-// untouched; the vertex shader turns each pixel's hue into metres and deprojects it with
-// the intrinsics, one vertex per (decimated) pixel, as three.js's webgl_kinect example
-// does. No per-point JavaScript runs per frame: a frame is two texture uploads and one draw.
+// The live point cloud in WebGL2. Depth goes to the GPU as it came: the metric JPEG as an
+// RGBA texture whose hue the vertex shader turns into metres, or the depth video's decoded
+// 10-bit codes as an unsigned-integer texture read through the log mapping. The colour
+// JPEG follows as a texture too, and the shader deprojects each (decimated) pixel with
+// the intrinsics, one vertex per pixel, as three.js's webgl_kinect example does. No
+// per-point JavaScript runs per frame: a frame is two texture uploads and one draw.
 import {LatestFrame} from "./mjpeg.js";
 import {HUE, MAPPINGS} from "./hue.js";
 
@@ -9,6 +11,9 @@ const VERTEX = `#version 300 es
 precision highp float;
 precision highp int;
 uniform sampler2D uDepth;
+uniform highp usampler2D uCodes;  // the depth video's 10-bit codes (uVideo)
+uniform bool uVideo;
+uniform vec3 uCoding;      // the video's code_lo, code_hi, invalid_below
 uniform sampler2D uColor;
 uniform ivec2 uGrid;       // points per row, rows
 uniform int uStep;         // decimation: one point every uStep pixels
@@ -46,14 +51,23 @@ float metres(float i) {
 void main() {
   ivec2 g = ivec2(gl_VertexID % uGrid.x, gl_VertexID / uGrid.x);
   ivec2 p = g * uStep;
-  float i = hueIndex(texelFetch(uDepth, p, 0).rgb);
-  if (i < 0.0) {                       // no depth: outside the clip volume, never drawn
+  float z = -1.0;
+  if (uVideo) {
+    float c = float(texelFetch(uCodes, p, 0).r);
+    if (c >= uCoding.z) {
+      float f = (c - uCoding.x) / (uCoding.y - uCoding.x);
+      z = clamp(uRange.x * exp(f * log(uRange.y / uRange.x)), uRange.x, uRange.y);
+    }
+  } else {
+    float i = hueIndex(texelFetch(uDepth, p, 0).rgb);
+    if (i >= 0.0) z = metres(i);
+  }
+  if (z < 0.0) {                       // no depth: outside the clip volume, never drawn
     gl_Position = vec4(2.0, 2.0, 2.0, 1.0);
     gl_PointSize = 1.0;
     vColor = vec3(0.0);
     return;
   }
-  float z = metres(i);
   if (uReadout) {                      // one pixel per grid point, holding its metres
     gl_Position = vec4((vec2(g) + 0.5) / vec2(uGrid) * 2.0 - 1.0, 0.0, 1.0);
     gl_PointSize = 1.0;
@@ -72,7 +86,7 @@ void main() {
   vec4 eye = uView * vec4(xyz, 1.0);
   gl_Position = uProj * eye;
   gl_PointSize = clamp(uPointScale * float(uStep) * z / uIntr.x / max(-eye.z, 1e-3), 1.0, 24.0);
-  ivec2 cs = textureSize(uColor, 0), ds = textureSize(uDepth, 0);
+  ivec2 cs = textureSize(uColor, 0), ds = uVideo ? textureSize(uCodes, 0) : textureSize(uDepth, 0);
   vColor = texelFetch(uColor, p * cs / ds, 0).rgb;
 }`;
 
@@ -187,12 +201,14 @@ function texture(gl) {
 }
 
 export class Cloud {
-  // box: element to fill; camera: /camera.json; metric: the page's LatestFrame of /metric;
-  // encoding(frame): {mapping, min, max} of a metric frame; colorUrl: the color stream, the
-  // page's only color download while this view shows (the 2D players pause).
-  constructor(box, {camera, metric, encoding, colorUrl, step = 2}) {
+  // box: element to fill; camera: /camera.json; metric: the page's LatestFrame of /metric,
+  // or video: its DepthVideo of /depth-video; encoding(frame): {mapping, min, max} of a
+  // metric frame; colorUrl: the color stream, the page's only color download while this
+  // view shows (the 2D players pause).
+  constructor(box, {camera, metric = null, video = null, encoding, colorUrl, step = 2}) {
     this.camera = camera;
     this.metric = metric;
+    this.video = video;
     this.encoding = encoding;
     this.step = step;
     this.canvas = document.createElement("canvas");
@@ -209,15 +225,18 @@ export class Cloud {
     for (const sh of shaders) gl.deleteShader(sh);  // the program keeps what it needs
     if (!gl.getProgramParameter(prog, gl.LINK_STATUS)) throw new Error(gl.getProgramInfoLog(prog));
     this.u = {};
-    for (const name of ["uDepth", "uColor", "uGrid", "uStep", "uIntr", "uRange", "uView", "uProj",
+    for (const name of ["uDepth", "uCodes", "uVideo", "uCoding", "uColor", "uGrid", "uStep", "uIntr", "uRange", "uView", "uProj",
       "uPointScale", "uCountSide", "uReadout"]) this.u[name] = gl.getUniformLocation(prog, name);
     this.vao = gl.createVertexArray();
     this.depthTex = texture(gl);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, 1, 1, 0, gl.RGBA, gl.UNSIGNED_BYTE, null);
+    this.codesTex = texture(gl);  // both depth samplers stay complete, whichever is read
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R16UI, 1, 1, 0, gl.RED_INTEGER, gl.UNSIGNED_SHORT, null);
     this.colorTex = texture(gl);
     gl.pixelStorei(gl.UNPACK_COLORSPACE_CONVERSION_WEBGL, gl.NONE);
     gl.pixelStorei(gl.UNPACK_PREMULTIPLY_ALPHA_WEBGL, false);
     gl.pixelStorei(gl.UNPACK_FLIP_Y_WEBGL, false);
-    const m = camera.metric;
+    const m = video ? camera.depth_video : camera.metric;
     const zc = Math.min(Math.max((m.min + m.max) / 4, m.min * 2), 3);
     this.orbit = new Orbit(this.canvas, [0, 0, zc], () => { this.dirty = true; });
     this.frames = 0;
@@ -240,11 +259,23 @@ export class Cloud {
     gl.texImage2D(gl.TEXTURE_2D, 0, gl.RGBA8, gl.RGBA, gl.UNSIGNED_BYTE, bitmap);
   }
 
+  _uploadCodes(f) {
+    const gl = this.gl;
+    gl.bindTexture(gl.TEXTURE_2D, this.codesTex);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 2);
+    gl.pixelStorei(gl.UNPACK_ROW_LENGTH, f.stride);
+    gl.texImage2D(gl.TEXTURE_2D, 0, gl.R16UI, f.width, f.height, 0, gl.RED_INTEGER,
+                  gl.UNSIGNED_SHORT, f.codes.subarray(0, f.stride * f.height));
+    gl.pixelStorei(gl.UNPACK_ROW_LENGTH, 0);
+    gl.pixelStorei(gl.UNPACK_ALIGNMENT, 4);
+  }
+
   _tick() {
     this._raf = requestAnimationFrame(() => this._tick());
-    const d = this.metric.frame, c = this.color.frame;
+    const d = this.video ? this.video.frame : this.metric.frame, c = this.color.frame;
     if (d && d !== this.depthFrame) {
-      this._upload(this.depthTex, d.bitmap);
+      if (this.video) this._uploadCodes(d);
+      else this._upload(this.depthTex, d.bitmap);
       this.depthFrame = d;
       this.newData = true;
     }
@@ -277,13 +308,23 @@ export class Cloud {
     gl.bindTexture(gl.TEXTURE_2D, this.depthTex);
     gl.activeTexture(gl.TEXTURE1);
     gl.bindTexture(gl.TEXTURE_2D, this.colorTex);
+    gl.activeTexture(gl.TEXTURE2);
+    gl.bindTexture(gl.TEXTURE_2D, this.codesTex);
     gl.uniform1i(u.uDepth, 0);
     gl.uniform1i(u.uColor, 1);
+    gl.uniform1i(u.uCodes, 2);
+    gl.uniform1i(u.uVideo, this.video ? 1 : 0);
     gl.uniform2i(u.uGrid, gw, gh);
     gl.uniform1i(u.uStep, this.step);
     gl.uniform4f(u.uIntr, k.fx * sx, k.fy * sy, k.ppx * sx, k.ppy * sy);
-    const enc = this.encoding(this.depthFrame);
-    gl.uniform3f(u.uRange, enc.min, enc.max, MAPPINGS[enc.mapping]);
+    if (this.video) {
+      const v = this.camera.depth_video;
+      gl.uniform3f(u.uRange, v.min, v.max, MAPPINGS.log);
+      gl.uniform3f(u.uCoding, v.code_lo, v.code_hi, v.invalid_below);
+    } else {
+      const enc = this.encoding(this.depthFrame);
+      gl.uniform3f(u.uRange, enc.min, enc.max, MAPPINGS[enc.mapping]);
+    }
     gl.uniform1i(u.uCountSide, countSide);
     gl.uniform1i(u.uReadout, readout ? 1 : 0);
     if (readout) {
@@ -370,14 +411,16 @@ export class Cloud {
     return {frames: this.frames, renders: this.renders, points: this.countPoints(),
             step: this.step, grid: this.depthFrame ? this._grid() : null,
             fps: seconds > 0 ? this.frames / seconds : 0,
-            bytes: this.metric.bytes + this.color.bytes};
+            bytes: (this.video || this.metric).bytes + this.color.bytes};
   }
 
   close() {
     cancelAnimationFrame(this._raf);
     this.color.stop();
     const gl = this.gl;
-    for (const t of [this.depthTex, this.colorTex, this.countTex]) if (t) gl.deleteTexture(t);
+    for (const t of [this.depthTex, this.codesTex, this.colorTex, this.countTex]) {
+      if (t) gl.deleteTexture(t);
+    }
     if (this.countFbo) gl.deleteFramebuffer(this.countFbo);
     gl.deleteVertexArray(this.vao);
     gl.deleteProgram(this.prog);

@@ -2,7 +2,7 @@
 // button. Depth comes from /depth-video (10-bit H.264 decoded with WebCodecs,
 // depthvideo.js) where the browser decodes it, else from the metric stream (/metric,
 // hue-coded JPEG decoded by hue.js); `?depth=metric` picks the latter. The 3D view reads
-// /metric. The camera model comes once from /camera.json. Extends window.depthcam with
+// the same source. The camera model comes once from /camera.json. Extends window.depthcam with
 // depthAt(x, y), pointAt(x, y), measure(p1, p2), metricReady(), depthSource(),
 // depthStats() and cloudStats(); all readings take the nearest pixel with depth when a
 // pixel has none (lookup()).
@@ -50,9 +50,8 @@ function need(why, on, forMs = 0) {
     needs.delete(why);
   }
   if (!camera) return;
-  // The 3D view draws from /metric; every other need reads the tools' source.
-  const wantVideo = mode === "video" && [...needs].some((n) => n !== "3d");
-  const wantMetric = needs.has("3d") || (mode === "metric" && needs.size > 0);
+  const wantVideo = mode === "video" && needs.size > 0;
+  const wantMetric = mode === "metric" && needs.size > 0;
   if (wantMetric && !metric) {
     metric = new LatestFrame(url(camera.metric.route.replace(/^\//, "")), onMetricFrame);
     metricOpened = performance.now();
@@ -426,7 +425,7 @@ async function open3d() {
   }
   box.hidden = false;
   $("decimate-box").hidden = false;
-  api.cloud = new Cloud(box, {camera, metric, encoding: (frame) => encodingOf(frame, camera),
+  api.cloud = new Cloud(box, {camera, metric, video, encoding: (frame) => encodingOf(frame, camera),
                               colorUrl: url("color"),
                               step: parseInt($("decimate").value, 10)});
   $("decimate").onchange = () => api.cloud && api.cloud.setStep(parseInt($("decimate").value, 10));

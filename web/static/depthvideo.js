@@ -98,11 +98,11 @@ export class DepthVideo {
     const sent = this._sent.get(vf.timestamp);
     this._sent.delete(vf.timestamp);
     try {
-      const width = vf.codedWidth, height = vf.codedHeight;
-      const rect = {x: 0, y: 0, width, height};
-      const size = vf.allocationSize({rect});
+      const rect = vf.visibleRect;  // the picture, without the codec's padding rows
+      const width = rect.width, height = rect.height;
+      const size = vf.allocationSize({rect: {x: rect.x, y: rect.y, width, height}});
       const buf = new Uint8Array(size);
-      const layout = await vf.copyTo(buf, {rect});
+      const layout = await vf.copyTo(buf, {rect: {x: rect.x, y: rect.y, width, height}});
       const luma = new Uint16Array(buf.buffer, layout[0].offset, (size - layout[0].offset) >> 1);
       const stride = layout[0].stride >> 1;
       const table = this.table;
