@@ -34,7 +34,7 @@ EXIT_CANNOT_START = 3  # the environment refuses (port taken, device busy): do n
 NO_RESTART_CODES = (EXIT_CONFIG, EXIT_CANNOT_START)
 
 _PR_SET_PDEATHSIG = 1
-OWN_STOP_DEADLINE_S = 3.0
+OWN_STOP_DEADLINE_S = 6.0
 """Seconds a child may spend stopping before the kernel ends it (SIGALRM): past the
 supervisor's own wait before it kills (so a supervised child is killed and logged there
 first), and the only bound an orphan has, since nobody is left to kill it."""

@@ -42,7 +42,9 @@ KILL_WAIT_S = 2.0
 BACKOFF_FIRST_S = 0.2
 BACKOFF_MAX_S = 10.0
 STABLE_AFTER_S = 30.0
-TERM_WAIT_S = 2.0
+TERM_WAIT_S = 5.0
+"""How long a stopping child may take before it is killed: on a loaded 2-core machine a
+child closing its files (an MCAP summary, an MKV index) took over 2 s now and then."""
 TICK_S = 0.5
 """The loop's longest wait between checks of its children."""
 
