@@ -28,8 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import bench_args  # noqa: E402
-from camera.synthetic import SyntheticSource  # noqa: E402
+from bench.common import bench_args, synthetic_depth  # noqa: E402
 from media.depth_video import DepthVideoDecoder, DepthVideoEncoder, VideoSettings  # noqa: E402
 from media.depthcode import DepthCoder  # noqa: E402
 from tests.camera.rs_recording import scene_depth, scene_regions  # noqa: E402
@@ -40,21 +39,6 @@ SCALE = 0.001  # metres per depth unit in every scene here
 POINTS = [("h264", {"crf": c, "preset": "superfast"}) for c in (4, 8, 12, 16, 20)] + [
     ("av1", {"bitrate": b, "preset": "10"}) for b in (1_000_000, 2_000_000, 4_000_000)] + [
     ("hevc", {"bitrate": b, "preset": "ultrafast"}) for b in (1_000_000, 2_000_000, 4_000_000)]
-
-
-def synthetic(width: int, height: int, n: int) -> list[np.ndarray]:
-    src = SyntheticSource(width, height, 30.0)
-    src.open()
-    try:
-        out = []
-        for _ in range(n):
-            frame = src.read(1.0)
-            assert frame is not None and frame.depth is not None
-            out.append(frame.depth.copy())
-            time.sleep(1 / 30)  # the objects move with the clock
-        return out
-    finally:
-        src.close()
 
 
 def recording(width: int, height: int, n: int) -> list[np.ndarray]:
@@ -129,7 +113,7 @@ def main() -> None:
                       depth_max=10.0, metric=False)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     coder = DepthCoder(args.depth_min, args.depth_max, SCALE)
-    scenes = {"synthetic": synthetic, "recording": recording, "D455-like": d455_like}
+    scenes = {"synthetic": synthetic_depth, "recording": recording, "D455-like": d455_like}
     print(f"\n{args.width}x{args.height}, {args.frames} frames at 30 fps, depth "
           f"{args.depth_min:g}-{args.depth_max:g} m (load average before: "
           f"{os.getloadavg()[0]:.1f}, {os.cpu_count()} cores)\n")

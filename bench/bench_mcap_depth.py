@@ -28,27 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import foxglove  # noqa: E402
 from foxglove.mcap import MCAPCompression, MCAPWriteOptions  # noqa: E402
 
-from bench.common import bench_args  # noqa: E402
-from camera.synthetic import SyntheticSource  # noqa: E402
+from bench.common import bench_args, synthetic_depth  # noqa: E402
 from robotics.depth import encode_png  # noqa: E402
 from robotics.flavours import FoxgloveFlavour  # noqa: E402
 from robotics.mcap_files import MCAP_CHUNK_BYTES  # noqa: E402
 from tests.camera.rs_recording import scene_depth  # noqa: E402
-
-
-def synthetic_frames(width: int, height: int, n: int) -> list[bytes]:
-    src = SyntheticSource(width, height, 30.0)
-    src.open()
-    try:
-        frames = []
-        for _ in range(n):
-            frame = src.read(1.0)
-            assert frame is not None and frame.depth is not None
-            frames.append(frame.depth.tobytes())
-            time.sleep(1 / 30)  # the objects move with the clock
-        return frames
-    finally:
-        src.close()
 
 
 def recording_frames(width: int, height: int, n: int) -> list[bytes]:
@@ -87,7 +71,7 @@ def write(frames: list[bytes], width: int, height: int, *, depth: str, chunks: s
 
 def main() -> None:
     a = bench_args(__doc__, width=1280, height=720, frames=90, runs=3)
-    scenes = {"synthetic": synthetic_frames(a.width, a.height, a.frames),
+    scenes = {"synthetic": [d.tobytes() for d in synthetic_depth(a.width, a.height, a.frames)],
               "test recording": recording_frames(a.width, a.height, a.frames)}
     print(f"{a.width}x{a.height}, {a.frames} frames, median of {a.runs} runs; "
           f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "

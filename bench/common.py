@@ -68,3 +68,22 @@ def bench_args(doc: str, **defaults: float | bool) -> argparse.Namespace:
         else:
             ap.add_argument(flag, type=type(default), default=default)
     return ap.parse_args()
+
+
+def synthetic_depth(width: int, height: int, n: int) -> list[Any]:
+    """`n` depth frames (uint16 arrays) of the synthetic scene, read at 30 fps so that its
+    objects move between them as they do live."""
+    from camera.synthetic import SyntheticSource  # noqa: PLC0415  (numpy only when used)
+
+    src = SyntheticSource(width, height, 30.0)
+    src.open()
+    try:
+        out = []
+        for _ in range(n):
+            frame = src.read(1.0)
+            assert frame is not None and frame.depth is not None
+            out.append(frame.depth.copy())
+            time.sleep(1 / 30)  # the objects move with the clock
+        return out
+    finally:
+        src.close()

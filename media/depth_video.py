@@ -14,13 +14,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from media.depthcode import CHROMA_CODE
-from media.h264 import AccessUnit, h264_level, nal_type, split_nals
+from media.h264 import (
+    AccessUnit,
+    ZeroLatencyEncoder,
+    h264_level,
+    nal_type,
+    split_nals,
+    video_context,
+)
 
 CODECS = {
     # name: (libav encoder, decoder, WebCodecs codec string)
@@ -114,31 +120,21 @@ def webcodecs_codec(codec: str, width: int, height: int) -> str:
     return CODECS[codec][2]
 
 
-class DepthVideoEncoder:
+class DepthVideoEncoder(ZeroLatencyEncoder):
     """10-bit depth codes in, one access unit per frame out (zero latency)."""
 
     def __init__(self, width: int, height: int, fps: float, settings: VideoSettings) -> None:
-        import av  # noqa: PLC0415
-
         if width % 2 or height % 2:
             raise ValueError(f"depth video needs an even frame size, not {width}x{height}")
         self.width, self.height, self.settings = width, height, settings
-        ctx = av.CodecContext.create(CODECS[settings.codec][0], "w")
-        ctx.width, ctx.height = width, height
-        ctx.pix_fmt = "yuv420p10le"
-        rate = Fraction(fps).limit_denominator(1001)
-        ctx.time_base = 1 / rate
-        ctx.framerate = rate
+        av, ctx = video_context(CODECS[settings.codec][0], width, height, fps,
+                                gop=settings.gop, pix_fmt="yuv420p10le",
+                                threads=settings.threads)
         if settings.codec != "h264":
             ctx.bit_rate = settings.bitrate
-        ctx.gop_size = settings.gop
-        ctx.max_b_frames = 0
-        ctx.thread_count = settings.threads
         ctx.options = self._options(settings, width, height)
         ctx.open()
-        self._ctx, self._av = ctx, av
-        self._pts = 0
-        self._force = True
+        super().__init__(av, ctx)
         self._frame = np.full((height * 3 // 2, width), CHROMA_CODE, np.uint16)
 
     @staticmethod
@@ -158,27 +154,10 @@ class DepthVideoEncoder:
                 "x265-params": f"keyint={s.gop}:min-keyint={s.gop}:scenecut=0:bframes=0:"
                                "repeat-headers=1:log-level=error"}
 
-    def force_keyframe(self) -> None:
-        """Make the next frame a keyframe (with its parameter sets)."""
-        self._force = True
-
     def encode(self, codes: np.ndarray) -> list[AccessUnit]:
         """Encode one frame of codes (height x width, uint16, 0..1023)."""
         self._frame[: self.height] = codes
-        frame = self._av.VideoFrame.from_ndarray(self._frame, format="yuv420p10le")
-        frame.pts = self._pts
-        frame.time_base = self._ctx.time_base
-        if self._force:
-            frame.pict_type = self._av.video.frame.PictureType.I
-            self._force = False
-        self._pts += 1
-        return [AccessUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0))
-                for p in self._ctx.encode(frame)]
-
-    def flush(self) -> list[AccessUnit]:
-        """What a codec with delay still holds (zero-latency H.264 holds nothing)."""
-        return [AccessUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0))
-                for p in self._ctx.encode(None)]
+        return self._encode(self._av.VideoFrame.from_ndarray(self._frame, format="yuv420p10le"))
 
 
 class DepthVideoDecoder:

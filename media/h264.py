@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import cv2
 import numpy as np
@@ -70,26 +71,66 @@ def nal_type(nal: bytes | memoryview) -> int:
     return nal[0] & 0x1F
 
 
-class H264Encoder:
+def video_context(codec: str, width: int, height: int, fps: float, *, gop: int,
+                  pix_fmt: str, threads: int) -> tuple[Any, Any]:
+    """(PyAV, an encoder context not yet opened): size, pixel format, frame rate and time
+    base, keyframe interval, no B-frames; each encoder adds its own options."""
+    import av  # noqa: PLC0415
+
+    ctx = av.CodecContext.create(codec, "w")
+    ctx.width, ctx.height = width, height
+    ctx.pix_fmt = pix_fmt
+    rate = Fraction(fps).limit_denominator(1001)
+    ctx.time_base = 1 / rate
+    ctx.framerate = rate
+    ctx.gop_size = gop
+    ctx.max_b_frames = 0
+    ctx.thread_count = threads
+    return av, ctx
+
+
+class ZeroLatencyEncoder:
+    """An opened PyAV encoder that gives back each frame's access unit at once: frames
+    numbered in order, the next one a keyframe when asked (and the first)."""
+
+    def __init__(self, av: Any, ctx: Any) -> None:
+        self._av, self._ctx = av, ctx
+        self._pts = 0
+        self._force = True
+
+    def force_keyframe(self) -> None:
+        """Make the next frame a keyframe (an IDR with its parameter sets)."""
+        self._force = True
+
+    def _encode(self, frame: Any) -> list[AccessUnit]:
+        frame.pts = self._pts
+        frame.time_base = self._ctx.time_base
+        if self._force:
+            frame.pict_type = self._av.video.frame.PictureType.I
+            self._force = False
+        self._pts += 1
+        return self._units(self._ctx.encode(frame))
+
+    def flush(self) -> list[AccessUnit]:
+        """What a codec with delay still holds (zero-latency H.264 holds nothing)."""
+        return self._units(self._ctx.encode(None))
+
+    @staticmethod
+    def _units(packets: Any) -> list[AccessUnit]:
+        return [AccessUnit(bytes(p), bool(p.is_keyframe), int(p.pts or 0)) for p in packets]
+
+
+class H264Encoder(ZeroLatencyEncoder):
     """libx264 through PyAV, set up for WebRTC viewers."""
 
     def __init__(self, width: int, height: int, fps: float, bitrate: int, gop: int, *,
                  threads: int = 2, preset: str = "ultrafast", vbv_seconds: float = 1.0) -> None:
-        import av  # noqa: PLC0415
-
         if width % 2 or height % 2:
             raise ValueError(f"H.264 needs an even frame size, not {width}x{height}")
         self.width, self.height, self.gop = width, height, gop
-        ctx = av.CodecContext.create("libx264", "w")
-        ctx.width, ctx.height = width, height
-        ctx.pix_fmt = "yuv420p"
-        rate = Fraction(fps).limit_denominator(1001)
-        ctx.time_base = 1 / rate
-        ctx.framerate = rate
+        av, ctx = video_context("libx264", width, height, fps, gop=gop, pix_fmt="yuv420p",
+                                threads=threads)
         ctx.bit_rate = bitrate
-        ctx.gop_size = gop
-        ctx.max_b_frames = 0
-        ctx.thread_count = threads
         ctx.thread_type = "SLICE"
         self.max_bitrate = bitrate
         self.bitrate = bitrate
@@ -108,10 +149,7 @@ class H264Encoder:
                             "repeat-headers=1:aud=0:nal-hrd=none"),
         }
         ctx.open()
-        self._ctx = ctx
-        self._av = av
-        self._pts = 0
-        self._force = True
+        super().__init__(av, ctx)
 
     def set_bitrate(self, bitrate: int) -> None:
         """Aim at `bitrate` from the next frame on (at most the rate it was opened with).
@@ -124,10 +162,6 @@ class H264Encoder:
             self.bitrate = bitrate
             self._ctx.bit_rate = bitrate
 
-    def force_keyframe(self) -> None:
-        """Make the next frame an IDR (with SPS/PPS)."""
-        self._force = True
-
     @staticmethod
     def to_i420(bgr: np.ndarray) -> np.ndarray:
         """BGR to planar I420 (OpenCV's SIMD conversion; also the copy out of shared memory)."""
@@ -139,17 +173,7 @@ class H264Encoder:
 
     def encode_i420(self, i420: np.ndarray) -> list[AccessUnit]:
         """Encode one I420 frame (height * 3 / 2 rows of width bytes)."""
-        frame = self._av.VideoFrame.from_ndarray(i420, format="yuv420p")
-        frame.pts = self._pts
-        frame.time_base = self._ctx.time_base
-        if self._force:
-            frame.pict_type = self._av.video.frame.PictureType.I
-            self._force = False
-        self._pts += 1
-        out = []
-        for pkt in self._ctx.encode(frame):
-            out.append(AccessUnit(bytes(pkt), bool(pkt.is_keyframe), int(pkt.pts or 0)))
-        return out
+        return self._encode(self._av.VideoFrame.from_ndarray(i420, format="yuv420p"))
 
     def close(self) -> None:
         """Release the encoder (pending frames are dropped: zero latency leaves none)."""

@@ -256,8 +256,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     def status() -> Response:
         _check_query({"token"})
         doc = build_status(cfg, hub, control, backend, webrtc=webrtc, h264=opts.h264,
-                           imu=readout)
-        doc["depth_video"] = _depth_video_status(control.snapshot(), depth_video)
+                           imu=readout, depth_video=depth_video)
         if connections is not None:
             doc["connections"] = {**connections(), "max_clients": opts.max_clients}
         return jsonify(doc)
@@ -268,7 +267,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
                  webrtc: WebRTCOptions | None = None,
                  h264: H264Options | None = None,
-                 imu: ImuReadout | None = None) -> dict[str, Any]:
+                 imu: ImuReadout | None = None,
+                 depth_video: DepthVideoFeed | None = None) -> dict[str, Any]:
     """The /status document: source, rates, viewers, latency, restarts, uptime."""
     snap = control.snapshot()
     info = control.info()
@@ -310,6 +310,7 @@ def build_status(cfg: Config, hub: FrameHub, control: Control, backend: str, *,
                             for r in ("capture", "encoder", "web")},
         "uptime_s": round(now - snap["started_at"], 3),
         "mcap": _mcap_status(snap),
+        "depth_video": _depth_video_status(snap, depth_video),
         "imu": (imu or ImuReadout(None)).status(snap, info),
         **webrtc_status(control, webrtc, h264),
     }
