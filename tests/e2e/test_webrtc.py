@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline import supervisor
@@ -196,24 +197,69 @@ def test_page_tools_follow_the_webrtc_video(server: Server, page: Browser) -> No
     assert box["drawn"] > 100, box
 
 
-def test_3d_view_pauses_the_player_and_closing_it_resumes_webrtc(server: Server) -> None:
-    """The 3D view hides the players: no WebRTC, no MJPEG <img> behind it; back in 2D
-    WebRTC plays again and the <img> stays closed."""
+def _stream_viewers(srv: Server) -> dict[str, int]:
+    """Connected clients of each multipart stream, from /status."""
+    return {name: v["viewers"] for name, v in _status(srv)["streams"].items()}
+
+
+def _wait_stream_viewers(srv: Server, before: dict[str, int], timeout: float = 10.0,
+                         **want: int) -> dict[str, int]:
+    """Wait until each named stream has `want` clients more than `before` (other pages of
+    this module may be open)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        now = _stream_viewers(srv)
+        if all(now[k] - before[k] == v for k, v in want.items()):
+            return now
+        assert time.monotonic() < deadline, f"{now} {before} {want}"
+        time.sleep(0.1)
+
+
+def test_3d_view_colours_from_webrtc_and_depth_video_alone(server: Server) -> None:
+    """With the WebRTC player the 3D view is WebRTC colour plus the depth video: no MJPEG
+    stream at all. Back on MJPEG it opens its own /color; back in 2D the video shows."""
+    cloud = "window.depthcam.cloudStats()"
+    others = _stream_viewers(server)
     with Browser(webgl=True, width=900, height=600) as b:
         b.goto(f"{server.base}/?player=webrtc&token={TOKEN}")
         b.wait_for("window.depthcam.depthReady && window.depthcam.webgl2"
                    " && window.depthcam.webrtcState().status === 'playing'", timeout=40)
+        assert b.eval("window.depthcam.depthSource()") == "video"
         b.eval("document.getElementById('view-3d').click()")
-        b.wait_for("window.depthcam.cloud && window.depthcam.cloudStats().frames > 0",
-                   timeout=40)
-        assert b.eval("window.depthcam.webrtcState().status") == "paused"
-        assert b.eval(STATS) is None, "the WebRTC viewer kept streaming behind the 3D view"
+        first = b.wait_for(f"window.depthcam.cloud && {cloud}.frames > 0"
+                           f" && {cloud}.color === 'webrtc' && {cloud}", timeout=40)
+        decoded = _frames(b)
+        b.wait_for(f"{cloud}.frames >= {first['frames']} + 10"
+                   f" && {cloud}.color_frames >= {first['color_frames']} + 10", timeout=40)
+        assert _frames(b) > decoded, "the WebRTC video stopped behind the 3D view"
+        assert b.eval("window.depthcam.webrtcState().status") == "playing"
+        assert b.eval(f"{cloud}.color") == "webrtc"
         assert b.eval("[document.getElementById('color').getAttribute('src'),"
-                      " document.getElementById('depth').getAttribute('src')]") == [None, None]
+                      " document.getElementById('depth').getAttribute('src'),"
+                      " window.depthcam.colorElement()]") == [None, None, None]
+        _wait_stream_viewers(server, others, color=0, depth=0, combined=0, metric=0)
+        # The synthetic scene is colourful: the points carry the video's colours.
+        shot = b.screenshot()
+        x0, y0, x1, y1 = (int(v) for v in b.eval(
+            "(() => { const r = document.getElementById('cloud').getBoundingClientRect();"
+            " return [r.left, r.top, r.right, r.bottom]; })()"))
+        canvas = shot[y0 + 2 : y1 - 2, x0 + 2 : x1 - 2].astype(int)
+        lit = np.abs(canvas - canvas[2, 2]).sum(axis=2) > 60
+        assert lit.mean() > 0.01, f"the 3D view looks blank ({lit.mean():.4f} lit)"
+        spread = canvas[lit].std(axis=0)
+        assert (spread > 20).all(), f"the points have no colour from the video: {spread}"
+        # MJPEG player: the cloud opens its own /color, and closes it when WebRTC is back.
+        b.eval("window.depthcam.setPlayer('mjpeg')")
+        b.wait_for(f"{cloud}.color === 'mjpeg'", timeout=20)
+        _wait_stream_viewers(server, others, color=1, depth=0)
+        b.eval("window.depthcam.setPlayer('webrtc')")
+        b.wait_for(f"window.depthcam.webrtcState().status === 'playing'"
+                   f" && {cloud}.color === 'webrtc'", timeout=40)
+        _wait_stream_viewers(server, others, color=0, depth=0)
         b.eval("document.getElementById('view-3d').click()")
         b.wait_for("window.depthcam.webrtcState().status === 'playing'"
+                   " && window.depthcam.colorElement()"
                    " && window.depthcam.colorElement().id === 'color-video'", timeout=40)
-        b.wait_for(f"{STATS}.then(s => s && s.framesDecoded > 0)", timeout=20)
         assert b.eval("document.getElementById('color').getAttribute('src')") is None
         assert b.eval("window.depthcam.cloud") is None
 

@@ -17,8 +17,9 @@ api.url = (path, extra = {}) => {
 // ---- which element shows color, and which feeds download it ----------------------------
 // The one place that starts and stops the page's color and depth images: it knows the view
 // (2D images or the 3D cloud) and the player (MJPEG <img> or the WebRTC <video>). What is
-// hidden downloads nothing: the 3D view pauses both players, a playing WebRTC video closes
-// the MJPEG <img>. Modules ask with colorElement() and hear changes with onColorChange().
+// hidden downloads nothing: the 3D view closes the 2D images (it colours its points from the
+// WebRTC video while that plays, else from its own /color stream), a playing WebRTC video
+// closes the MJPEG <img>. Modules ask with colorElement() and hear changes with onColorChange().
 const feed = {view: cfg.view === "3d" ? "3d" : "2d", player: "mjpeg", playing: false,
               video: null};
 const feedListeners = [];
@@ -29,6 +30,8 @@ api.colorElement = () => {
   if (feed.view !== "2d") return null;
   return feed.player === "webrtc" && feed.playing && feed.video ? feed.video : $("color");
 };
+// The WebRTC <video> while it plays, in either view (the 3D view colours from it), else null.
+api.colorVideo = () => (feed.player === "webrtc" && feed.playing ? feed.video : null);
 // "2d" or "3d".
 api.view = () => feed.view;
 

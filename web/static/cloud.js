@@ -203,9 +203,10 @@ function texture(gl) {
 export class Cloud {
   // box: element to fill; camera: /camera.json; metric: the page's LatestFrame of /metric,
   // or video: its DepthVideo of /depth-video; encoding(frame): {mapping, min, max} of a
-  // metric frame; colorUrl: the color stream, the page's only color download while this
-  // view shows (the 2D players pause).
-  constructor(box, {camera, metric = null, video = null, encoding, colorUrl, step = 2}) {
+  // metric frame; colorVideo(): the playing WebRTC <video> to colour from, or null, and then
+  // colorUrl, a /color stream of its own (closed again while the video plays).
+  constructor(box, {camera, metric = null, video = null, encoding, colorUrl,
+                    colorVideo = () => null, step = 2}) {
     this.camera = camera;
     this.metric = metric;
     this.video = video;
@@ -247,7 +248,14 @@ export class Cloud {
     this.newData = false;
     this.dirty = true;
     this.started = performance.now();
-    this.color = new LatestFrame(colorUrl);
+    this.colorUrl = colorUrl;
+    this.colorVideo = colorVideo;
+    this.color = null;  // the LatestFrame of colorUrl while no video plays
+    this.colorBytes = 0;  // MJPEG color bytes of closed streams
+    this.colorSource = null;  // "webrtc" or "mjpeg": what the last colour upload came from
+    this.colorFrames = 0;  // colour frames uploaded
+    this.watched = null;  // the <video> whose frames are counted
+    this.videoFrames = 0;  // frames it presented (requestVideoFrameCallback)
     this._raf = requestAnimationFrame(() => this._tick());
   }
 
@@ -270,18 +278,56 @@ export class Cloud {
     gl.pixelStorei(gl.UNPACK_ALIGNMENT, 4);
   }
 
+  // Counts the frames `v` presents, so each is uploaded once.
+  _watch(v) {
+    this.watched = v;
+    const step = () => {
+      if (this.watched !== v) return;
+      this.videoFrames++;
+      v.requestVideoFrameCallback(step);
+    };
+    v.requestVideoFrameCallback(step);
+  }
+
+  // The newest color frame not uploaded yet, from the playing video or the MJPEG stream
+  // (opened only while no video plays), as {source, key, pixels}; null when none is new.
+  _nextColor() {
+    const v = this.colorVideo();
+    if (v && v.readyState >= 2 && v.videoWidth) {
+      if (this.color) this._closeMjpeg();
+      if (this.watched !== v) this._watch(v);
+      const key = `webrtc-${this.videoFrames}`;
+      return this.colorFrame && this.colorFrame.key === key ? null
+        : {source: "webrtc", key, pixels: v};
+    }
+    this.watched = null;
+    if (!this.color) this.color = new LatestFrame(this.colorUrl);
+    const c = this.color.frame;
+    return c && (!this.colorFrame || this.colorFrame.key !== c) ? {source: "mjpeg", key: c, pixels: c.bitmap}
+      : null;
+  }
+
+  _closeMjpeg() {
+    this.colorBytes += this.color.bytes;
+    this.color.stop();
+    this.color = null;
+  }
+
   _tick() {
     this._raf = requestAnimationFrame(() => this._tick());
-    const d = this.video ? this.video.frame : this.metric.frame, c = this.color.frame;
+    const d = this.video ? this.video.frame : this.metric.frame;
     if (d && d !== this.depthFrame) {
       if (this.video) this._uploadCodes(d);
       else this._upload(this.depthTex, d.bitmap);
       this.depthFrame = d;
       this.newData = true;
     }
-    if (c && c !== this.colorFrame) {
-      this._upload(this.colorTex, c.bitmap);
+    const c = this._nextColor();
+    if (c) {
+      this._upload(this.colorTex, c.pixels);
       this.colorFrame = c;
+      this.colorSource = c.source;
+      this.colorFrames++;
     }
     if (!this.depthFrame || !this.colorFrame || !(this.newData || this.dirty)) return;
     this._draw(0);
@@ -406,17 +452,22 @@ export class Cloud {
     return {width: gw, height: gh, step: this.step, data};
   }
 
+  // What the view drew and read: `bytes` counts depth and MJPEG colour (`color_bytes`);
+  // WebRTC colour is counted by the player (webrtcStats()).
   stats() {
+    const mjpeg = this.colorBytes + (this.color ? this.color.bytes : 0);
     const seconds = (performance.now() - this.started) / 1000;
     return {frames: this.frames, renders: this.renders, points: this.countPoints(),
             step: this.step, grid: this.depthFrame ? this._grid() : null,
             fps: seconds > 0 ? this.frames / seconds : 0,
-            bytes: (this.video || this.metric).bytes + this.color.bytes};
+            color: this.colorSource, color_frames: this.colorFrames,
+            bytes: (this.video || this.metric).bytes + mjpeg, color_bytes: mjpeg};
   }
 
   close() {
     cancelAnimationFrame(this._raf);
-    this.color.stop();
+    this.watched = null;
+    if (this.color) this._closeMjpeg();
     const gl = this.gl;
     for (const t of [this.depthTex, this.codesTex, this.colorTex, this.countTex]) {
       if (t) gl.deleteTexture(t);

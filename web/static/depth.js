@@ -426,7 +426,7 @@ async function open3d() {
   box.hidden = false;
   $("decimate-box").hidden = false;
   api.cloud = new Cloud(box, {camera, metric, video, encoding: (frame) => encodingOf(frame, camera),
-                              colorUrl: url("color"),
+                              colorUrl: url("color"), colorVideo: () => api.colorVideo(),
                               step: parseInt($("decimate").value, 10)});
   $("decimate").onchange = () => api.cloud && api.cloud.setStep(parseInt($("decimate").value, 10));
   $("view-3d").textContent = "2D view";

@@ -186,10 +186,6 @@ function connect() {
   if (state.player !== "webrtc") return;
   if (state.viewer) state.viewer.stop();
   state.viewer = null;
-  if (api.view() !== "2d") {  // the 3D view hides the player: connect when it closes
-    state.status = "paused";
-    return;
-  }
   state.status = "connecting";
   state.started = performance.now() / 1000;
   state.lastFrames = 0;
@@ -344,21 +340,6 @@ api.setPlayer = (which) => {
   api.setColorFeed({player: "mjpeg", playing: false});
   say(`WebRTC unavailable: ${state.reason}; showing MJPEG`);
 };
-
-// The 3D view hides the player: its viewer stops (no H.264 downloaded for nobody) and
-// reconnects when the 2D view is back.
-api.onColorChange(({view}) => {
-  if (state.player !== "webrtc") return;
-  if (view !== "2d" && state.status !== "paused") {
-    clearTimeout(state.retryTimer);
-    if (state.viewer) state.viewer.stop();
-    state.viewer = null;
-    state.status = "paused";
-    showVideo(false);
-  } else if (view === "2d" && state.status === "paused") {
-    connect();
-  }
-});
 
 for (const r of document.querySelectorAll('input[name="player"]')) {
   r.onchange = () => api.setPlayer(r.value);
