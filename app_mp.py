@@ -29,8 +29,8 @@ from sinks.tap import TapOptions
 from web.limits import max_clients_allowed
 from web.options import WebOptions, add_web_args, web_options
 from webrtc.options import add_webrtc_args, webrtc_options
-from wiring.options import pipeline_config, pipeline_parser
-from wiring.plan import Plan
+from wiring.options import pipeline_cameras, pipeline_parser
+from wiring.plan import Camera, Plan
 
 log = logging.getLogger("app_mp")
 
@@ -60,7 +60,8 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     add_h264_args(p)
     add_depth_video_args(p)
     ns = p.parse_args(argv)
-    cfg = pipeline_config(p, ns)
+    cameras = pipeline_cameras(p, ns)
+    name, cfg = cameras[0]
     robotics = robotics_options(ns, p, gps=ns.gps, web=(ns.host, ns.port))
     try:
         web = web_options(ns)
@@ -86,7 +87,8 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     return Plan(pipeline=cfg, web=web,
                 tap=TapOptions(record=ns.record, snapshot_on_exit=ns.snapshot_on_exit),
                 display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics,
-                depth_video=depth_video_options(ns))
+                depth_video=depth_video_options(ns), name=name,
+                more_cameras=tuple(Camera(n, c) for n, c in cameras[1:]))
 
 
 def _check_max_clients(p: OneLineParser, wanted: int) -> None:

@@ -68,10 +68,16 @@ class ChildSpec:
     # start that rule waits (a child that has never beaten is never taken for hung).
     heartbeat_timeout: float = HEARTBEAT_TIMEOUT_S
     grace: float = STARTUP_GRACE_S
+    camera: str = ""  # a further camera's name: its process is called name[camera]
     proc: multiprocessing.process.BaseProcess | None = None
     started: float = 0.0
     backoff: float = BACKOFF_FIRST_S
     restart_at: float | None = None
+
+    @property
+    def label(self) -> str:
+        """The process's name, as the log shows it."""
+        return f"{self.name}[{self.camera}]" if self.camera else self.name
 
     @property
     def heartbeat_key(self) -> str | None:
@@ -83,27 +89,28 @@ class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
     def __init__(self, raw_capacity: int, *, h264: bool = False, depth_video: bool = False,
-                 readers: tuple[str, ...] = ()) -> None:
+                 readers: tuple[str, ...] = (), prefix: str = "") -> None:
         """`readers`: sink children that read both rings, each woken through its own pipe;
-        `h264`, `depth_video`: the rings (and pipes) of those stages."""
+        `h264`, `depth_video`: the rings (and pipes) of those stages; `prefix`: put before
+        every segment's role, so each camera of a run has segments of its own."""
         cleanup_stale_segments()
         pid = os.getpid()
-        self.control = Control.create(segment_name(pid, "control"))
+        self.control = Control.create(segment_name(pid, f"{prefix}control"))
         self.rings: list[FrameRing] = []
         try:
-            self.raw = self._ring(segment_name(pid, "raw"), RAW_SLOTS, raw_capacity)
+            self.raw = self._ring(segment_name(pid, f"{prefix}raw"), RAW_SLOTS, raw_capacity)
             pixels = raw_capacity // 5  # a raw slot holds BGR (3 B) + depth (2 B) per pixel
             self.jpeg = {
-                s: self._ring(segment_name(pid, f"jpeg-{s}"), JPEG_SLOTS,
+                s: self._ring(segment_name(pid, f"{prefix}jpeg-{s}"), JPEG_SLOTS,
                               max(pixels * 3 // 2 * (2 if s in WIDE else 1), 1 << 18))
                 for s in STREAMS
             }
             # One access unit per slot; an IDR stays far below one byte per pixel.
-            self.h264 = (self._ring(segment_name(pid, "h264"), H264_SLOTS,
+            self.h264 = (self._ring(segment_name(pid, f"{prefix}h264"), H264_SLOTS,
                                     max(pixels, 1 << 18)) if h264 else None)
-            self.imu = self._ring(segment_name(pid, "imu"), IMU_SLOTS, IMU_SLOT_BYTES)
+            self.imu = self._ring(segment_name(pid, f"{prefix}imu"), IMU_SLOTS, IMU_SLOT_BYTES)
             # 10-bit depth at a constant quality under a cap: far below a byte per pixel.
-            self.depth_video = (self._ring(segment_name(pid, "depthvideo"), H264_SLOTS,
+            self.depth_video = (self._ring(segment_name(pid, f"{prefix}depthvideo"), H264_SLOTS,
                                            max(pixels, 1 << 18)) if depth_video else None)
         except BaseException:
             self.close()
@@ -167,8 +174,12 @@ def bind_listener(host: str, port: int) -> socket.socket:
 class Supervisor:
     """Start, watch, restart and finally stop the children of one run."""
 
-    def __init__(self, control: Control, children: list[ChildSpec]) -> None:
+    def __init__(self, control: Control, children: list[ChildSpec],
+                 controls: tuple[Control, ...] = ()) -> None:
+        """`control`: the run's control block; `controls`: those of further cameras, whose
+        children's heartbeats, pids and restarts go to their own block."""
         self.control = control
+        self.controls = {c.name: c for c in (control, *controls)}
         self.children = children
         self.ctx = multiprocessing.get_context("spawn")
         self._stop_signal: int | None = None
@@ -183,22 +194,26 @@ class Supervisor:
         except OSError:
             pass
 
+    def _control(self, child: ChildSpec) -> Control:
+        return self.controls.get(child.handles.control, self.control)
+
     def _start(self, child: ChildSpec) -> None:
+        control = self._control(child)
         if child.heartbeat_key:
-            self.control[child.heartbeat_key] = 0.0
+            control[child.heartbeat_key] = 0.0
         proc = self.ctx.Process(
-            target=enter, name=child.name,
+            target=enter, name=child.label,
             args=(child.name, child.main, child.cfg, child.handles, child.args),
             kwargs={"stop_handlers": child.stop_handlers})
         proc.start()
         child.proc = proc
         try:
-            self.control[f"pid_{child.name}"] = proc.pid or 0
+            control[f"pid_{child.name}"] = proc.pid or 0
         except KeyError:
             pass
         child.started = time.monotonic()
         child.restart_at = None
-        log.debug("started %s (pid %d)", child.name, proc.pid)
+        log.debug("started %s (pid %d)", child.label, proc.pid)
 
     def run(self) -> int:
         """Supervise until a signal or a fatal child exit; return the exit code."""
@@ -230,7 +245,7 @@ class Supervisor:
                 elif child.proc is not None:
                     self._check_heartbeat(child, now)
                 if child.proc is None and child.restart_at is not None and now >= child.restart_at:
-                    self.control.add(f"restarts_{child.name}")
+                    self._control(child).add(f"restarts_{child.name}")
                     self._start(child)
 
     def _reap(self, child: ChildSpec, now: float) -> bool:
@@ -241,13 +256,14 @@ class Supervisor:
         child.proc.close()
         child.proc = None
         if code in NO_RESTART_CODES:
-            log.debug("%s cannot start (exit %s); stopping", child.name, code)
+            log.debug("%s cannot start (exit %s); stopping", child.label, code)
             self.exit_code = code or EXIT_CANNOT_START
             return False
         if now - child.started > STABLE_AFTER_S:
             child.backoff = BACKOFF_FIRST_S
         how = f"signal {signal.Signals(-code).name}" if code and code < 0 else f"exit code {code}"
-        log.warning("%s process died (%s); restarting in %.1f s", child.name, how, child.backoff)
+        log.warning("%s process died (%s); restarting in %.1f s", child.label, how,
+                    child.backoff)
         child.restart_at = now + child.backoff
         child.backoff = min(child.backoff * 2, BACKOFF_MAX_S)
         return True
@@ -255,9 +271,9 @@ class Supervisor:
     def _check_heartbeat(self, child: ChildSpec, now: float) -> None:
         if not child.heartbeat_key or now - child.started < child.grace:
             return
-        beat = self.control[child.heartbeat_key]
+        beat = self._control(child)[child.heartbeat_key]
         if beat and time.time() - beat > child.heartbeat_timeout:
-            log.warning("%s process stopped responding for %.0f s; killing it", child.name,
+            log.warning("%s process stopped responding for %.0f s; killing it", child.label,
                         time.time() - beat)
             assert child.proc is not None
             child.proc.kill()

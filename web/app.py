@@ -72,12 +72,20 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                opts: WebOptions | None = None, *, raw: FrameRing | None = None,
                imu: FrameRing | None = None,
                connections: Callable[[], dict[str, int]] | None = None,
-               depth_video: DepthVideoFeed | None = None) -> Flask:
+               depth_video: DepthVideoFeed | None = None, camera: str = "",
+               clients: Callable[[], int] | None = None,
+               cameras: Callable[[], list[dict[str, Any]]] | None = None,
+               cameras_status: Callable[[], dict[str, Any]] | None = None,
+               grid: bool = False) -> Flask:
     """Build the app around an existing hub and control block (and the raw and IMU rings,
     if given).
 
     `connections`: the web server's connection table, for /status; `depth_video`: the
-    depth-video feed, where its stage runs (/depth-video).
+    depth-video feed, where its stage runs (/depth-video); `camera`: this camera's name;
+    `clients`: stream clients of the whole server (for --max-clients), else this app's;
+    `cameras`, `cameras_status`: every camera's entry and status, given to the first
+    camera's app (/cameras.json, /status's `cameras`); `grid`: / is the grid of every
+    camera, and this camera's page is /cam/NAME/ only.
     """
     opts = opts or WebOptions()
     webrtc = opts.webrtc
@@ -129,6 +137,12 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     @app.get("/")
     def index() -> str:
+        if grid and cameras is not None and request.script_root == "":
+            _check_query({"token"})
+            token = request.args.get("token")
+            query = f"?token={quote(token)}" if token else ""
+            return render_template("grid.html", cameras=cameras(), query=query,
+                                   page_config={"query": query})
         view = request.args.get("view", "2d")
         if request.args.get("depth", "video") not in ("video", "metric"):
             abort(400, description="depth must be video or metric")
@@ -136,16 +150,20 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
             abort(404, description=f"unknown view {view!r}; choose from {', '.join(PAGE_VIEWS)}")
         token = request.args.get("token")
         query = f"?token={quote(token)}" if token else ""
-        page_config = {"query": query, "depth_mode": cfg.depth_mode,
+        page_config = {"query": query, "camera": camera, "depth_mode": cfg.depth_mode,
                        "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view,
                        "webrtc": webrtc_page_config(webrtc)}
-        return render_template("index.html", cfg=cfg, query=query, page_config=page_config)
+        return render_template("index.html", cfg=cfg, query=query, page_config=page_config,
+                               camera=camera if cameras is None or grid else "")
 
     def too_many_clients() -> Response | None:
         """503 with Retry-After once the stream clients reach --max-clients."""
-        n = sum(ch.viewers for ch in hub.channels.values())
-        if depth_video is not None:
-            n += depth_video.viewers
+        if clients is not None:
+            n = clients()
+        else:
+            n = sum(ch.viewers for ch in hub.channels.values())
+            if depth_video is not None:
+                n += depth_video.viewers
         if n < opts.max_clients:
             return None
         resp = jsonify(error="Service Unavailable",
@@ -259,7 +277,15 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                            imu=readout, depth_video=depth_video)
         if connections is not None:
             doc["connections"] = {**connections(), "max_clients": opts.max_clients}
+        if cameras_status is not None:
+            doc["cameras"] = cameras_status()
         return jsonify(doc)
+
+    if cameras is not None:
+        @app.get("/cameras.json")
+        def cameras_doc() -> Response:
+            _check_query({"token"})
+            return jsonify(cameras())
 
     return app
 

@@ -21,10 +21,12 @@ import gevent.pywsgi
 import gevent.socket
 
 from media.urls import redact_text
-from pipeline.child import Child, arm_stop_deadline
-from pipeline.control import STREAMS
+from pipeline.child import Child, Handles, arm_stop_deadline
+from pipeline.config import Config
+from pipeline.control import STREAMS, Control
 from pipeline.shm import FrameRing
-from web.app import FANOUT_KEY, create_app
+from web.app import FANOUT_KEY
+from web.cameras import House, ServedCamera
 from web.channel import ADVANCE_OPEN, OPEN
 from web.depth_video import DepthVideoFeed
 from web.hub import FrameHub
@@ -269,14 +271,13 @@ def _text(value: str | bytes) -> str:
     return value.decode("latin-1") if isinstance(value, bytes) else value
 
 
-def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: str) -> None:
-    """The web child: serve the page, streams and API on the socket the supervisor bound."""
+def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: str,
+             cameras: tuple[tuple[str, Config, Handles], ...] = ()) -> None:
+    """The web child: serve the page, streams and API on the socket the supervisor bound,
+    for every camera (`cameras`: name, settings, handles; the first is this child's own)."""
     redact_logs()
-    cfg, handles, control = child.cfg, child.handles, child.control
-    rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+    cameras = cameras or (("camera", child.cfg, child.handles),)
     limits = opts.limits
-    hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
-                   send_timeout=limits.send_timeout, beat=child.beat)
     nofile = raise_nofile()
     budget = nofile - open_fds() - RESERVE_FDS
     guard = ConnectionGuard(limits, budget)
@@ -286,13 +287,9 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
         opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
     log.info("open files: limit %d, %d connections at most, %d stream clients at most",
              nofile, guard.budget, opts.max_clients)
-    feed = (DepthVideoFeed(cfg, FrameRing.attach(handles.depth_video),
-                           handles.depth_video_wake_r, control)
-            if handles.depth_video else None)
-    app = create_app(cfg, hub, control, backend, opts, raw=FrameRing.attach(handles.raw),
-                     depth_video=feed,
-                     imu=FrameRing.attach(handles.imu) if handles.imu else None,
-                     connections=guard.stats)
+    served = [_camera(child, i, cam, limits.send_timeout) for i, cam in enumerate(cameras)]
+    house = House(served, backend, opts, guard.stats)
+    app = house.wsgi()
     sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
     server = GuardedServer(
         sock, app, log=None, error_log=logging.getLogger("web.wsgi"),
@@ -309,20 +306,37 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
 
     gevent.signal_handler(signal.SIGTERM, request_stop)
     gevent.signal_handler(signal.SIGINT, request_stop)
-    for s in STREAMS:
-        control[f"viewers_{s}"] = 0
-    hub.start()
-    if feed is not None:
-        feed.start()
+    for cam in served:
+        for s in STREAMS:
+            cam.control[f"viewers_{s}"] = 0
+        cam.hub.start()
+        if cam.feed is not None:
+            cam.feed.start()
     server.start()
     log.info("serving on %s", _addr(sock))
     stopping.wait()
     child.stop.set()
     server.close()
-    hub.stop()
-    if feed is not None:
-        feed.stop()
+    for cam in served:
+        cam.hub.stop()
+        if cam.feed is not None:
+            cam.feed.stop()
     server.stop(timeout=1.0)
+
+
+def _camera(child: Child, index: int, camera: tuple[str, Config, Handles],
+            send_timeout: float) -> ServedCamera:
+    """One camera's hub and depth-video feed, on its own rings and control block."""
+    name, cfg, handles = camera
+    control = child.control if index == 0 else Control.attach(handles.control)
+    rings = {s: FrameRing.attach(n) for s, n in handles.jpeg.items()}
+    hub = FrameHub(control, rings, handles.jpeg_wake_r, cfg.stream_headers,
+                   send_timeout=send_timeout, beat=child.beat if index == 0 else None)
+    feed = (DepthVideoFeed(cfg, FrameRing.attach(handles.depth_video),
+                           handles.depth_video_wake_r, control)
+            if handles.depth_video else None)
+    return ServedCamera(name, cfg, control, hub, feed, FrameRing.attach(handles.raw),
+                        FrameRing.attach(handles.imu) if handles.imu else None)
 
 
 def _addr(sock: socket.socket) -> str:

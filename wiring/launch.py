@@ -36,15 +36,27 @@ BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
 def child_specs(plan: Plan, h: Handles, backend: str,
-                listener: socket.socket | None = None) -> list[ChildSpec]:
+                listener: socket.socket | None = None,
+                more: tuple[Handles, ...] = ()) -> list[ChildSpec]:
     """Every child of the run, each with the pipeline settings, its handles and its own
-    options: a credential goes only to the child that uses it (web, push, GPS, Janus)."""
+    options: a credential goes only to the child that uses it (web, push, GPS, Janus).
+    `more`: the handles of each further camera, which gets a capture, an encoder and a
+    depth-video stage of its own; the one web process serves every camera."""
     cfg = plan.pipeline
     specs = [ChildSpec("capture", capture_main, cfg, h),
              ChildSpec("encoder", encoder_main, cfg, h, (backend,))]
+    for cam, ch in zip(plan.more_cameras, more, strict=True):
+        specs += [ChildSpec("capture", capture_main, cam.pipeline, ch, camera=cam.name),
+                  ChildSpec("encoder", encoder_main, cam.pipeline, ch, (backend,),
+                            camera=cam.name)]
+        if plan.depth_video is not None:
+            specs.append(ChildSpec("depthvideo", depth_video_main, cam.pipeline, ch,
+                                   (plan.depth_video,), camera=cam.name))
     if plan.web is not None:
         web = replace(plan.web, webrtc=plan.webrtc, h264=plan.h264)
-        specs.append(ChildSpec("web", web_main, cfg, h, (web, listener, backend),
+        cameras = tuple((c.name, c.pipeline, ch)
+                        for c, ch in zip(plan.cameras, (h, *more), strict=True))
+        specs.append(ChildSpec("web", web_main, cfg, h, (web, listener, backend, cameras),
                                stop_handlers=False))
     if plan.tap is not None and plan.tap.enabled:
         specs.append(ChildSpec("tap", tap_main, cfg, h, (plan.tap,)))
@@ -84,16 +96,27 @@ def run_pipeline(plan: Plan) -> int:
     listener = None
     workdir = None
     res = None
+    more: list[Resources] = []
     try:
         if plan.web is not None:
             listener = bind_listener(plan.web.host, plan.web.port)
         plan, workdir = _prepare_webrtc(plan)
         res = Resources(raw_capacity(cfg), h264=plan.h264 is not None,
                         depth_video=plan.depth_video is not None, readers=plan.readers)
-        return Supervisor(res.control, child_specs(plan, res.handles, backend, listener)).run()
+        for i, cam in enumerate(plan.more_cameras, start=2):
+            more.append(Resources(raw_capacity(cam.pipeline),
+                                  depth_video=plan.depth_video is not None, prefix=f"c{i}."))
+        if more:
+            log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"
+                                               for c in plan.cameras))
+        specs = child_specs(plan, res.handles, backend, listener,
+                            tuple(r.handles for r in more))
+        return Supervisor(res.control, specs, tuple(r.control for r in more)).run()
     finally:
         if listener is not None:
             listener.close()
+        for r in more:
+            r.close()
         if res is not None:
             res.close()
         if workdir:

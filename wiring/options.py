@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+from dataclasses import replace
 from pathlib import Path
 
 from camera.base import SourceConfigError, SourceError
@@ -41,10 +43,13 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     """Options that pick and shape the capture source."""
     g = p.add_argument_group("source")
     g.add_argument(
-        "--source", default="auto",
-        help="auto (a RealSense if one is attached, else the built-in synthetic scene), "
-        "synthetic, realsense, a recording PATH.bag or PATH.db3, tcp://HOST:PORT "
-        "(listen for a raw MJPEG pusher), or opencv:DEVICE_OR_URL_OR_FILE (default: auto)",
+        "--source", action="append", metavar="[NAME=]SPEC",
+        help="auto (every RealSense attached, else the built-in synthetic scene), "
+        "synthetic, realsense, realsense:SERIAL, a recording PATH.bag or PATH.db3, "
+        "tcp://HOST:PORT (listen for a raw MJPEG pusher), or opencv:DEVICE_OR_URL_OR_FILE "
+        "(default: auto). Repeat it to serve several cameras, each under /cam/NAME/; NAME "
+        "([a-z0-9_-], up to 32) defaults to the serial, the file's stem, or synthetic, "
+        "synthetic-2, ...",
     )
     g.add_argument("--width", type=positive_int, default=1280, help="frame width (default 1280)")
     g.add_argument("--height", type=positive_int, default=720, help="frame height (default 720)")
@@ -113,8 +118,116 @@ def pipeline_parser(prog: str, description: str) -> OneLineParser:
     return p
 
 
+NAME_RE = re.compile(r"[a-z0-9_-]{1,32}")
+
+
+def split_source(text: str) -> tuple[str | None, str]:
+    """`[NAME=]SPEC` -> (NAME or None, SPEC): text before the first `=` is a NAME only when
+    it has no `:` or `/`, so `opencv:rtsp://host/x?ch=1` stays a plain SPEC."""
+    head, sep, rest = text.partition("=")
+    if sep and ":" not in head and "/" not in head:
+        return head, rest
+    return None, text
+
+
+def default_name(spec: str, serial: str | None) -> str:
+    """A camera's name when none is given: its serial, its recording's stem, or its kind."""
+    if serial:
+        base = serial
+    elif spec.endswith((".bag", ".db3")):
+        base = Path(spec).stem
+    elif spec.startswith("tcp://"):
+        base = "tcp-" + spec.rsplit(":", 1)[-1]
+    elif spec.startswith("opencv:"):
+        base = "opencv"
+    else:
+        base = "synthetic" if spec in ("auto", "synthetic") else spec
+    base = re.sub(r"[^a-z0-9_-]+", "-", base.lower()).strip("-")[:32]
+    return base or "camera"
+
+
+def _expand_auto() -> list[tuple[str | None, str, str | None]]:
+    """`auto`: every RealSense attached (by serial), else the synthetic scene (the capture
+    child says so)."""
+    from camera.realsense_device import realsense_devices  # noqa: PLC0415
+
+    serials = [d["serial"] for d in realsense_devices() if d.get("serial")]
+    if not serials:
+        return [(None, "auto", None)]
+    return [(None, "realsense", s) for s in serials]
+
+
+def parse_sources(p: argparse.ArgumentParser, values: list[str] | None,
+                  serial: str | None = None) -> list[tuple[str, str, str | None]]:
+    """Every `--source [NAME=]SPEC` as (name, spec, serial), names unique and valid, each
+    RealSense serial named once; an error is one line and exit code 2."""
+    raw: list[tuple[str | None, str, str | None]] = []
+    for text in values or ["auto"]:
+        name, spec = split_source(text)
+        if name is not None and not NAME_RE.fullmatch(name):
+            p.error(f"--source {text}: NAME {name!r} must be 1-32 of a-z, 0-9, _ and -")
+        if not spec:
+            p.error(f"--source {text}: no source after the NAME")
+        sn = None
+        if spec.startswith("realsense:"):
+            spec, sn = "realsense", spec[len("realsense:"):]
+            if not sn:
+                p.error(f"--source {text}: realsense: needs a serial number")
+        if spec == "auto" and name is None and len(values or []) <= 1:
+            raw.extend(_expand_auto())
+        else:
+            raw.append((name, spec, sn))
+    if len(raw) > 1 and serial:
+        p.error("--serial picks one camera: with several sources use --source realsense:SERIAL")
+    given = [n for n, _, _ in raw if n is not None]
+    for n in given:
+        if given.count(n) > 1:
+            p.error(f"--source: the NAME {n!r} is given twice")
+    serials = [sn for _, _, sn in raw if sn]
+    for sn in serials:
+        if serials.count(sn) > 1:
+            p.error(f"--source: two sources name the RealSense {sn}")
+    out: list[tuple[str, str, str | None]] = []
+    taken = set(given)
+    for given_name, spec, sn in raw:
+        name = given_name
+        if name is None:
+            base = default_name(spec, sn)
+            name, i = base, 2
+            while name in taken:
+                name, i = f"{base[:29]}-{i}", i + 1
+        taken.add(name)
+        out.append((name, spec, sn or (serial if len(raw) == 1 else None)))
+    return out
+
+
+def pipeline_cameras(p: argparse.ArgumentParser, ns: argparse.Namespace
+                     ) -> list[tuple[str, Config]]:
+    """Each camera's name and pipeline settings, from the source, encoding and logging
+    groups, checked; the global size and rate apply to every live source."""
+    sources = parse_sources(p, ns.source, ns.serial)
+    if len(sources) > 1 and ns.record_raw:
+        p.error("--record-raw records one camera: use it with one --source")
+    base = _base_config(p, ns)
+    out = []
+    for name, spec, serial in sources:
+        cfg = replace(base, source=spec, serial=serial)
+        _check_source(p, cfg)
+        out.append((name, cfg))
+    logging.getLogger().setLevel(base.log_level.upper())
+    return out
+
+
 def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Config:
-    """The pipeline settings from the source, encoding and logging groups, checked."""
+    """The pipeline settings of a command that serves one camera."""
+    cams = pipeline_cameras(p, ns)
+    if len(cams) > 1:
+        p.error(f"--source: {p.prog} takes one source")
+    return cams[0][1]
+
+
+def _base_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Config:
+    """The settings every camera shares, checked."""
     if ns.depth_min >= ns.depth_max:
         p.error(f"--depth-min ({ns.depth_min:g}) must be less than --depth-max "
                 f"({ns.depth_max:g})")
@@ -130,14 +243,18 @@ def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Confi
             filters = tuple(parse_filter_list(",".join(ns.filters)))
         except ValueError as exc:
             p.error(str(exc))
-    cfg = Config(
-        source=ns.source, width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
+    return Config(
+        source="auto", width=ns.width, height=ns.height, fps=ns.fps, quality=ns.quality,
         depth_mode=ns.depth_mode, depth_min=ns.depth_min, depth_max=ns.depth_max,
         depth_quality=depth_quality, depth_subsampling=subsampling, encoder=ns.encoder,
         serial=ns.serial, align=ns.align, rs_filters=ns.rs_filters, loop=ns.loop,
         realtime=ns.realtime, record_raw=ns.record_raw, filters=filters,
         max_frame_bytes=ns.max_frame_bytes, log_level=ns.log_level,
         metric=MetricOptions(mode=ns.metric_mode, quality=ns.metric_quality), imu=ns.imu)
+
+
+def _check_source(p: argparse.ArgumentParser, cfg: Config) -> None:
+    """One camera's source, checked before any process starts."""
     src = cfg.source
     if src.startswith("tcp://"):
         try:
@@ -150,15 +267,13 @@ def pipeline_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Confi
             p.error("--source opencv: needs a device number, file or URL")
     elif src not in ("auto", "synthetic", "realsense"):
         if not src.endswith((".bag", ".db3")):
-            p.error(f"--source {src!r}: expected auto, synthetic, realsense, PATH.bag, "
-                    "PATH.db3, tcp://HOST:PORT or opencv:DEVICE")
+            p.error(f"--source {src!r}: expected auto, synthetic, realsense, "
+                    "realsense:SERIAL, PATH.bag, PATH.db3, tcp://HOST:PORT or opencv:DEVICE")
         if not Path(src).is_file():
             p.error(f"--source {src}: no such recording file")
         _check_recording(p, cfg)
     if src == "realsense" or cfg.serial or cfg.rs_filters:
         _check_realsense(p, cfg)
-    logging.getLogger().setLevel(cfg.log_level.upper())
-    return cfg
 
 
 def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
@@ -193,5 +308,5 @@ def _check_realsense(p: argparse.ArgumentParser, cfg: Config) -> None:
     if cfg.serial and cfg.source in ("realsense", "auto"):
         found = [d["serial"] for d in realsense_devices()]
         if cfg.serial not in found:
-            p.error(f"--serial {cfg.serial}: no RealSense device with that serial "
+            p.error(f"RealSense {cfg.serial}: no device with that serial number "
                     f"(found: {', '.join(found) or 'none'})")

@@ -18,8 +18,17 @@ from webrtc.options import WebRTCOptions
 
 
 @dataclass(frozen=True)
+class Camera:
+    """One camera of the run: its name (its routes are under /cam/NAME/) and pipeline."""
+
+    name: str
+    pipeline: Config
+
+
+@dataclass(frozen=True)
 class Plan:
-    """What one run starts: the pipeline, then the sinks the command line asked for."""
+    """What one run starts: the pipeline (the first camera's), then the sinks the command
+    line asked for, then any further cameras (each its own capture, encoders and rings)."""
 
     pipeline: Config
     web: WebOptions | None = None
@@ -31,6 +40,13 @@ class Plan:
     robotics: RoboticsOptions | None = None
     push: PushOptions | None = None
     gps: GpsOptions | None = None
+    name: str = "camera"  # the first camera's name
+    more_cameras: tuple[Camera, ...] = ()
+
+    @property
+    def cameras(self) -> tuple[Camera, ...]:
+        """Every camera, the first (the unprefixed routes and every sink) first."""
+        return (Camera(self.name, self.pipeline), *self.more_cameras)
 
     @property
     def readers(self) -> tuple[str, ...]:

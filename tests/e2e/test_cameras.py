@@ -1,0 +1,191 @@
+"""Several cameras in one server: the synthetic scene ("front") and a librealsense
+recording of known depth ("bands"), each under /cam/NAME/, read by ffprobe, OpenCV and
+headless Chromium; one camera's capture killed while the other's clients watch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.browser import Browser
+from tests.e2e.test_depth import BANDS_MM, H, W, band_depth, inside_bands
+from tests.e2e.test_streams import ffprobe_stream
+from tests.helpers import Server, Watcher, run_cli, running
+
+TOKEN = "cams-s3cret"
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from tests.camera.rs_recording import make_recording  # noqa: PLC0415
+
+    path = tmp_path_factory.mktemp("cams") / "bands.db3"
+    return make_recording(path, W, H, 30, frames=30, depth_fn=band_depth, baseline=0.0)
+
+
+@pytest.fixture(scope="module")
+def server(recording: dict) -> Iterator[Server]:
+    with running("--source", "front=synthetic", "--source", recording["path"],
+                 "--width", "848", "--height", "480", "--no-align", "--depth-max", "10",
+                 "--token", TOKEN) as srv:
+        deadline = time.monotonic() + 30
+        while not all(c["frames_captured"] > 0 for c in status(srv)["cameras"].values()):
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+        yield srv
+
+
+def status(srv: Server) -> dict:
+    code, _, body = srv.get(f"/status?token={TOKEN}", timeout=3)
+    assert code == 200, body
+    return json.loads(body)
+
+
+def test_cameras_json_lists_every_camera_with_its_routes(server: Server, recording: dict
+                                                         ) -> None:
+    code, _, body = server.get(f"/cameras.json?token={TOKEN}")
+    assert code == 200
+    cams = json.loads(body)
+    assert [c["name"] for c in cams] == ["front", "bands"]  # a recording is named by its stem
+    front, bands = cams
+    assert (front["source"], front["width"], front["height"]) == ("synthetic", 848, 480)
+    assert (bands["source"], bands["width"], bands["height"]) == (recording["path"], W, H)
+    for cam in cams:
+        base = f"/cam/{cam['name']}/"
+        assert cam["routes"]["page"] == base
+        for route in ("color", "depth", "combined", "metric", "depth.png", "camera.json",
+                      "depth-video"):
+            assert cam["routes"][route] == base + route
+    assert server.get("/cameras.json")[0] == 401
+
+
+@pytest.mark.parametrize(("path", "width", "height"), [
+    ("/cam/front/color", 848, 480), ("/cam/bands/color", W, H), ("/cam/bands/depth", W, H),
+    ("/cam/bands/combined", 2 * W, H), ("/cam/front/metric", 848, 480),
+    ("/color", 848, 480),  # the unprefixed routes are the first camera's
+])
+def test_each_cameras_streams_play_in_ffprobe(server: Server, path: str, width: int,
+                                              height: int) -> None:
+    st = ffprobe_stream(f"{server.base}{path}?token={TOKEN}", frames=10)
+    assert (st["codec_name"], st["width"], st["height"]) == ("mjpeg", width, height)
+    assert int(st["nb_read_frames"]) == 10
+
+
+def test_each_camera_has_its_own_depth_and_snapshots(server: Server) -> None:
+    code, _, body = server.get(f"/cam/bands/depth.png?token={TOKEN}")
+    assert code == 200
+    assert np.array_equal(cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED),
+                          band_depth())
+    code, _, body = server.get(f"/cam/front/depth.png?token={TOKEN}")
+    front = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_UNCHANGED)
+    assert code == 200 and front.shape == (480, 848)
+    code, _, body = server.get(f"/cam/bands/color.jpg?token={TOKEN}")
+    assert code == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), 1).shape == (H, W, 3)
+    code, _, body = server.get(f"/cam/bands/camera.json?token={TOKEN}")
+    assert code == 200 and json.loads(body)["intrinsics"]["width"] == W
+    code, _, body = server.get(f"/cam/front/camera.json?token={TOKEN}")
+    assert code == 200 and json.loads(body)["intrinsics"]["width"] == 848
+    for path in ("/cam/nosuch/color", "/cam/bands/nosuch"):
+        assert server.get(f"{path}?token={TOKEN}")[0] == 404
+    assert server.get("/cam/bands/depth.png")[0] == 401
+    code, headers, _ = server.get(f"/cam/bands?token={TOKEN}")
+    assert code == 308 and headers["location"].endswith(f"/cam/bands/?token={TOKEN}")
+
+
+def test_status_shows_each_camera_and_its_processes(server: Server) -> None:
+    st = status(server)
+    cams = st["cameras"]
+    assert set(cams) == {"front", "bands"}  # in order in /cameras.json
+    pids = [p for c in cams.values() for p in (c["pids"]["capture"], c["pids"]["encoder"])]
+    assert all(pids) and len(set(pids)) == 4
+    assert cams["front"]["pids"]["capture"] == st["pids"]["capture"]
+    for cam in cams.values():
+        assert cam["source_ok"] and cam["fps_captured"] > 0
+    assert cams["bands"]["resolution"] == {"width": W, "height": H}
+
+
+def test_grid_page_shows_a_live_tile_per_camera(server: Server) -> None:
+    with Browser() as b:
+        b.goto(f"{server.base}/?token={TOKEN}")
+        tiles = b.wait_for("window.depthcam && window.depthcam.tiles"
+                           " && window.depthcam.tiles().every(t => t.width > 0"
+                           " && t.fps !== undefined && t.fps !== null)"
+                           " && window.depthcam.tiles()", timeout=30)
+        assert [(t["name"], t["width"], t["height"]) for t in tiles] == [
+            ("front", 848, 480), ("bands", W, H)]
+        assert [t["href"] for t in tiles] == [f"cam/{n}/?token={TOKEN}" for n in ("front", "bands")]
+        assert all(t["source_ok"] for t in tiles)
+
+
+def test_a_cameras_own_page_measures_its_own_depth(server: Server) -> None:
+    with Browser() as b:
+        b.goto(f"{server.base}/cam/bands/?token={TOKEN}")
+        b.wait_for("window.depthcam && window.depthcam.depthReady"
+                   " && window.depthcam.depthAt(20, 20) !== null", timeout=30)
+        assert "bands" in b.eval("document.querySelector('h1').textContent")
+        pts = inside_bands(100)
+        got = b.eval(f"{pts.tolist()}.map(([x, y]) => window.depthcam.depthAt(x, y))")
+        truth = np.array([band_depth()[y, x] / 1000.0 for x, y in pts])
+        ok = np.array([g is not None and abs(g - t) <= 0.01 * t
+                       for g, t in zip(got, truth, strict=True)])
+        assert ok.mean() >= 0.95, list(zip(got, truth, strict=True))
+        assert min(BANDS_MM) / 1000 <= min(g for g in got if g) <= max(BANDS_MM) / 1000
+
+
+def test_killing_one_cameras_capture_spares_the_other(server: Server) -> None:
+    """SIGKILL the recording's capture child: the synthetic camera's clients see no gap
+    longer than the worst they saw before (or half a second), and the killed camera's
+    clients get pictures again within the time a child takes to come back."""
+    front = Watcher(server.port, f"/cam/front/color?token={TOKEN}")
+    bands = Watcher(server.port, f"/cam/bands/color?token={TOKEN}")
+    front.start()
+    bands.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(front.parts) < 60 or len(bands.parts) < 30:
+            assert time.monotonic() < deadline, (len(front.parts), len(bands.parts))
+            time.sleep(0.1)
+        before = np.diff([a for a, _ in front.parts]).max()
+        victim = status(server)["cameras"]["bands"]["pids"]["capture"]
+        t_kill = time.time()
+        os.kill(victim, signal.SIGKILL)
+        back_within = server.restart_deadline()
+        deadline = time.monotonic() + back_within + 5
+        while bands.resumed_after(t_kill) is None:
+            assert time.monotonic() < deadline, f"bands never resumed\n{server.log()[-3000:]}"
+            time.sleep(0.1)
+        resumed = bands.resumed_after(t_kill)
+        time.sleep(1.0)
+        assert front.error is None and bands.error is None, (front.error, bands.error)
+        arrivals = [a for a, _ in front.parts if a >= t_kill - 0.5]
+        during = np.diff(arrivals).max()
+        assert during <= max(0.5, 2 * before), (during, before)
+        assert resumed is not None and resumed <= back_within, (resumed, back_within)
+        cams = status(server)["cameras"]
+        assert cams["bands"]["restarts"]["capture"] == 1
+        assert cams["front"]["restarts"]["capture"] == 0
+        assert cams["bands"]["pids"]["capture"] not in (0, victim)
+    finally:
+        front.close()
+        bands.close()
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--source", "Front=synthetic"), "NAME 'Front'"),
+    (("--source", "a=synthetic", "--source", "a=synthetic"), "NAME 'a' is given twice"),
+    (("--source", "realsense:123", "--source", "x=realsense:123"), "name the RealSense 123"),
+    (("--source", "a=", "--source", "b=synthetic"), "no source after the NAME"),
+    (("--source", "a=synthetic", "--source", "b=synthetic", "--serial", "1"), "--serial"),
+])
+def test_bad_source_lists_are_one_line_and_exit_2(args: tuple[str, ...], says: str) -> None:
+    r = run_cli(*args)
+    assert r.returncode == 2, r
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0], r.stderr

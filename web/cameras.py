@@ -1,0 +1,123 @@
+"""Several cameras behind one web process: one app per camera under /cam/NAME/.
+
+Each camera has its own hub, depth-video feed and Flask app built by `create_app`, on its
+own rings and control block, so its routes are the same as a one-camera server's. The
+unprefixed routes are the first camera's app; /cameras.json, the grid page at / (with
+several cameras) and the `cameras` part of /status are the house's own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+
+from pipeline.config import Config
+from pipeline.control import Control
+from pipeline.shm import FrameRing
+from web.app import build_status, create_app
+from web.depth_video import DepthVideoFeed
+from web.hub import FrameHub
+from web.options import WebOptions
+
+PREFIX = "/cam/"
+CAMERA_ROUTES = ("color", "depth", "combined", "metric", "color.jpg", "depth.jpg",
+                 "combined.jpg", "metric.jpg", "depth.png", "camera.json", "status")
+
+
+@dataclass
+class ServedCamera:
+    """What the web process holds of one camera: its settings, control block, hub,
+    depth-video feed (where the stage runs), raw and IMU rings."""
+
+    name: str
+    cfg: Config
+    control: Control
+    hub: FrameHub
+    feed: DepthVideoFeed | None
+    raw: FrameRing
+    imu: FrameRing | None
+
+    @property
+    def clients(self) -> int:
+        """Stream clients of this camera (every multipart route)."""
+        n = sum(ch.viewers for ch in self.hub.channels.values())
+        return n + (self.feed.viewers if self.feed is not None else 0)
+
+
+class House:
+    """Every camera's app and the dispatch between them."""
+
+    def __init__(self, cameras: list[ServedCamera], backend: str, opts: WebOptions,
+                 connections: Callable[[], dict[str, int]] | None = None) -> None:
+        self.cameras = cameras
+        self.backend = backend
+        several = len(cameras) > 1
+        # WebRTC and the H.264 stage follow the first camera only.
+        others = dataclasses.replace(opts, webrtc=None, h264=None)
+        self.apps: dict[str, Flask] = {}
+        for i, cam in enumerate(cameras):
+            self.apps[cam.name] = create_app(
+                cam.cfg, cam.hub, cam.control, backend, opts if i == 0 else others,
+                raw=cam.raw, imu=cam.imu, connections=connections, depth_video=cam.feed,
+                camera=cam.name, clients=self.clients,
+                cameras=self.doc if i == 0 else None,
+                cameras_status=self.status if i == 0 else None, grid=several and i == 0)
+
+    def clients(self) -> int:
+        """Stream clients of every camera: what --max-clients counts."""
+        return sum(cam.clients for cam in self.cameras)
+
+    def doc(self) -> list[dict[str, Any]]:
+        """/cameras.json: each camera's name, source, serial, size, rate and routes."""
+        out = []
+        for cam in self.cameras:
+            info = cam.control.info()
+            base = f"{PREFIX}{cam.name}/"
+            routes = {"page": base, **{r: base + r for r in CAMERA_ROUTES}}
+            if cam.feed is not None:
+                routes["depth-video"] = base + "depth-video"
+            out.append({"name": cam.name, "source": cam.cfg.source,
+                        "serial": info.get("serial") or cam.cfg.serial,
+                        "width": info.get("width", cam.cfg.width),
+                        "height": info.get("height", cam.cfg.height),
+                        "fps": cam.cfg.fps, "source_ok": bool(cam.control["source_ok"]),
+                        "routes": routes})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """/status's `cameras`: each camera's own status, its pids and restarts."""
+        out = {}
+        for cam in self.cameras:
+            doc = build_status(cam.cfg, cam.hub, cam.control, self.backend, depth_video=cam.feed)
+            snap = cam.control.snapshot()
+            roles = ("capture", "encoder", *(("depthvideo",) if cam.feed else ()))
+            doc["pids"] = {r: int(snap[f"pid_{r}"]) for r in roles}
+            doc["restarts"] = {r: int(snap[f"restarts_{r}"]) for r in roles}
+            doc["heartbeat_age_s"] = {k: v for k, v in doc["heartbeat_age_s"].items()
+                                      if k != "web"}
+            for key in ("clients", "mcap", "imu", "webrtc", "h264", "janus", "uptime_s"):
+                doc.pop(key, None)
+            out[cam.name] = doc
+        return out
+
+    def wsgi(self) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
+        """The WSGI entry: /cam/NAME/... to that camera's app, the rest to the first's."""
+        first = self.apps[self.cameras[0].name]
+
+        def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]
+                     ) -> Iterable[bytes]:
+            path = environ.get("PATH_INFO", "")
+            if path.startswith(PREFIX):
+                name, slash, rest = path[len(PREFIX):].partition("/")
+                app = self.apps.get(name)
+                if app is not None:
+                    environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + PREFIX + name
+                    environ["PATH_INFO"] = slash + rest
+                    return app(environ, start_response)
+            return first(environ, start_response)
+
+        return dispatch

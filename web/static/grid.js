@@ -1,0 +1,35 @@
+// The grid page (/ with several cameras): one live tile per camera, its name, the rate
+// its color stream is sent at and the latency, from /status's `cameras`.
+const cfg = JSON.parse(document.getElementById("page-config").textContent);
+const api = window.depthcam = window.depthcam || {};
+const stats = {};
+
+function fmt(v) { return v === null || v === undefined ? "–" : Number(v).toFixed(1); }
+
+async function refresh() {
+  try {
+    const r = await fetch(`status${cfg.query}`, {cache: "no-store"});
+    if (!r.ok) return;
+    const cams = (await r.json()).cameras || {};
+    for (const tile of document.querySelectorAll(".tile")) {
+      const s = cams[tile.dataset.name];
+      if (!s) continue;
+      const color = s.streams.color;
+      stats[tile.dataset.name] = {fps: color.fps_sent, latency_ms: color.latency_ms.p50,
+                                  source_ok: s.source_ok};
+      tile.querySelector(".fps").textContent = fmt(color.fps_sent);
+      tile.querySelector(".lat").textContent = fmt(color.latency_ms.p50);
+      tile.classList.toggle("down", !s.source_ok);
+    }
+  } catch (e) { /* the next tick retries */ }
+}
+setInterval(refresh, 1000);
+refresh();
+
+// Every tile: {name, href, width, height (of the picture it shows), fps, latency_ms, source_ok}.
+api.tiles = () => Array.from(document.querySelectorAll(".tile"), (tile) => {
+  const img = tile.querySelector("img");
+  return {name: tile.dataset.name, href: tile.querySelector("a").getAttribute("href"),
+          width: img.naturalWidth, height: img.naturalHeight, ...(stats[tile.dataset.name] || {})};
+});
+api.ready = true;
