@@ -11,6 +11,7 @@ process (and a GPS process when -g is given).
 
 from __future__ import annotations
 
+import argparse
 import logging
 import multiprocessing
 import sys
@@ -31,7 +32,7 @@ from push.gps.spec import parse_gps_spec
 from push.h264 import h264_cap
 from push.options import GpsOptions, PushOptions
 from robotics.options import add_robotics_args, robotics_options
-from wiring.options import pipeline_config, pipeline_parser
+from wiring.options import pipeline_cameras, pipeline_parser
 from wiring.plan import Plan
 
 log = logging.getLogger("app_https_client")
@@ -56,6 +57,14 @@ DESCRIPTION = (
     "raw TCP as MJPEG or H.264 in MPEG-TS, or publish H.264 to an RTMP media server, "
     "retrying while it is down, and POST GPS fixes to a URL."
 )
+
+
+def _stream_arg(text: str) -> tuple[str | None, str]:
+    """`[NAME/]STREAM` -> (NAME or None, STREAM), STREAM one of combined, color, depth."""
+    name, _, stream = text.rpartition("/")
+    if stream not in ("combined", "color", "depth"):
+        raise argparse.ArgumentTypeError(f"{stream!r}: choose combined, color or depth")
+    return (name or None), stream
 
 
 def parse_args(argv: list[str] | None = None) -> Plan:
@@ -86,8 +95,11 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                    "metres as 10-bit H.264 (the depth video), as a second stream of the "
                    "same MPEG-TS; python3 -m depthclient.ts turns a recording of it into "
                    "metres")
-    g.add_argument("--stream", choices=("combined", "color", "depth"), default="combined",
-                   help="what to push (default combined: color and depth side by side)")
+    g.add_argument("--stream", type=_stream_arg, default=(None, "combined"),
+                   metavar="[NAME/]STREAM",
+                   help="what to push: combined (default: color and depth side by side), "
+                   "color or depth; NAME/ picks one camera of several --source options "
+                   "(default the first)")
     g.add_argument("--ca-file", metavar="PEM",
                    help="CA certificate(s) to verify the listener with (private CA or a "
                    "self-signed certificate)")
@@ -115,6 +127,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     add_robotics_args(p, gps=False)
     add_h264_args(p)
     ns = p.parse_args(argv)
+    camera, ns.stream = ns.stream
     if ns.min_quality > ns.quality:
         p.error(f"--min-quality {ns.min_quality} is above --quality {ns.quality}")
     try:
@@ -150,7 +163,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
             parse_gps_spec(ns.gps)
         except ValueError as exc:
             p.error(f"--gps: {exc}")
-    cfg = pipeline_config(p, ns)
+    cameras = dict(pipeline_cameras(p, ns))
+    camera = camera or next(iter(cameras))
+    if camera not in cameras:
+        p.error(f"--stream {camera}/{ns.stream}: no camera named {camera!r} "
+                f"(cameras: {', '.join(cameras)})")
+    cfg = cameras[camera]
     # /gps on Foxglove and in MCAP when a GPS is read anyway (-g) or --gps is given.
     push_reads_gps = bool(ns.gps_url) and ns.gps != "none"
     gps = ns.gps if ns.gps_url or given_gps else None
@@ -176,7 +194,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                                                  max(h264_cap(push) // 2, MIN_DEPTH_VIDEO)),
                                      gop=push.h264.gop) if push.depth else None)
     return Plan(pipeline=cfg, push=push, gps=gps_opts, h264=h264, robotics=robotics,
-                depth_video=depth_video)
+                depth_video=depth_video, name=camera)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         how = (f"adaptive (quality {opts.min_quality}-{opts.max_quality}, width >= "
                f"{opts.min_width})" if opts.adapt else f"fixed quality {opts.max_quality}")
     what = f"{opts.stream} and depth (10-bit H.264)" if opts.depth else opts.stream
-    log.info("pushing %s as %s to %s, %s%s", what, opts.fmt, redact(opts.url), how, cap)
+    log.info("pushing %s of camera %s as %s to %s, %s%s", what, plan.name, opts.fmt,
+             redact(opts.url), how, cap)
     from wiring.launch import run_pipeline  # noqa: PLC0415  (children re-import this module)
 
     try:

@@ -25,7 +25,7 @@ from pipeline.args import OneLineParser
 from pipeline.child import CannotStart, setup_logging
 from robotics.options import add_robotics_args, robotics_options
 from sinks.display import display_problem
-from sinks.tap import TapOptions
+from sinks.tap import TapOptions, taps_by_camera
 from web.limits import max_clients_allowed
 from web.options import WebOptions, add_web_args, web_options
 from webrtc.options import add_webrtc_args, webrtc_options
@@ -39,7 +39,8 @@ DESCRIPTION = (
     "Stream a RealSense D455 (or the built-in synthetic scene) as MJPEG: / (page), "
     "/color, /depth, /combined, /metric (multipart), /color.jpg etc. (snapshots), "
     "/depth.png (exact depth), /depth-video (metres as 10-bit H.264), /camera.json, "
-    "/status (JSON)."
+    "/status (JSON). Several --source options serve several cameras, each under "
+    "/cam/NAME/, listed in /cameras.json."
 )
 
 
@@ -48,10 +49,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     p = pipeline_parser("app_mp.py", DESCRIPTION)
     add_web_args(p)
     o = p.add_argument_group("recording and display")
-    o.add_argument("--record", metavar="PATH.mkv",
-                   help="record the color JPEGs as they are (no re-encoding) into .mkv or .avi")
-    o.add_argument("--snapshot-on-exit", metavar="PATH.jpg",
-                   help="save the last color frame when the server stops")
+    o.add_argument("--record", metavar="[NAME:]PATH.mkv", action="append",
+                   help="record the color JPEGs as they are (no re-encoding) into .mkv or "
+                   ".avi; NAME: picks a camera (default the first); repeat it per camera")
+    o.add_argument("--snapshot-on-exit", metavar="[NAME:]PATH.jpg", action="append",
+                   help="save the last color frame when the server stops; NAME: picks a "
+                   "camera (default the first); repeat it per camera")
     o.add_argument("--display", action="store_true",
                    help="also show the stream in an OpenCV window (needs a desktop and a "
                    "GUI build of OpenCV); keys toggle filters, q quits")
@@ -70,25 +73,34 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         p.error(str(exc))
     if web.max_clients_given:
         _check_max_clients(p, web.max_clients)
-    if ns.record:
-        try:
-            JpegRecorder.check_path(ns.record)
-        except (ValueError, RuntimeError) as exc:
-            p.error(f"--record: {exc}")
-    if ns.snapshot_on_exit and not os.access(
-            os.path.dirname(os.path.abspath(ns.snapshot_on_exit)), os.W_OK):
-        p.error(f"--snapshot-on-exit {ns.snapshot_on_exit}: directory not writable")
+    try:
+        taps = taps_by_camera(ns.record, ns.snapshot_on_exit, [n for n, _ in cameras])
+    except ValueError as exc:
+        p.error(str(exc))
+    for tap in taps.values():
+        _check_tap(p, tap)
     if ns.display:
         problem = display_problem()
         if problem:
             p.error(problem)
     # The H.264 stage runs for WebRTC, or idle for /camera/h264 until a sink subscribes.
     h264 = h264_options(ns) if webrtc is not None or robotics.h264 else None
-    return Plan(pipeline=cfg, web=web,
-                tap=TapOptions(record=ns.record, snapshot_on_exit=ns.snapshot_on_exit),
+    return Plan(pipeline=cfg, web=web, tap=taps.get(name, TapOptions()),
                 display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics,
                 depth_video=depth_video_options(ns), name=name,
-                more_cameras=tuple(Camera(n, c) for n, c in cameras[1:]))
+                more_cameras=tuple(Camera(n, c, taps.get(n)) for n, c in cameras[1:]))
+
+
+def _check_tap(p: OneLineParser, tap: TapOptions) -> None:
+    """A recording's container and a snapshot's directory, checked before anything runs."""
+    if tap.record:
+        try:
+            JpegRecorder.check_path(tap.record)
+        except (ValueError, RuntimeError) as exc:
+            p.error(f"--record: {exc}")
+    if tap.snapshot_on_exit and not os.access(
+            os.path.dirname(os.path.abspath(tap.snapshot_on_exit)), os.W_OK):
+        p.error(f"--snapshot-on-exit {tap.snapshot_on_exit}: directory not writable")
 
 
 def _check_max_clients(p: OneLineParser, wanted: int) -> None:

@@ -31,6 +31,9 @@ def make_source(cfg: Config) -> FrameSource:
             log.info("no RealSense device found: using the built-in synthetic scene "
                      "(--source synthetic)")
             src = "synthetic"
+    if cfg.sync and src != "realsense":
+        log.info("--sync %s: only a live RealSense has inter-camera sync; ignored for %s",
+                 cfg.sync, src)
     if src == "synthetic":
         from camera.synthetic import SyntheticSource  # noqa: PLC0415
 
@@ -40,7 +43,7 @@ def make_source(cfg: Config) -> FrameSource:
 
         return RealSenseSource(
             cfg.width, cfg.height, int(cfg.fps), serial=cfg.serial, align=cfg.align,
-            filters=cfg.rs_filters, record_raw=cfg.record_raw, imu=imu,
+            filters=cfg.rs_filters, record_raw=cfg.record_raw, imu=imu, sync=cfg.sync,
         )
     if src.endswith((".bag", ".db3")):
         from camera.recording import RecordingSource  # noqa: PLC0415

@@ -15,6 +15,7 @@ from typing import Any
 
 from camera.base import Frame, SourceConfigError, SourceError
 from camera.realsense_device import (
+    apply_sync,
     depth_scale,
     device_info,
     one_line,
@@ -56,7 +57,8 @@ class RealSenseSource(RealSenseBase):
     def __init__(self, width: int, height: int, fps: int, *, serial: str | None = None,
                  align: bool = True, filters: Sequence[str] = (),
                  record_raw: str | None = None, device: Any = None,
-                 device_wait: float = DEVICE_WAIT, imu: bool = True) -> None:
+                 device_wait: float = DEVICE_WAIT, imu: bool = True,
+                 sync: str | None = None) -> None:
         super().__init__(align=align, filters=filters, imu=imu)
         validate_mode(width, height, fps)
         if record_raw is not None and not str(record_raw).endswith(".db3"):
@@ -66,6 +68,7 @@ class RealSenseSource(RealSenseBase):
         self.serial = serial
         self.record_raw = record_raw
         self.device_wait = device_wait
+        self.sync = sync  # --sync: inter_cam_sync_mode set before each start
         self._device = device
         self._pipe: Any = None
         self._syncer: Any = None
@@ -102,6 +105,13 @@ class RealSenseSource(RealSenseBase):
         log.info("RealSense %s %s streaming %dx%d@%d align=%s filters=%s",
                  self._dev_info.get("name", "?"), self._dev_info.get("serial", "?"),
                  self.width, self.height, self.fps, self.align, ",".join(self.filters))
+
+    def _apply_sync(self, dev: Any) -> None:
+        """--sync, set before streaming starts; said once, not at every reopen."""
+        if self.sync is None:
+            return
+        line = apply_sync(dev, self.sync)
+        (log.debug if self._ever_opened else log.info)("%s", line)
 
     def _find_device(self) -> Any:
         """The device to use (by serial or the first), waiting briefly on the first open."""
@@ -148,6 +158,7 @@ class RealSenseSource(RealSenseBase):
         dev = self._find_device()
         self._maybe_reset(dev)
         self._dev_info = device_info(dev)
+        self._apply_sync(dev)
         serial = self._dev_info.get("serial")
         cfg = rs.config()
         if serial:
@@ -197,6 +208,7 @@ class RealSenseSource(RealSenseBase):
     def _open_device(self, dev: Any) -> None:
         """The device= path: open the device's sensors and sync them with an rs.syncer."""
         self._dev_info = device_info(dev)
+        self._apply_sync(dev)
         color_p = depth_p = None
         color_s = depth_s = None
         offered = []

@@ -151,6 +151,27 @@ def stop_pipeline(pipe: Any, what: str, warning: str) -> None:
         log.warning("%s: %s", warning, one_line(exc))
 
 
+SYNC_MODES = {"default": 0, "master": 1, "slave": 2, "full-slave": 3, "genlock": 4}
+"""--sync values and the inter_cam_sync_mode each sets (4: genlock, one frame per trigger)."""
+
+
+def apply_sync(dev: Any, mode: str) -> str:
+    """Set the device's inter_cam_sync_mode to `mode` (before streaming starts, as
+    librealsense asks) and return the one line to log, whether it could or not."""
+    serial = device_info(dev).get("serial", "?")
+    value = SYNC_MODES[mode]
+    for sensor in dev.query_sensors():
+        try:
+            if not sensor.supports(rs.option.inter_cam_sync_mode):
+                continue
+            sensor.set_option(rs.option.inter_cam_sync_mode, value)
+            got = int(sensor.get_option(rs.option.inter_cam_sync_mode))
+        except RuntimeError as exc:
+            return f"RealSense {serial}: cannot set --sync {mode}: {one_line(exc)}"
+        return f"RealSense {serial}: inter-camera sync {mode} (inter_cam_sync_mode {got})"
+    return f"RealSense {serial}: has no inter_cam_sync_mode; --sync {mode} ignored"
+
+
 def depth_scale(dev: Any) -> float:
     """Metres per depth unit of a device; 0.001 (a D455's) when it cannot tell."""
     try:

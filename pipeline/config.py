@@ -60,6 +60,7 @@ class Config:
     log_level: str = "info"
     metric: MetricOptions = field(default_factory=MetricOptions)
     imu: str = "auto"  # auto: when the source has one; on: say so when it has none; off
+    sync: str | None = None  # --sync: a RealSense's inter_cam_sync_mode (realsense_device)
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:

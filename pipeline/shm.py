@@ -210,6 +210,21 @@ class FrameRing:
             raise TornRead
         return seq, SlotMeta(counter, *fields[1:])
 
+    def recent_metas(self) -> list[SlotMeta]:
+        """The header of every frame the ring still holds, newest first (a slot being
+        rewritten is left out): what a reader needs of recent frames without their bytes."""
+        counter, _ = self.latest()
+        out = []
+        for c in range(counter, max(counter - self.nslots, 0), -1):
+            slot = (c - 1) % self.nslots
+            try:
+                seq, meta = self.read_meta(slot, c)
+            except TornRead:
+                continue
+            if self.still_valid(slot, seq) and self.counter() - c < self.nslots:
+                out.append(meta)
+        return out
+
     def still_valid(self, slot: int, seq: int) -> bool:
         """True while the slot has not been rewritten since `seq` was read."""
         return _SEQ.unpack_from(self.buf, self._slot_off(slot))[0] == seq

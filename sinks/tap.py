@@ -45,6 +45,34 @@ class TapOptions:
         return bool(self.record or self.snapshot_on_exit)
 
 
+def taps_by_camera(records: list[str] | None, snapshots: list[str] | None,
+                   cameras: list[str]) -> dict[str, TapOptions]:
+    """Each camera's --record and --snapshot-on-exit from `[NAME:]PATH` values (no NAME:
+    the first camera). Raises ValueError (one line) for an unknown NAME, a camera given
+    twice, or one file named twice."""
+    found: dict[str, dict[str, str]] = {}
+    paths: list[str] = []
+    for option, values in (("record", records), ("snapshot_on_exit", snapshots)):
+        flag = "--" + option.replace("_", "-")
+        for text in values or ():
+            head, sep, rest = text.partition(":")
+            camera, path = (head, rest) if sep and "/" not in head and head else (
+                cameras[0], text)
+            if camera not in cameras:
+                raise ValueError(f"{flag} {text}: no camera named {camera!r} "
+                                 f"(cameras: {', '.join(cameras)})")
+            if not path:
+                raise ValueError(f"{flag} {text}: no file after the camera's name")
+            if option in found.get(camera, {}):
+                raise ValueError(f"{flag}: camera {camera!r} is given twice")
+            full = os.path.abspath(path)
+            if full in paths:
+                raise ValueError(f"{flag} {text}: {path} is named twice")
+            paths.append(full)
+            found.setdefault(camera, {})[option] = path
+    return {camera: TapOptions(**opts) for camera, opts in found.items()}
+
+
 def tap_main(child: Child, opts: TapOptions) -> None:
     """The tap child: record the color stream and keep its newest frame for the snapshot."""
     control, handles, stop = child.control, child.handles, child.stop

@@ -76,6 +76,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                clients: Callable[[], int] | None = None,
                cameras: Callable[[], list[dict[str, Any]]] | None = None,
                cameras_status: Callable[[], dict[str, Any]] | None = None,
+               metric_sources: Callable[[], list[tuple[str, FrameHub, Control]]] | None = None,
                grid: bool = False) -> Flask:
     """Build the app around an existing hub and control block (and the raw and IMU rings,
     if given).
@@ -83,8 +84,9 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     `connections`: the web server's connection table, for /status; `depth_video`: the
     depth-video feed, where its stage runs (/depth-video); `camera`: this camera's name;
     `clients`: stream clients of the whole server (for --max-clients), else this app's;
-    `cameras`, `cameras_status`: every camera's entry and status, given to the first
-    camera's app (/cameras.json, /status's `cameras`); `grid`: / is the grid of every
+    `cameras`, `cameras_status`, `metric_sources`: every camera's entry, status and
+    counters, given to the first camera's app (/cameras.json, /status's `cameras` and
+    `sync`, /metrics labelled by camera); `grid`: / is the grid of every
     camera, and this camera's page is /cam/NAME/ only.
     """
     opts = opts or WebOptions()
@@ -267,8 +269,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     @app.get("/metrics")
     def metrics() -> Response:
         _check_query({"token"})
-        return metrics_response(hub, control,
-                                extra=[WebRTCCollector(control)] if webrtc else [])
+        every = metric_sources() if metric_sources is not None else [(camera, hub, control)]
+        return metrics_response(every, extra=[WebRTCCollector(control)] if webrtc else [])
 
     @app.get("/status")
     def status() -> Response:
@@ -278,7 +280,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
         if connections is not None:
             doc["connections"] = {**connections(), "max_clients": opts.max_clients}
         if cameras_status is not None:
-            doc["cameras"] = cameras_status()
+            doc.update(cameras_status())
         return jsonify(doc)
 
     if cameras is not None:

@@ -9,6 +9,7 @@ several cameras) and the `cameras` part of /status are the house's own.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +18,7 @@ from flask import Flask
 
 from pipeline.config import Config
 from pipeline.control import Control
-from pipeline.shm import FrameRing
+from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 from web.app import build_status, create_app
 from web.depth_video import DepthVideoFeed
 from web.hub import FrameHub
@@ -65,11 +66,17 @@ class House:
                 raw=cam.raw, imu=cam.imu, connections=connections, depth_video=cam.feed,
                 camera=cam.name, clients=self.clients,
                 cameras=self.doc if i == 0 else None,
-                cameras_status=self.status if i == 0 else None, grid=several and i == 0)
+                cameras_status=self.status if i == 0 else None,
+                metric_sources=self.metric_sources if i == 0 else None,
+                grid=several and i == 0)
 
     def clients(self) -> int:
         """Stream clients of every camera: what --max-clients counts."""
         return sum(cam.clients for cam in self.cameras)
+
+    def metric_sources(self) -> list[tuple[str, FrameHub, Control]]:
+        """Each camera's name, hub and control block, for /metrics."""
+        return [(cam.name, cam.hub, cam.control) for cam in self.cameras]
 
     def doc(self) -> list[dict[str, Any]]:
         """/cameras.json: each camera's name, source, serial, size, rate and routes."""
@@ -89,7 +96,8 @@ class House:
         return out
 
     def status(self) -> dict[str, Any]:
-        """/status's `cameras`: each camera's own status, its pids and restarts."""
+        """/status's `cameras` (each camera's own status, its pids and restarts) and
+        `sync` (how the cameras' frame times line up)."""
         out = {}
         for cam in self.cameras:
             doc = build_status(cam.cfg, cam.hub, cam.control, self.backend, depth_video=cam.feed)
@@ -102,7 +110,32 @@ class House:
             for key in ("clients", "mcap", "imu", "webrtc", "h264", "janus", "uptime_s"):
                 doc.pop(key, None)
             out[cam.name] = doc
-        return out
+        sync = self.sync()
+        for name, offset in sync["offset_ms"].items():
+            out[name]["offset_ms"] = offset
+        return {"cameras": out, "sync": sync}
+
+    def sync(self) -> dict[str, Any]:
+        """Each camera's offset to the first: the median difference between its recent
+        frame times and the first camera's nearest ones (every source stamps frames in the
+        host's clock, a RealSense in its global time, so what remains is the phase of
+        free-running sensors); and the spread: the first camera's newest frame time
+        against the nearest frame of every other camera, max minus min."""
+        times = [[m.ts_capture for m in cam.raw.recent_metas()
+                  if not m.flags & FLAG_NO_SIGNAL] for cam in self.cameras]
+        ref = times[0]
+        offsets: dict[str, float | None] = {}
+        for cam, mine in zip(self.cameras, times, strict=True):
+            if not ref or not mine:
+                offsets[cam.name] = None
+                continue
+            diffs = [t - min(ref, key=lambda r, t=t: abs(r - t)) for t in mine]
+            offsets[cam.name] = round(statistics.median(diffs) * 1000, 2)
+        spread = None
+        if ref and all(times):
+            nearest = [min(mine, key=lambda t: abs(t - ref[0])) for mine in times]
+            spread = round((max(nearest) - min(nearest)) * 1000, 2)
+        return {"reference": self.cameras[0].name, "offset_ms": offsets, "spread_ms": spread}
 
     def wsgi(self) -> Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]:
         """The WSGI entry: /cam/NAME/... to that camera's app, the rest to the first's."""

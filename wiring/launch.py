@@ -52,6 +52,9 @@ def child_specs(plan: Plan, h: Handles, backend: str,
         if plan.depth_video is not None:
             specs.append(ChildSpec("depthvideo", depth_video_main, cam.pipeline, ch,
                                    (plan.depth_video,), camera=cam.name))
+        if cam.tap is not None and cam.tap.enabled:
+            specs.append(ChildSpec("tap", tap_main, cam.pipeline, ch, (cam.tap,),
+                                   camera=cam.name))
     if plan.web is not None:
         web = replace(plan.web, webrtc=plan.webrtc, h264=plan.h264)
         cameras = tuple((c.name, c.pipeline, ch)

@@ -55,6 +55,9 @@ def add_source_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--height", type=positive_int, default=720, help="frame height (default 720)")
     g.add_argument("--fps", type=fps_arg, default=30.0, help="frames per second (default 30)")
     g.add_argument("--serial", help="RealSense serial number, to choose among several cameras")
+    g.add_argument("--sync", action="append", metavar="[NAME=]MODE",
+                   help="a RealSense's inter-camera sync: master, slave, full-slave, genlock "
+                   "or default (NAME= picks a camera, default the first); repeat per camera")
     g.add_argument("--no-align", dest="align", action="store_false",
                    help="do not align depth to color (saves ~2 ms per 720p frame on x86, "
                    "far more on ARM boards)")
@@ -209,12 +212,34 @@ def pipeline_cameras(p: argparse.ArgumentParser, ns: argparse.Namespace
     if len(sources) > 1 and ns.record_raw:
         p.error("--record-raw records one camera: use it with one --source")
     base = _base_config(p, ns)
+    syncs = _sync_modes(p, ns.sync, [name for name, _, _ in sources])
     out = []
     for name, spec, serial in sources:
-        cfg = replace(base, source=spec, serial=serial)
-        _check_source(p, cfg)
+        cfg = replace(base, source=spec, serial=serial, sync=syncs.get(name))
+        size = _check_source(p, cfg)
+        if size is not None:
+            cfg = replace(cfg, width=size[0], height=size[1])
         out.append((name, cfg))
     logging.getLogger().setLevel(base.log_level.upper())
+    return out
+
+
+def _sync_modes(p: argparse.ArgumentParser, values: list[str] | None,
+                names: list[str]) -> dict[str, str]:
+    """Each camera's --sync MODE from `[NAME=]MODE` values (no NAME: the first camera)."""
+    from camera.realsense_device import SYNC_MODES  # noqa: PLC0415
+
+    out: dict[str, str] = {}
+    for text in values or ():
+        name, sep, mode = text.rpartition("=")
+        name = name if sep else names[0]
+        if name not in names:
+            p.error(f"--sync {text}: no camera named {name!r} (cameras: {', '.join(names)})")
+        if mode not in SYNC_MODES:
+            p.error(f"--sync {text}: MODE must be one of {', '.join(SYNC_MODES)}")
+        if name in out:
+            p.error(f"--sync: camera {name!r} is given twice")
+        out[name] = mode
     return out
 
 
@@ -253,8 +278,8 @@ def _base_config(p: argparse.ArgumentParser, ns: argparse.Namespace) -> Config:
         metric=MetricOptions(mode=ns.metric_mode, quality=ns.metric_quality), imu=ns.imu)
 
 
-def _check_source(p: argparse.ArgumentParser, cfg: Config) -> None:
-    """One camera's source, checked before any process starts."""
+def _check_source(p: argparse.ArgumentParser, cfg: Config) -> tuple[int, int] | None:
+    """One camera's source, checked before any process starts; a recording's own size."""
     src = cfg.source
     if src.startswith("tcp://"):
         try:
@@ -271,13 +296,15 @@ def _check_source(p: argparse.ArgumentParser, cfg: Config) -> None:
                     "realsense:SERIAL, PATH.bag, PATH.db3, tcp://HOST:PORT or opencv:DEVICE")
         if not Path(src).is_file():
             p.error(f"--source {src}: no such recording file")
-        _check_recording(p, cfg)
+        return _check_recording(p, cfg)
     if src == "realsense" or cfg.serial or cfg.rs_filters:
         _check_realsense(p, cfg)
+    return None
 
 
-def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
-    """Open the recording once here, so a corrupt file is one line and exit code 2."""
+def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> tuple[int, int]:
+    """Open the recording once here, so a corrupt file is one line and exit code 2; its
+    color size, which it keeps whatever --width/--height say."""
     from camera.realsense_device import normalize_filters  # noqa: PLC0415
     from camera.recording import RecordingSource  # noqa: PLC0415
 
@@ -286,9 +313,11 @@ def _check_recording(p: argparse.ArgumentParser, cfg: Config) -> None:
         rec = RecordingSource(cfg.source, loop=cfg.loop, realtime=cfg.realtime,
                               align=cfg.align, filters=cfg.rs_filters, imu=False)
         rec.open()
+        size = rec.info()["width"], rec.info()["height"]
         rec.close()
     except (SourceConfigError, SourceError) as exc:
         p.error(f"--source {cfg.source}: {exc}")
+    return size
 
 
 def _check_realsense(p: argparse.ArgumentParser, cfg: Config) -> None:

@@ -19,10 +19,12 @@ from webrtc.options import WebRTCOptions
 
 @dataclass(frozen=True)
 class Camera:
-    """One camera of the run: its name (its routes are under /cam/NAME/) and pipeline."""
+    """One camera of the run: its name (its routes are under /cam/NAME/), pipeline, and
+    its --record/--snapshot-on-exit."""
 
     name: str
     pipeline: Config
+    tap: TapOptions | None = None
 
 
 @dataclass(frozen=True)

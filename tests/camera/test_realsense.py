@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -16,8 +17,10 @@ from camera.base import SourceConfigError, SourceEnded, SourceError
 from camera.realsense import RealSenseSource
 from camera.realsense_device import (
     D455_MODES,
+    SYNC_MODES,
     normalize_filters,
     realsense_devices,
+    rs,
     validate_mode,
 )
 from camera.realsense_device import bounded as _bounded
@@ -370,6 +373,40 @@ def test_software_device_goes_through_the_same_processing() -> None:
         assert [f.frame_number for f in frames] == sorted({f.frame_number for f in frames})
     finally:
         src.close()
+        src.close()
+
+
+@pytest.mark.parametrize("mode", ["master", "slave", "full-slave", "genlock"])
+def test_sync_sets_the_inter_camera_mode_before_streaming(
+        mode: str, caplog: pytest.LogCaptureFixture) -> None:
+    cam = SoftwareCamera(640, 480, 30)
+    cam.depth_sensor.add_option(rs.option.inter_cam_sync_mode, rs.option_range(0, 260, 1, 0),
+                                True)
+    src = RealSenseSource(640, 480, 30, device=cam.device, sync=mode)
+    with caplog.at_level(logging.INFO, logger="camera.realsense"):
+        src.open()
+    try:
+        want = SYNC_MODES[mode]
+        assert cam.depth_sensor.get_option(rs.option.inter_cam_sync_mode) == want
+        said = [r.getMessage() for r in caplog.records if "sync" in r.getMessage()]
+        assert said == [f"RealSense {cam.facts()['serial']}: inter-camera sync {mode} "
+                        f"(inter_cam_sync_mode {want})"]
+        assert len(stream_from(cam, src, 3)) >= 1  # and it streams
+    finally:
+        src.close()
+
+
+def test_sync_on_a_device_without_the_option_is_one_line(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cam = SoftwareCamera(640, 480, 30)
+    src = RealSenseSource(640, 480, 30, device=cam.device, sync="slave")
+    with caplog.at_level(logging.INFO, logger="camera.realsense"):
+        src.open()
+    try:
+        said = [r.getMessage() for r in caplog.records if "sync" in r.getMessage()]
+        assert said == [f"RealSense {cam.facts()['serial']}: has no inter_cam_sync_mode; "
+                        "--sync slave ignored"]
+    finally:
         src.close()
 
 

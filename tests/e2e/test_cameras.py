@@ -7,14 +7,17 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from tests.browser import Browser
+from tests.conftest import require
 from tests.e2e.test_depth import BANDS_MM, H, W, band_depth, inside_bands
 from tests.e2e.test_streams import ffprobe_stream
 from tests.helpers import Server, Watcher, run_cli, running
@@ -34,7 +37,7 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def server(recording: dict) -> Iterator[Server]:
     with running("--source", "front=synthetic", "--source", recording["path"],
                  "--width", "848", "--height", "480", "--no-align", "--depth-max", "10",
-                 "--token", TOKEN) as srv:
+                 "--sync", "front=master", "--token", TOKEN) as srv:
         deadline = time.monotonic() + 30
         while not all(c["frames_captured"] > 0 for c in status(srv)["cameras"].values()):
             assert time.monotonic() < deadline, srv.log()
@@ -109,6 +112,34 @@ def test_status_shows_each_camera_and_its_processes(server: Server) -> None:
     for cam in cams.values():
         assert cam["source_ok"] and cam["fps_captured"] > 0
     assert cams["bands"]["resolution"] == {"width": W, "height": H}
+    # Every source stamps frames in the host's clock: a frame of one free-running camera
+    # is within half a frame interval of the other's nearest (a whole one allows for a
+    # late frame), and the first camera is its own reference.
+    interval = 1000 / min(c["fps_captured"] for c in cams.values())
+    sync = st["sync"]
+    assert sync["reference"] == "front" and sync["offset_ms"]["front"] == 0
+    assert abs(sync["offset_ms"]["bands"]) <= interval, sync
+    assert cams["bands"]["offset_ms"] == sync["offset_ms"]["bands"]
+    assert 0 <= sync["spread_ms"] <= interval, sync
+    # --sync on a source without inter-camera sync is one line, and the camera runs.
+    said = [line for line in server.log().splitlines() if "--sync" in line]
+    assert len(said) == 1 and "ignored for synthetic" in said[0], said
+
+
+def test_metrics_carry_a_camera_label(server: Server) -> None:
+    from prometheus_client.parser import text_string_to_metric_families  # noqa: PLC0415
+
+    code, _, body = server.get(f"/metrics?token={TOKEN}")
+    assert code == 200
+    fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    captured = {s.labels["camera"]: s.value for s in fams["camera_frames_captured"].samples
+                if s.name == "camera_frames_captured_total"}
+    assert set(captured) == {"front", "bands"} and all(v > 0 for v in captured.values())
+    viewers = {(s.labels["camera"], s.labels["stream"]) for s in fams["camera_viewers"].samples}
+    assert ("bands", "metric") in viewers and ("front", "color") in viewers
+    restarts = {(s.labels["camera"], s.labels["process"])
+                for s in fams["camera_process_restarts"].samples}
+    assert {("bands", "capture"), ("front", "web")} <= restarts
 
 
 def test_grid_page_shows_a_live_tile_per_camera(server: Server) -> None:
@@ -177,7 +208,36 @@ def test_killing_one_cameras_capture_spares_the_other(server: Server) -> None:
         bands.close()
 
 
+def test_record_and_snapshot_take_a_camera_prefix(recording: dict, tmp_path: Path) -> None:
+    """--record bands:PATH records the recording's colour as it is; --snapshot-on-exit
+    front:PATH keeps the synthetic camera's last frame; each from its own camera."""
+    mkv, jpg = tmp_path / "bands.mkv", tmp_path / "front.jpg"
+    with running("--source", "front=synthetic", "--source", recording["path"],
+                 "--width", "320", "--height", "240", "--record", f"bands:{mkv}",
+                 "--snapshot-on-exit", f"front:{jpg}") as srv:
+        deadline = time.monotonic() + 30
+        while not (mkv.exists() and mkv.stat().st_size > 50_000):
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.2)
+        assert srv.stop() == 0, srv.log()
+    out = subprocess.run(
+        [require("ffprobe"), "-v", "error", "-count_frames", "-select_streams", "v:0",
+         "-show_entries", "stream=codec_name,width,height,nb_read_frames", "-of", "json",
+         str(mkv)], capture_output=True, text=True, timeout=60, check=True)
+    st = json.loads(out.stdout)["streams"][0]
+    assert (st["codec_name"], st["width"], st["height"]) == ("mjpeg", W, H)
+    assert int(st["nb_read_frames"]) >= 10
+    shot = cv2.imread(str(jpg))
+    assert shot is not None and shot.shape == (240, 320, 3)
+    assert "recording color to" in srv.log() and "tap[bands]" in srv.log()
+
+
 @pytest.mark.parametrize(("args", "says"), [
+    (("--source", "a=synthetic", "--record", "b:x.mkv"), "no camera named 'b'"),
+    (("--source", "a=synthetic", "--sync", "b=slave"), "no camera named 'b'"),
+    (("--sync", "sideways"), "MODE must be one of"),
+    (("--source", "a=synthetic", "--source", "b=synthetic", "--record", "a:x.mkv",
+      "--record", "b:x.mkv"), "named twice"),
     (("--source", "Front=synthetic"), "NAME 'Front'"),
     (("--source", "a=synthetic", "--source", "a=synthetic"), "NAME 'a' is given twice"),
     (("--source", "realsense:123", "--source", "x=realsense:123"), "name the RealSense 123"),

@@ -138,6 +138,21 @@ def test_read_meta_refuses_a_slot_being_written() -> None:
         ring.close()
 
 
+def test_recent_metas_lists_the_frames_held_newest_first() -> None:
+    ring = FrameRing.create(segment_name(os.getpid(), "test-recent"), nslots=3, capacity=16)
+    try:
+        assert ring.recent_metas() == []
+        for n in range(1, 6):
+            ring.publish(b"abc", frame_no=n, ts_capture=float(n), width=3, height=1)
+        assert [m.frame_no for m in ring.recent_metas()] == [5, 4, 3]
+        assert [m.counter for m in ring.recent_metas()] == [5, 4, 3]
+        slot, view = ring.begin_write()  # the oldest slot is being rewritten: left out
+        assert [m.frame_no for m in ring.recent_metas()] == [5, 4]
+        view.release()
+    finally:
+        ring.close()
+
+
 def test_stale_segments_of_dead_owner_are_removed(tmp_path) -> None:
     ctx = mp.get_context("spawn")
     p = ctx.Process(target=time.sleep, args=(0,))

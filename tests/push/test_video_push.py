@@ -140,6 +140,46 @@ def test_push_lands_in_ffmpeg(cert: dict[str, Path], tmp_path: Path, fmt: str, s
     assert shm_segments(c.pid) == []
 
 
+def test_stream_name_picks_one_camera_of_several(cert: dict[str, Path], tmp_path: Path
+                                                 ) -> None:
+    """`--stream NAME/color` pushes that camera: here a 160x120 recording beside the
+    synthetic scene at 320x240; only the chosen camera is captured."""
+    from tests.camera.rs_recording import make_recording  # noqa: PLC0415
+
+    rec = make_recording(tmp_path / "small.db3", 160, 120, 15, frames=15)
+    port = free_port()
+    out = tmp_path / "out.mjpeg"
+    listener = start_listener(port, cert, out, "mjpeg")
+    try:
+        wait_listening(port)
+        with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
+                    "--format", "mjpeg", "--source", "front=synthetic", "--source",
+                    f"small={rec['path']}", "--stream", "small/color", *SRC,
+                    log=tmp_path / "c.log") as c:
+            deadline = time.monotonic() + 30
+            while not out.exists() or out.stat().st_size < 20_000:
+                assert time.monotonic() < deadline, (tmp_path / "c.log").read_text()
+                time.sleep(0.05)
+            c.send_signal(signal.SIGINT)
+            assert c.wait(15) == 0
+        listener.wait(10)
+    finally:
+        stop_listener(listener)
+    st = probe(out)
+    assert (st["codec_name"], st["width"], st["height"]) == ("mjpeg", 160, 120)
+    log = (tmp_path / "c.log").read_text()
+    assert "of camera small as mjpeg" in log and "capture[" not in log
+
+
+def test_stream_naming_no_camera_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    r = subprocess.run([PYTHON, str(ROOT / "app_https_client.py"), "-v", "https://127.0.0.1:9",
+                        "--source", "a=synthetic", "--stream", "b/color"],
+                       capture_output=True, text=True, timeout=30, cwd=ROOT)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no camera named 'b'" in lines[0], r.stderr
+
+
 def test_self_signed_listener_is_refused_without_ca_file(cert: dict[str, Path],
                                                           tmp_path: Path) -> None:
     port = free_port()
