@@ -31,6 +31,12 @@ from sinks.x11 import NoScreen, on_screen, screen_size
 log = logging.getLogger("display")
 
 TITLE = "camera (q quits; g b t e c k l a s r z toggle filters, x clears)"
+"""The window's title; with several cameras each window has one naming its camera."""
+
+
+def window_title(camera: str = "") -> str:
+    """The title of camera `camera`'s window ("": the only camera's)."""
+    return TITLE.replace("camera", f"camera {camera}", 1) if camera else TITLE
 # One-letter filter toggles, as the old receiver had them.
 KEYS = {
     "g": "gray", "b": "blur", "t": "threshold", "e": "edges", "c": "contours",
@@ -56,6 +62,9 @@ REOPEN_AT_MOST = 3
 BLANK_READS = 3
 BLANK_READ_EVERY_S = 0.5
 RECENT_FRAMES = 30
+PLAIN_SPREAD = 10.0
+"""Below this spread the screen's samples are plain: no frame (sample() keeps only frames
+spread twice as wide) can be showing there."""
 
 
 class BlankWindow(Exception):
@@ -84,11 +93,13 @@ def drawn(recent: list[np.ndarray], size: tuple[int, int],
     if got is None:
         return None
     # Qt paints a frame a few turns after imshow, more on a busy machine: the screen may
-    # show any recent frame. Far from all of them means not drawn at all.
+    # show any recent frame. Far from all of them means not drawn at all; so does a plain
+    # screen, since the recent frames are never plain (a dark frame was once within the
+    # tolerance of a black window).
     off = [float(np.median(np.abs(got - want))) for want in recent]
     log.debug("drawn check at %s: nearest recent frame %.0f off, screen spread %.0f",
               rect, min(off, default=-1), float(got.std()))
-    return any(o < 40 for o in off)
+    return float(got.std()) >= PLAIN_SPREAD and any(o < 40 for o in off)
 
 
 def gui_backend() -> str:
@@ -146,18 +157,22 @@ class DisplayWindow:
     """The window and its loop: newest frame shown, keys handled, close noticed."""
 
     def __init__(self, cfg: Config, control: Control, rings: dict[str, FrameRing],
-                 parent_pid: int, *, max_width: int, beat: Callable[[], None]) -> None:
+                 parent_pid: int, *, max_width: int, beat: Callable[[], None],
+                 title: str = TITLE, at: tuple[int, int] | None = None) -> None:
         import cv2  # noqa: PLC0415
 
         self.cv2, self.cfg, self.control, self.rings = cv2, cfg, control, rings
+        self.title = title
         self.parent_pid, self.max_width, self.beat = parent_pid, max_width, beat
         self.with_depth = 2 * cfg.width <= max_width
-        cv2.namedWindow(TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        cv2.namedWindow(title, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+        self.at = at  # where it goes once it shows frames: moved while being mapped, Qt
+        # left it blank now and then
         # Mapped at once at the size frames will have: Qt maps a new window at a default
         # size, and one resized while it is being mapped was on a busy machine now and
         # then never drawn again (1 start in 10-30 under load here; fewer opened this way).
         width = 2 * cfg.width if self.with_depth else cfg.width
-        cv2.imshow(TITLE, np.zeros((cfg.height, width, 3), np.uint8))
+        cv2.imshow(title, np.zeros((cfg.height, width, 3), np.uint8))
         self.shown = False
         self.next_check = 0.0
         self.misses = 0
@@ -191,7 +206,7 @@ class DisplayWindow:
     def closed(self) -> bool:
         """True once the user closed the window (Qt then drops it altogether)."""
         try:
-            return self.cv2.getWindowProperty(TITLE, self.cv2.WND_PROP_VISIBLE) < 1
+            return self.cv2.getWindowProperty(self.title, self.cv2.WND_PROP_VISIBLE) < 1
         except self.cv2.error:
             return True
 
@@ -202,10 +217,13 @@ class DisplayWindow:
             return
         depth = self._decode("depth") if self.with_depth else None
         frame = side_by_side(color, depth, self.max_width)
-        self.cv2.imshow(TITLE, frame)
+        self.cv2.imshow(self.title, frame)
         now = time.monotonic()
         if not self.shown:
             self.shown, self.next_check = True, now + DRAWN_CHECK_AFTER_S
+            if self.at is not None:
+                self.cv2.waitKey(1)
+                self.cv2.moveWindow(self.title, *self.at)
         if not self.checked:
             self.check_drawn(frame, now)
 
@@ -218,7 +236,7 @@ class DisplayWindow:
             return  # too early, or only plain frames so far (they prove nothing)
         self.cv2.waitKey(1)  # let this frame on its way to the screen
         size = (frame.shape[1], frame.shape[0])
-        verdict = drawn(list(self.recent), size, self.cv2.getWindowImageRect(TITLE))
+        verdict = drawn(list(self.recent), size, self.cv2.getWindowImageRect(self.title))
         if verdict is False:
             self.misses += 1
             log.debug("the window showed none of the last %d frames (%d/%d)",
@@ -272,8 +290,26 @@ class DisplayWindow:
         self.cv2.waitKey(1)
 
 
-def display_main(child: Child) -> None:
-    """The display child: the streams in a desktop window; keys toggle filters, q quits."""
+def tile(sizes: list[tuple[int, int]], index: int, screen_width: int) -> tuple[int, int]:
+    """Where window `index` goes when the windows of `sizes` (each camera's frame size)
+    are laid left to right in rows across the screen: each shows depth beside color when
+    that fits, as DisplayWindow does."""
+    x = y = row = 0
+    for i, (w, h) in enumerate(sizes):
+        width = 2 * w if 2 * w <= screen_width else w
+        if x and x + width > screen_width:
+            x, y, row = 0, y + row, 0
+        if i == index:
+            return x, y
+        x, row = x + width, max(row, h)
+    raise IndexError(index)
+
+
+def display_main(child: Child, camera: str = "", index: int = 0,
+                 sizes: tuple[tuple[int, int], ...] = ()) -> None:
+    """The display child: the streams in a desktop window; keys toggle filters, q quits.
+    `camera`: the camera's name in the window's title, when the server has several;
+    `index`, `sizes`: its place among every camera's window (tiled, not stacked)."""
     control, stop = child.control, child.stop
     # A predecessor that Qt ended never cleared what it asked for.
     control["display_color"] = control["display_depth"] = 0
@@ -285,7 +321,10 @@ def display_main(child: Child) -> None:
         _idle(child)
         return
     window = DisplayWindow(child.cfg, control, rings, child.handles.parent_pid,
-                           max_width=size[0] if size else 1920, beat=child.beat)
+                           max_width=size[0] if size else 1920, beat=child.beat,
+                           title=window_title(camera),
+                           at=tile(list(sizes), index, size[0] if size else 1920)
+                           if len(sizes) > 1 else None)
     control["display_color"] = 1
     control["display_depth"] = 1 if window.with_depth else 0
     try:

@@ -98,6 +98,17 @@ class Xvfb:
             raise RuntimeError(f"xwd: {res.stderr.decode()}")
         return parse_xwd(res.stdout)
 
+    def grab_screen(self) -> np.ndarray:
+        """The whole screen's pixels now (BGR): what the user sees, windows as tiled.
+        xwd fails when a window goes while it reads the screen (a reopened window): it
+        reads again, a few times."""
+        for _ in range(5):
+            res = self.run("xwd", "-root", "-silent")
+            if res.returncode == 0:
+                return parse_xwd(res.stdout)
+            time.sleep(0.05)
+        raise RuntimeError(f"xwd: {res.stderr.decode()}")
+
     def close_window(self, window: int) -> None:
         """Send WM_DELETE_WINDOW, what a window manager does on a click of the close button."""
         x11 = ctypes.CDLL(ctypes.util.find_library("X11"))
@@ -193,12 +204,16 @@ def parse_xwd(data: bytes) -> np.ndarray:
     (header_size, _version, pixmap_format, _depth, width, height, _xoff, byte_order, _unit,
      _bit_order, _pad, bits_per_pixel, bytes_per_line, _visual, red_mask, green_mask,
      blue_mask, _bits_rgb, _cmap_entries, ncolors) = struct.unpack(">20I", data[:80])
-    if pixmap_format != 2 or bits_per_pixel != 32:
+    if pixmap_format != 2 or bits_per_pixel not in (24, 32):
         raise ValueError(f"unsupported XWD: format {pixmap_format}, {bits_per_pixel} bpp")
     offset = header_size + 12 * ncolors
     raw = np.frombuffer(data, np.uint8, height * bytes_per_line, offset)
-    px = raw.reshape(height, bytes_per_line)[:, : width * 4].reshape(height, width, 4)
-    words = px.view("<u4" if byte_order == 0 else ">u4")[..., 0]
+    n = bits_per_pixel // 8
+    px = raw.reshape(height, bytes_per_line)[:, : width * n].reshape(height, width, n)
+    if n == 3:  # packed: widen each pixel to a 32-bit word in the dump's byte order
+        pad = np.zeros((height, width, 1), np.uint8)
+        px = np.concatenate((px, pad) if byte_order == 0 else (pad, px), axis=2)
+    words = np.ascontiguousarray(px).view("<u4" if byte_order == 0 else ">u4")[..., 0]
     out = np.empty((height, width, 3), np.uint8)
     for i, mask in enumerate((blue_mask, green_mask, red_mask)):
         shift = (mask & -mask).bit_length() - 1

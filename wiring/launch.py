@@ -45,7 +45,8 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     cfg = plan.pipeline
     specs = [ChildSpec("capture", capture_main, cfg, h),
              ChildSpec("encoder", encoder_main, cfg, h, (backend,))]
-    for cam, ch in zip(plan.more_cameras, more, strict=True):
+    sizes = tuple((c.pipeline.width, c.pipeline.height) for c in plan.cameras)
+    for i, (cam, ch) in enumerate(zip(plan.more_cameras, more, strict=True), start=1):
         specs += [ChildSpec("capture", capture_main, cam.pipeline, ch, camera=cam.name),
                   ChildSpec("encoder", encoder_main, cam.pipeline, ch, (backend,),
                             camera=cam.name)]
@@ -54,6 +55,11 @@ def child_specs(plan: Plan, h: Handles, backend: str,
                                    (plan.depth_video,), camera=cam.name))
         if cam.tap is not None and cam.tap.enabled:
             specs.append(ChildSpec("tap", tap_main, cam.pipeline, ch, (cam.tap,),
+                                   camera=cam.name))
+        if plan.display:  # a window per camera, titled with its name
+            specs.append(ChildSpec("display", display_main, cam.pipeline, ch,
+                                   (cam.name, i, sizes),
+                                   grace=0.0, heartbeat_timeout=HUNG_AFTER_S,
                                    camera=cam.name))
     if plan.web is not None:
         web = replace(plan.web, webrtc=plan.webrtc, h264=plan.h264)
@@ -64,7 +70,8 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     if plan.tap is not None and plan.tap.enabled:
         specs.append(ChildSpec("tap", tap_main, cfg, h, (plan.tap,)))
     if plan.display:
-        specs.append(ChildSpec("display", display_main, cfg, h, grace=0.0,
+        specs.append(ChildSpec("display", display_main, cfg, h,
+                               (plan.name if plan.more_cameras else "", 0, sizes), grace=0.0,
                                heartbeat_timeout=HUNG_AFTER_S))
     if plan.h264 is not None:
         target = plan.webrtc.rtp_target if plan.webrtc is not None else None

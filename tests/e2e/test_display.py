@@ -27,7 +27,9 @@ from sinks.display import (
     HUNG_AFTER_S,
     REOPEN_AT_MOST,
     drawn,
+    grid,
     sample,
+    tile,
 )
 from tests.browser import Browser
 from tests.conftest import require
@@ -68,11 +70,11 @@ class Window:
     new id: a test follows the window, as a user's eyes would.
     """
 
-    def __init__(self, xvfb: Xvfb, srv: Server) -> None:
-        self.xvfb, self.srv = xvfb, srv
+    def __init__(self, xvfb: Xvfb, srv: Server, title: str = TITLE) -> None:
+        self.xvfb, self.srv, self.title = xvfb, srv, title
 
     def id(self) -> int:
-        return self.xvfb.find_window(TITLE)
+        return self.xvfb.find_window(self.title)
 
     def grab(self) -> np.ndarray:
         for _ in range(3):  # it may go between the look-up and the grab (a restart)
@@ -119,8 +121,9 @@ def wait_grab(window: Window, pred: Callable[[np.ndarray], bool],
         img = window.grab()
         if pred(img):
             return img
-        assert time.monotonic() < deadline, \
-            f"the window never showed it (last {img.shape}); log:\n{window.srv.log()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"the window never showed it (last {img.shape}, colourfulness "
+            f"{colourfulness(img):.1f}); log:\n{window.srv.log()[-3000:]}")
         time.sleep(0.05)
 
 
@@ -223,6 +226,18 @@ def test_the_blank_window_check_reads_what_the_screen_shows(
         assert drawn([here], (W, H), rect) is None  # a resized window cannot be told
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_a_black_screen_never_passes_for_a_dark_frame(
+        own_screen: Xvfb, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A window left black is blank, even where the frame it should show is mostly dark
+    (its samples within the tolerance of black)."""
+    monkeypatch.setenv("DISPLAY", own_screen.display)
+    dark = np.zeros((len(grid(320, 120)), 3), np.int16)
+    dark[::4] = 200  # a quarter bright: spread enough to prove something
+    assert sample(np.zeros((120, 320, 3), np.uint8)) is None
+    assert float(np.median(np.abs(dark))) < 40
+    assert drawn([dark], (320, 120), (100, 100, 320, 120)) is False
 
 
 def _display_pid(srv: Server) -> int:
@@ -393,6 +408,55 @@ def test_a_window_that_stays_blank_is_left_after_3_reopens(own_screen: Xvfb) -> 
             assert srv.stop(signal.SIGINT) == 0
     finally:
         cover.close()
+
+
+def test_windows_are_tiled_in_rows_across_the_screen() -> None:
+    sizes = [(640, 480), (320, 240), (640, 480), (1280, 720)]
+    # Depth beside color: 1280 + 640 fit a 2000-pixel row, the third starts the next row
+    # below the tallest; the fourth (color alone, 1280: 2560 does not fit) the row after.
+    assert [tile(sizes, i, 2000) for i in range(4)] == [(0, 0), (1280, 0), (0, 480),
+                                                        (0, 960)]
+    assert tile([(1280, 720)], 0, 1920) == (0, 0)
+    with pytest.raises(IndexError):
+        tile(sizes, 4, 2000)
+
+
+def test_several_cameras_get_a_window_each(own_screen: Xvfb, tmp_path: Path) -> None:
+    """A window per camera, titled with its name: each shows its own camera, its keys
+    toggle that camera's filters, and q in any of them stops the whole server."""
+    from tests.camera.rs_recording import make_recording  # noqa: PLC0415
+
+    rec = make_recording(tmp_path / "small.db3", 160, 120, 15, frames=15)
+    with running("--display", "--width", str(W), "--height", str(H), "--source",
+                 "front=synthetic", "--source", f"small={rec['path']}",
+                 env=own_screen.env) as srv:
+        front = Window(own_screen, srv, r"^camera front \(q quits")
+        small = Window(own_screen, srv, r"^camera small \(q quits")
+        # Tiled, not stacked: on the screen the front camera (color and depth) fills the
+        # top left, the small one stands to its right.
+        def screen(pred: Callable[[np.ndarray, np.ndarray], bool]) -> None:
+            deadline = time.monotonic() + 20
+            while True:
+                shot = own_screen.grab_screen()
+                at_front, at_small = shot[:H, : 2 * W], shot[:120, 2 * W : 2 * W + 320]
+                if pred(at_front, at_small):
+                    return
+                assert time.monotonic() < deadline, (
+                    colourfulness(at_front[:, :W]), colourfulness(at_small[:, :160]),
+                    srv.log()[-3000:])
+                time.sleep(0.1)
+
+        screen(lambda f, s: colourfulness(f[:, :W]) > 20 and colourfulness(s[:, :160]) > 20)
+        small.key("g")
+        deadline = time.monotonic() + 20
+        while json.loads(srv.get("/cam/small/filters")[2])["active"] != ["gray"]:
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.1)
+        assert json.loads(srv.get("/filters")[2])["active"] == []  # the front camera's
+        screen(lambda f, s: colourfulness(f[:, :W]) > 20 and colourfulness(s[:, :160]) < 2)
+        front.key("q")
+        assert srv.proc.wait(15) == 0, srv.log()
+        assert "Traceback" not in srv.log()
 
 
 def test_display_that_does_not_answer_is_one_clear_line() -> None:
