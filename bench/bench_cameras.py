@@ -8,7 +8,10 @@ Each run starts app_mp.py twice on the synthetic scene, once with one camera and
 camera's /cam/NAME/color from one asyncio process. Over --seconds it measures every
 client's frame rate, the CPU of the whole process tree (supervisor and every child,
 from /proc), and the tree's memory: the sum of RSS, which counts a page shared by two
-processes twice, and of PSS, which splits it. Prints Markdown; medians over the runs.
+processes twice, and of PSS, which splits it. Then, in the several-camera tree, it
+SIGKILLs camera c2's capture under the same clients and measures the longest frame gap
+the other cameras' clients saw and how soon c2's clients had a frame captured after the
+kill. Prints Markdown; medians over the runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import logging
 import os
+import signal
 import statistics
 import sys
 import time
@@ -106,6 +110,38 @@ async def read_all(port: int, paths: list[str], *, clients: int, warmup: float,
             if len(r.frames) > 1 and r.frames[-1] > r.frames[0] else 0.0 for r in readers]
 
 
+async def isolation(port: int, paths: list[str], clients: int, victim: int
+                    ) -> tuple[float, float]:
+    """SIGKILL `victim` (the capture child of paths[1]'s camera) under the clients: the
+    longest gap between two frames any other camera's client saw around it, and how long
+    the victim's clients waited for a frame captured after the kill (seconds)."""
+    loop = asyncio.get_running_loop()
+    readers: dict[str, list[Reader]] = {p: [] for p in paths}
+    transports = []
+    t0 = time.time()
+    for path in paths:
+        for _ in range(clients):
+            t, r = await loop.create_connection(lambda p=path: Reader(p, t0), "127.0.0.1", port)
+            readers[path].append(r)
+            transports.append(t)
+    await asyncio.sleep(3.0)
+    t_kill = time.time()
+    os.kill(victim, signal.SIGKILL)
+    await asyncio.sleep(5.0)
+    for t in transports:
+        t.close()
+    gap = 0.0
+    for path, rs in readers.items():
+        if path == paths[1]:
+            continue
+        for r in rs:
+            near = [a for a in r.frames if t_kill - 1.0 <= a <= t_kill + 4.0]
+            gap = max([gap, *(b - a for a, b in zip(near, near[1:], strict=False))])
+    back = [min((a for a, lat in zip(r.frames, r.latency, strict=True) if a - lat > t_kill),
+                default=float("inf")) - t_kill for r in readers[paths[1]]]
+    return gap, max(back)
+
+
 def one_tree(n: int, a: argparse.Namespace) -> dict[str, float]:
     """One server with `n` cameras under its clients: rates, CPU, memory."""
     sources = [x for i in range(n) for x in ("--source", f"c{i + 1}=synthetic")]
@@ -123,9 +159,13 @@ def one_tree(n: int, a: argparse.Namespace) -> dict[str, float]:
         fps = asyncio.run(read_all(srv.port, paths, clients=a.clients, warmup=3.0,
                                    seconds=a.seconds, window=win))
         captured = [c["fps_captured"] for c in srv.status()["cameras"].values()]
+        gap = back = 0.0
+        if n > 1:
+            victim = srv.status()["cameras"]["c2"]["pids"]["capture"]
+            gap, back = asyncio.run(isolation(srv.port, paths, a.clients, victim))
     res = {"fps_min": min(fps), "fps_median": statistics.median(fps),
            "captured_min": min(captured), "cpu": win.cpu, "rss": win.rss, "pss": win.pss,
-           "processes": win.processes}
+           "processes": win.processes, "gap": gap, "back": back}
     log.info("%d camera(s): %s", n, {k: round(v, 2) for k, v in res.items()})
     return res
 
@@ -153,6 +193,11 @@ def main() -> None:
               f"{m['pss']:.0f} MB |")
     print(f"\n{n} cameras against {n} x 1 camera: CPU {many['cpu'] / (n * one['cpu']):.2f}, "
           f"RSS {many['rss'] / (n * one['rss']):.2f}, PSS {many['pss'] / (n * one['pss']):.2f}")
+    worst_gap, worst_back = max(r["gap"] for r in manys), max(r["back"] for r in manys)
+    print(f"\nc2's capture SIGKILLed under the clients: the other cameras' clients' longest "
+          f"gap {many['gap'] * 1000:.0f} ms; c2's clients had a new frame after "
+          f"{many['back']:.2f} s (medians; worst of the runs {worst_gap * 1000:.0f} ms and "
+          f"{worst_back:.2f} s)")
 
 
 if __name__ == "__main__":
