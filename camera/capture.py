@@ -108,13 +108,24 @@ class CaptureLoop:
             self.stop.wait(min(NO_SIGNAL_PERIOD, left))
 
     def open_source(self) -> bool:
-        """Open the source, retrying with backoff; False only when stopping."""
+        """Open the source, retrying with backoff; False only when stopping. A source
+        that cannot start at all ends the child, unless it is one camera of several: then
+        it is retried too, its reason said once."""
         backoff = BACKOFF_MIN
+        said = ""
         while not self.stop.is_set():
             try:
                 self.source.open()
             except SourceConfigError as exc:
-                raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+                if not self.cfg.retry_config:
+                    raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+                if str(exc) != said:
+                    log.warning("source cannot start: %s; this camera shows NO SIGNAL and "
+                                "tries again every %.0f s (the others go on)", exc, BACKOFF_MAX)
+                    said = str(exc)
+                self.no_signal(str(exc), backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                continue
             except SourceError as exc:
                 log.warning("source not available: %s; retrying in %.1f s", exc, backoff)
                 self.no_signal(str(exc), backoff)
@@ -205,6 +216,28 @@ class CaptureLoop:
         self.no_signal(reason, NO_SIGNAL_PERIOD)
 
 
+class Unusable(FrameSource):
+    """A source of one camera of several that cannot even be built: it fails every open
+    with its reason, so the loop shows NO SIGNAL and says why."""
+
+    kind = "unusable"
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def open(self) -> None:
+        raise SourceConfigError(self.reason)
+
+    def read(self, timeout: float) -> None:
+        raise SourceError(self.reason)
+
+    def close(self) -> None:
+        """Nothing was opened."""
+
+    def info(self) -> dict[str, str]:
+        return {"kind": self.kind, "error": self.reason}
+
+
 def capture_main(child: Child) -> None:
     """The capture child: the source into the raw ring, NO SIGNAL while it is lost."""
     handles = child.handles
@@ -213,7 +246,9 @@ def capture_main(child: Child) -> None:
     try:
         source = make_source(child.cfg)
     except SourceConfigError as exc:
-        raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+        if not child.cfg.retry_config:
+            raise CannotStart(f"source: {exc}", EXIT_CONFIG) from None
+        source = Unusable(str(exc))
     sink_wakes = tuple(w for _, w in handles.sink_wakes.values())
     for w in sink_wakes:
         set_nonblocking_writer(w)

@@ -35,6 +35,32 @@ RESET_SETTLE = 3.0     # s after a reset before the camera is used again
 SYNC_QUEUE = 2         # framesets buffered by the syncer of the device= path
 
 
+def offered_modes(sensors: Any, bgr8_only: bool = False) -> set[tuple[int, int, int]]:
+    """(width, height, fps) at which the sensors offer both z16 depth and a color format
+    we convert (bgr8 alone: what rs.pipeline is asked for)."""
+    depth: set[tuple[int, int, int]] = set()
+    color: set[tuple[int, int, int]] = set()
+    for sensor in sensors:
+        for p in sensor.get_stream_profiles():
+            if not p.is_video_stream_profile():
+                continue
+            v = p.as_video_stream_profile()
+            mode = (v.width(), v.height(), p.fps())
+            if p.stream_type() == rs.stream.depth and p.format() == rs.format.z16:
+                depth.add(mode)
+            elif p.stream_type() == rs.stream.color and (
+                    p.format() == rs.format.bgr8 if bgr8_only else p.format() in TO_BGR):
+                color.add(mode)
+    return depth & color
+
+
+def nearest_mode(modes: set[tuple[int, int, int]], want: tuple[int, int, int]
+                 ) -> tuple[int, int, int]:
+    """The mode closest to `want`: nearest pixel count, then nearest rate, then larger."""
+    w, h, fps = want
+    return min(modes, key=lambda m: (abs(m[0] * m[1] - w * h), abs(m[2] - fps), -m[0]))
+
+
 class RealSenseSource(RealSenseBase):
     """A live RealSense (D455) camera through rs.pipeline, or a given rs.device via a syncer.
 
@@ -106,6 +132,17 @@ class RealSenseSource(RealSenseBase):
                  self._dev_info.get("name", "?"), self._dev_info.get("serial", "?"),
                  self.width, self.height, self.fps, self.align, ",".join(self.filters))
 
+    def _fall_back(self, modes: set[tuple[int, int, int]]) -> None:
+        """Stream the nearest mode the device has when it lacks the one asked for,
+        saying so in one line (once: a reopen finds the mode it fell back to)."""
+        want = (self.width, self.height, self.fps)
+        if not modes or want in modes:
+            return
+        got = nearest_mode(modes, want)
+        log.warning("RealSense %s does not offer color + depth at %dx%d@%d: using %dx%d@%d, "
+                    "the nearest mode it has", self._dev_info.get("serial", "?"), *want, *got)
+        self.width, self.height, self.fps = got
+
     def _apply_sync(self, dev: Any) -> None:
         """--sync, set before streaming starts; said once, not at every reopen."""
         if self.sync is None:
@@ -160,6 +197,7 @@ class RealSenseSource(RealSenseBase):
         self._dev_info = device_info(dev)
         self._apply_sync(dev)
         serial = self._dev_info.get("serial")
+        self._fall_back(offered_modes(dev.query_sensors(), bgr8_only=True))
         cfg = rs.config()
         if serial:
             cfg.enable_device(serial)
@@ -209,16 +247,15 @@ class RealSenseSource(RealSenseBase):
         """The device= path: open the device's sensors and sync them with an rs.syncer."""
         self._dev_info = device_info(dev)
         self._apply_sync(dev)
+        sensors = dev.query_sensors()
+        self._fall_back(offered_modes(sensors))
         color_p = depth_p = None
         color_s = depth_s = None
-        offered = []
-        for sensor in dev.query_sensors():
+        for sensor in sensors:
             for p in sensor.get_stream_profiles():
                 if not p.is_video_stream_profile():
                     continue
                 v = p.as_video_stream_profile()
-                offered.append(f"{p.stream_name()} {str(p.format()).rsplit('.', 1)[-1]} "
-                               f"{v.width()}x{v.height()}@{p.fps()}")
                 if (v.width(), v.height(), p.fps()) != (self.width, self.height, self.fps):
                     continue
                 if p.stream_type() == rs.stream.depth and p.format() == rs.format.z16:
@@ -227,9 +264,7 @@ class RealSenseSource(RealSenseBase):
                       and (color_p is None or p.format() == rs.format.bgr8)):
                     color_p, color_s = p, sensor
         if color_p is None or depth_p is None:
-            raise SourceConfigError(
-                f"device offers no color + z16 depth at {self.width}x{self.height}@{self.fps}"
-                f" (it offers: {'; '.join(offered) or 'nothing'})")
+            raise SourceConfigError("device offers no color + z16 depth at any one mode")
         self.depth_scale = depth_scale(dev)
         self._device_clock = True
         self._setup_processing(color_p, depth_p)

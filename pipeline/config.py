@@ -61,6 +61,9 @@ class Config:
     metric: MetricOptions = field(default_factory=MetricOptions)
     imu: str = "auto"  # auto: when the source has one; on: say so when it has none; off
     sync: str | None = None  # --sync: a RealSense's inter_cam_sync_mode (realsense_device)
+    # One camera of several: a source that cannot start shows NO SIGNAL and is retried,
+    # since its failure must not stop the other cameras (alone, it ends the run).
+    retry_config: bool = False
 
     @property
     def streams_depth_headers(self) -> dict[str, str]:

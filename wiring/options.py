@@ -215,7 +215,8 @@ def pipeline_cameras(p: argparse.ArgumentParser, ns: argparse.Namespace
     syncs = _sync_modes(p, ns.sync, [name for name, _, _ in sources])
     out = []
     for name, spec, serial in sources:
-        cfg = replace(base, source=spec, serial=serial, sync=syncs.get(name))
+        cfg = replace(base, source=spec, serial=serial, sync=syncs.get(name),
+                      retry_config=len(sources) > 1)
         size = _check_source(p, cfg)
         if size is not None:
             cfg = replace(cfg, width=size[0], height=size[1])
@@ -337,5 +338,9 @@ def _check_realsense(p: argparse.ArgumentParser, cfg: Config) -> None:
     if cfg.serial and cfg.source in ("realsense", "auto"):
         found = [d["serial"] for d in realsense_devices()]
         if cfg.serial not in found:
-            p.error(f"RealSense {cfg.serial}: no device with that serial number "
-                    f"(found: {', '.join(found) or 'none'})")
+            problem = (f"RealSense {cfg.serial}: no device with that serial number "
+                       f"(found: {', '.join(found) or 'none'})")
+            if not cfg.retry_config:
+                p.error(problem)
+            # One camera of several: it shows NO SIGNAL until it is plugged in.
+            logging.getLogger("app").warning("%s; waiting for it", problem)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from camera.base import SourceConfigError, SourceEnded, SourceError
-from camera.realsense import RealSenseSource
+from camera.realsense import RealSenseSource, nearest_mode
 from camera.realsense_device import (
     D455_MODES,
     SYNC_MODES,
@@ -410,6 +410,31 @@ def test_sync_on_a_device_without_the_option_is_one_line(
         src.close()
 
 
+def test_a_mode_the_device_lacks_falls_back_to_its_nearest(
+        caplog: pytest.LogCaptureFixture) -> None:
+    cam = SoftwareCamera(640, 480, 30)
+    src = RealSenseSource(848, 480, 30, device=cam.device)
+    with caplog.at_level(logging.WARNING, logger="camera.realsense"):
+        src.open()
+    try:
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [f"RealSense {cam.facts()['serial']} does not offer color + depth at "
+                        "848x480@30: using 640x480@30, the nearest mode it has"]
+        frames = stream_from(cam, src, 3)
+        assert frames and frames[0].color.shape == (480, 640, 3)
+        assert src.info()["width"] == 640
+    finally:
+        src.close()
+
+
+def test_nearest_mode_prefers_the_pixel_count_then_the_rate() -> None:
+    modes = {(1280, 720, 30), (848, 480, 15), (848, 480, 30), (640, 480, 30), (640, 480, 5)}
+    assert nearest_mode(modes, (848, 480, 60)) == (848, 480, 30)
+    assert nearest_mode(modes - {(848, 480, 30), (848, 480, 15)}, (848, 480, 30)) == (
+        640, 480, 30)
+    assert nearest_mode({(640, 480, 5), (640, 480, 15)}, (640, 480, 30)) == (640, 480, 15)
+
+
 def test_software_device_unaligned_and_decimated() -> None:
     cam = SoftwareCamera(640, 480, 30)
     src = RealSenseSource(640, 480, 30, device=cam.device, align=False,
@@ -461,10 +486,16 @@ def test_software_device_record_raw_plays_back(tmp_path: Path) -> None:
     check_aligned_depth(frames[-1], cam.facts())
 
 
-def test_software_device_without_the_mode_is_a_config_error() -> None:
-    cam = SoftwareCamera(640, 480, 30)
-    src = RealSenseSource(1280, 720, 30, device=cam.device)
-    with pytest.raises(SourceConfigError, match="640x480@30"):
+def test_software_device_without_color_and_depth_together_is_a_config_error() -> None:
+    dev = rs.software_device()  # a depth sensor alone: no mode to fall back to
+    sensor = dev.add_sensor("Stereo Module")
+    stream = rs.video_stream()
+    stream.type, stream.index, stream.uid = rs.stream.depth, 0, 0
+    stream.width, stream.height, stream.fps, stream.bpp = 640, 480, 30, 2
+    stream.fmt = rs.format.z16
+    sensor.add_video_stream(stream)
+    src = RealSenseSource(640, 480, 30, device=dev)
+    with pytest.raises(SourceConfigError, match="no color \\+ z16 depth"):
         src.open()
     src.close()
 

@@ -20,7 +20,7 @@ from tests.browser import Browser
 from tests.conftest import require
 from tests.e2e.test_depth import BANDS_MM, H, W, band_depth, inside_bands
 from tests.e2e.test_streams import ffprobe_stream
-from tests.helpers import Server, Watcher, run_cli, running
+from tests.helpers import MjpegReader, Server, Watcher, run_cli, running
 
 TOKEN = "cams-s3cret"
 
@@ -230,6 +230,35 @@ def test_record_and_snapshot_take_a_camera_prefix(recording: dict, tmp_path: Pat
     shot = cv2.imread(str(jpg))
     assert shot is not None and shot.shape == (240, 320, 3)
     assert "recording color to" in srv.log() and "tap[bands]" in srv.log()
+
+
+def test_a_camera_that_cannot_start_shows_no_signal_and_spares_the_others() -> None:
+    """A RealSense named by a serial that is not attached: the server starts anyway, that
+    camera's routes show NO SIGNAL (said once in the log) and the other camera streams."""
+    with running("--source", "a=synthetic", "--source", "ghost=realsense:000000000000",
+                 "--width", "640", "--height", "480") as srv:
+        deadline = time.monotonic() + 30
+        while True:
+            cams = srv.status()["cameras"]
+            if cams["a"]["source_ok"] and cams["ghost"]["frames_captured"] > 0:
+                break
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.2)
+        assert not cams["ghost"]["source_ok"]
+        reader = MjpegReader(srv.port, "/cam/ghost/color")
+        try:
+            headers, jpeg = reader.next_part()
+        finally:
+            reader.close()
+        shot = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+        assert shot is not None and shot.shape == (480, 640, 3)  # the NO SIGNAL card
+        st = ffprobe_stream(f"{srv.base}/cam/a/color", frames=10)
+        assert int(st["nb_read_frames"]) == 10
+        time.sleep(6)  # past a retry or two
+        log = srv.log()
+        assert log.count("source cannot start") == 1, log[-3000:]
+        assert "no device with that serial number" in log and "Traceback" not in log
+        assert srv.proc.poll() is None
 
 
 @pytest.mark.parametrize(("args", "says"), [
