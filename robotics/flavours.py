@@ -93,8 +93,8 @@ class Ros2Flavour:
         return camera_info(m.calibration_fields(model), ts)
 
     @staticmethod
-    def transform(ts: float, frame_id: str) -> bytes:
-        return tf_message(m.BODY_FRAME_ID, frame_id, m.OPTICAL_IN_BODY, ts)
+    def transform(ts: float, frame_id: str, parent: str = m.BODY_FRAME_ID) -> bytes:
+        return tf_message(parent, frame_id, m.OPTICAL_IN_BODY, ts)
 
     @staticmethod
     def gps(lat: float, lon: float, alt: float | None, ts: float) -> bytes:

@@ -48,9 +48,9 @@ class ImuTopic:
     no /imu at all.
     """
 
-    def __init__(self, ring: FrameRing, make: Any, ctx: Any) -> None:
+    def __init__(self, ring: FrameRing, make: Any, ctx: Any, topic: str = TOPIC_IMU) -> None:
         self.follower = Follower(ring)
-        self.make, self.ctx = make, ctx
+        self.make, self.ctx, self.topic = make, ctx, topic
         self.pairer = Pairer()
         self.channel: Any = None
         self.sent = 0
@@ -61,7 +61,7 @@ class ImuTopic:
         if not batches:
             return
         if self.channel is None:
-            self.channel = self.make.channel("imu", TOPIC_IMU, self.ctx)
+            self.channel = self.make.channel("imu", self.topic, self.ctx)
         for _meta, data in batches:
             for pair in self.pairer.feed(unpack(data)):
                 if self.channel.has_sinks():

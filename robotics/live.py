@@ -14,7 +14,7 @@ from pipeline.child import CannotStart, Child
 from pipeline.shm import FrameRing
 from robotics import messages as m
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, attach_imu, attach_rings, gps_reader, reason, serve
+from robotics.publisher import Camera, Publishers, gps_reader, publishers, reason, serve
 
 log = logging.getLogger("robotics")
 
@@ -26,31 +26,38 @@ class _Listener:
     """WebSocket server callbacks: count clients, send calibration to a new subscriber."""
 
     def __init__(self) -> None:
-        self.publisher: Publisher | None = None
+        self.publisher: Publishers | None = None
         self.subscriptions: set[tuple[int, int]] = set()
         self.video_clients: set[int] = set()
 
     def on_subscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.add((client.id, channel.id))
-        if channel.topic == m.TOPIC_H264:
+        if self._video(channel):
             self.video_clients.add(client.id)
         log.info("client %d subscribed to %s", client.id, channel.topic)
-        if channel.topic in (m.TOPIC_CALIBRATION, m.TOPIC_TF) and self.publisher is not None:
+        if (channel.topic.endswith("/calibration") or channel.topic == m.TOPIC_TF) \
+                and self.publisher is not None:
             self.publisher.calibrate_now()
+
+    def _video(self, channel: Any) -> bool:
+        pub = self.publisher
+        return pub is not None and pub.video is not None and \
+            channel.topic == pub.video.channel.topic()
 
     def on_unsubscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.discard((client.id, channel.id))
-        if channel.topic == m.TOPIC_H264:
+        if self._video(channel):
             self.video_clients.discard(client.id)
         log.info("client %d unsubscribed from %s", client.id, channel.topic)
 
 
-def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
-    """The Foxglove WebSocket child: publish what clients subscribe to."""
+def foxglove_main(child: Child, opts: RoboticsOptions, first: str = "camera",
+                  more: tuple[Camera, ...] = ()) -> None:
+    """The Foxglove WebSocket child: publish what clients subscribe to, of every camera
+    (`first`: the first camera's name, `more`: the others)."""
     import foxglove  # noqa: PLC0415
 
-    handles, control = child.handles, child.control
-    raw, color = attach_rings(child)
+    handles = child.handles
     ctx = foxglove.Context()
     listener = _Listener()
     host = opts.foxglove_host or "127.0.0.1"
@@ -64,13 +71,12 @@ def foxglove_main(child: Child, opts: RoboticsOptions) -> None:
     shown = f"[{host}]" if ":" in host else host
     log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
     gps = gps_reader(opts.gps)
-    pub = Publisher("foxglove", ctx, control, raw, color,
-                    depth=opts.foxglove_depth, gps=gps, live=True)
+    pub = publishers(child, ctx, first, more, depth=opts.foxglove_depth, gps=gps, live=True)
     listener.publisher = pub
-    attach_imu(pub, child)
+    head = pub.first
     if opts.foxglove_video == "h264" and handles.h264:
-        pub.add_video(FrameRing.attach(handles.h264), lambda: len(listener.video_clients)
-                      if pub.video is not None and pub.video.channel.has_sinks() else 0)
+        head.add_video(FrameRing.attach(handles.h264), lambda: len(listener.video_clients)
+                       if head.video is not None and head.video.channel.has_sinks() else 0)
     try:
         serve(pub, child)
     finally:

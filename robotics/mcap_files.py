@@ -32,7 +32,7 @@ from pipeline.child import CannotStart
 from pipeline.control import Control
 from robotics.flavours import FLAVOURS
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, reason
+from robotics.publisher import Publishers, reason
 from sinks.tap import unused_path
 
 log = logging.getLogger("robotics")
@@ -116,7 +116,7 @@ class McapSeries:
                 "started": datetime.now(timezone.utc).isoformat(),
                 "options": json.dumps(opts, sort_keys=True)}
 
-    def _camera(self, writer: Any, pub: Publisher) -> None:
+    def _camera(self, writer: Any, pub: Publishers) -> None:
         """Camera identity (where the source reports it) and calibration, once per file."""
         if self.camera_written or pub.model is None:
             return
@@ -126,7 +126,7 @@ class McapSeries:
         writer.write_metadata("camera", doc)
         self.camera_written = True
 
-    def tick(self, pub: Publisher) -> bool:
+    def tick(self, pub: Publishers) -> bool:
         """After each publisher step: camera metadata, flush, split. False: recording over."""
         if self.writer is None:
             return False
@@ -168,7 +168,7 @@ class McapSeries:
         self.flushes += 1
         return True
 
-    def _room(self, pub: Publisher) -> bool:
+    def _room(self, pub: Publishers) -> bool:
         """Stop (finalized, one line) before the next flush's data could leave no room."""
         size = os.path.getsize(self.path)
         self.grown = max(self.grown, size - self.size_at_flush)
@@ -187,7 +187,7 @@ class McapSeries:
                   need / 2**20, path, "finalized" if finished else "NOT finalized")
         return False
 
-    def _finish(self, pub: Publisher | None) -> bool:
+    def _finish(self, pub: Publishers | None) -> bool:
         """Close the current file with its frame account; True if it was finalized."""
         writer, self.writer = self.writer, None
         if writer is None:
@@ -211,6 +211,6 @@ class McapSeries:
         except RuntimeError:
             pass  # it failed to write already; what is on disk stays readable to that point
 
-    def close(self, pub: Publisher | None) -> bool:
+    def close(self, pub: Publishers | None) -> bool:
         """Finalize the current file (if one is open); True if one was."""
         return self._finish(pub)

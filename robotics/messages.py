@@ -110,9 +110,10 @@ def gps_message(lat: float, lon: float, alt: float | None, ts: float) -> Locatio
     )
 
 
-def optical_transform(ts: float, frame_id: str) -> FrameTransform:
-    """camera_link -> the optical frame, so a 3D view built in camera_link stands upright."""
+def optical_transform(ts: float, frame_id: str, parent: str = BODY_FRAME_ID) -> FrameTransform:
+    """camera_link (`parent`) -> the optical frame, so a 3D view built in camera_link
+    stands upright."""
     x, y, z, w = OPTICAL_IN_BODY
-    return FrameTransform(timestamp=stamp(ts), parent_frame_id=BODY_FRAME_ID,
+    return FrameTransform(timestamp=stamp(ts), parent_frame_id=parent,
                           child_frame_id=frame_id, translation=Vector3(x=0.0, y=0.0, z=0.0),
                           rotation=Quaternion(x=x, y=y, z=z, w=w))

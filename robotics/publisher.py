@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from media.geometry import FRAME_ID, camera_model
-from pipeline.child import Child, drain
+from pipeline.child import Child, Handles, drain
 from pipeline.control import Control
 from pipeline.shm import (
     FLAG_HAS_DEPTH,
@@ -42,7 +42,7 @@ from pipeline.shm import (
 from robotics import messages as m
 from robotics.depth import FrameSpan, PngEncoder
 from robotics.flavours import FLAVOURS
-from robotics.imu import ImuTopic
+from robotics.imu import TOPIC_IMU, ImuTopic
 
 log = logging.getLogger("robotics")
 
@@ -54,19 +54,27 @@ class Publisher:
 
     def __init__(self, role: str, ctx: Any, control: Control, raw: FrameRing,
                  color: FrameRing, *, depth: str, gps: Any = None,
-                 live: bool = False, flavour: str = "foxglove") -> None:
+                 live: bool = False, flavour: str = "foxglove", camera: str = "",
+                 tf: Any = None) -> None:
+        """`camera`: one camera of several, whose topics are /NAME/color ... and frames
+        NAME_link, NAME_color_optical_frame (""): the only one, on /camera/...); `tf`: the
+        /tf channel the cameras share, None to make one."""
         self.role, self.control, self.raw, self.color_ring = role, control, raw, color
         self.live = live
+        self.camera = camera
+        self.frame_id = f"{camera}_color_optical_frame" if camera else FRAME_ID
+        self.body_id = f"{camera}_link" if camera else m.BODY_FRAME_ID
         self.sink_field = f"sink_color_{role}"
         control[self.sink_field] = 0.0  # a crashed predecessor may have left it set
         self.make = FLAVOURS[flavour]()
-        self.color = self.make.channel("color", m.TOPIC_COLOR, ctx)
+        self.color = self.make.channel("color", self.topic(m.TOPIC_COLOR), ctx)
         self.ctx, self.want_depth = ctx, depth != "off"
         self.png = PngEncoder() if depth == "png" else None
         self.span = FrameSpan()
         self.depth: Any = None
-        self.calibration = self.make.channel("calibration", m.TOPIC_CALIBRATION, ctx)
-        self.tf = self.make.channel("tf", m.TOPIC_TF, ctx)
+        self.calibration = self.make.channel("calibration", self.topic(m.TOPIC_CALIBRATION),
+                                             ctx)
+        self.tf = tf if tf is not None else self.make.channel("tf", m.TOPIC_TF, ctx)
         self.gps = gps
         self.location = self.make.channel("gps", m.TOPIC_GPS, ctx) if gps else None
         self.last_color = color.counter()
@@ -84,16 +92,22 @@ class Publisher:
         self.imu: ImuTopic | None = None
         self.closed = False
 
+    def topic(self, base: str) -> str:
+        """A camera topic (/camera/color) as this camera publishes it (/NAME/color)."""
+        return base.replace("/camera/", f"/{self.camera}/", 1) if self.camera else base
+
     def add_video(self, ring: FrameRing, consumers: Callable[[], int] | None = None) -> None:
         """Publish /camera/h264 from the H.264 ring; `consumers` counts its subscribers
         (default: 1 while the channel has a sink, as the MCAP file always does)."""
-        channel = self.make.channel("video", m.TOPIC_H264, self.ctx)
+        channel = self.make.channel("video", self.topic(m.TOPIC_H264), self.ctx)
         self.video = Video(ring, self.control, f"sink_h264_{self.role}", channel,
                            consumers or (lambda: int(channel.has_sinks())))
 
     def add_imu(self, ring: FrameRing) -> None:
-        """Publish /imu from the IMU ring (once the source has written samples to it)."""
-        self.imu = ImuTopic(ring, self.make, self.ctx)
+        """Publish /imu (/NAME/imu) from the IMU ring (once the source has written samples
+        to it)."""
+        self.imu = ImuTopic(ring, self.make, self.ctx,
+                            f"/{self.camera}/imu" if self.camera else TOPIC_IMU)
 
     def calibrate_now(self) -> None:
         """Send the calibration with the next frame (a client just subscribed)."""
@@ -120,7 +134,7 @@ class Publisher:
             self._video(self.video)
         self._raw()
         if self.imu is not None:
-            self.imu.step(FRAME_ID)
+            self.imu.step(self.frame_id)
         if self.png is not None:
             self._png_done(wait=False)
         self._calibration()
@@ -137,14 +151,14 @@ class Publisher:
         if meta.flags & FLAG_KEEPALIVE or (meta.flags & FLAG_NO_SIGNAL and not self.live):
             return
         if self._fresh("color", meta.ts_capture):
-            self.color.log(self.make.color(jpeg, meta.ts_capture, FRAME_ID),
+            self.color.log(self.make.color(jpeg, meta.ts_capture, self.frame_id),
                            log_time=_ns(meta.ts_capture))
             self.counts["color"] += 1
 
     def _video(self, video: Video) -> None:
         for meta, au in video.new_access_units():
             if self._fresh("h264", meta.ts_capture):
-                video.channel.log(self.make.video(au, meta.ts_capture, FRAME_ID),
+                video.channel.log(self.make.video(au, meta.ts_capture, self.frame_id),
                                   log_time=_ns(meta.ts_capture))
                 self.counts["h264"] += 1
 
@@ -169,7 +183,8 @@ class Publisher:
         if self.depth is None:
             # Created with the first depth frame, whose slot carries the depth scale.
             self.depth = self.make.channel(
-                "depth" if self.png is None else "depth_png", m.TOPIC_DEPTH, self.ctx,
+                "depth" if self.png is None else "depth_png", self.topic(m.TOPIC_DEPTH),
+                self.ctx,
                 metadata={"depth_scale": f"{meta.depth_scale or 0.001:g}",
                           "depth_units": "metres per count"})
         if not self.depth.has_sinks():
@@ -187,14 +202,14 @@ class Publisher:
             self.png.submit(data, meta.width, meta.height, (meta.ts_capture, meta.frame_no))
             return
         self.depth.log(self.make.depth(data, meta.width, meta.height, meta.ts_capture,
-                                       FRAME_ID), log_time=_ns(meta.ts_capture))
+                                       self.frame_id), log_time=_ns(meta.ts_capture))
         self._depth_sent(meta.frame_no)
 
     def _png_done(self, wait: bool) -> None:
         """Log the depth PNGs encoded so far, in capture order (`wait`: every pending one)."""
         assert self.png is not None
         for png, (ts, frame_no) in self.png.finished(wait):
-            self.depth.log(self.make.depth_png(png, ts, FRAME_ID), log_time=_ns(ts))
+            self.depth.log(self.make.depth_png(png, ts, self.frame_id), log_time=_ns(ts))
             self._depth_sent(frame_no)
 
     def _depth_sent(self, frame_no: int) -> None:
@@ -219,6 +234,8 @@ class Publisher:
         if version != self.info_version:
             self.info_version = version
             self.model = camera_model(self.control.info())
+            if self.model is not None:
+                self.model["frame_id"] = self.frame_id
             self.calibration_due = 0.0
         if not self.newest_ts or not (self.calibration.has_sinks() or self.tf.has_sinks()):
             return
@@ -230,7 +247,7 @@ class Publisher:
         if not self._fresh("calibration", ts):
             return
         if self.tf.has_sinks():
-            self.tf.log(self.make.transform(ts, FRAME_ID), log_time=_ns(ts))
+            self.tf.log(self.make.transform(ts, self.frame_id, self.body_id), log_time=_ns(ts))
             self.counts["tf"] += 1
         if self.model is not None and self.calibration.has_sinks():
             self.calibration.log(self.make.calibration(self.model, ts), log_time=_ns(ts))
@@ -378,18 +395,99 @@ def attach_imu(pub: Publisher, child: Child) -> None:
         pub.add_imu(FrameRing.attach(child.handles.imu))
 
 
-def serve(pub: Publisher, child: Child, tick: Callable[[], bool] | None = None) -> bool:
-    """Publish at every wake-up of the child's pipe (at least twice a second) until stopped.
+Camera = tuple[str, Any, Handles]
+"""A further camera as a robotics child receives it: name, pipeline settings, handles."""
+
+
+class Publishers:
+    """Every camera's Publisher on one context (one server, one file): stepped, settled
+    and closed together; the file's camera model and frame account are the first's."""
+
+    def __init__(self, pubs: list[Publisher], wakes: list[Any]) -> None:
+        self.pubs, self.wakes = pubs, wakes
+        self.first = pubs[0]
+
+    @property
+    def model(self) -> dict[str, Any] | None:
+        return self.first.model
+
+    @property
+    def span(self) -> FrameSpan:
+        return self.first.span
+
+    @property
+    def png(self) -> PngEncoder | None:
+        return self.first.png
+
+    @property
+    def video(self) -> Video | None:
+        return self.first.video
+
+    def set_on_signal_lost(self, fn: Callable[[], None]) -> None:
+        for pub in self.pubs:
+            pub.on_signal_lost = fn
+
+    def step(self) -> None:
+        for pub in self.pubs:
+            pub.step()
+
+    def settle(self) -> None:
+        for pub in self.pubs:
+            pub.settle()
+
+    def next_file(self) -> None:
+        for pub in self.pubs:
+            pub.next_file()
+
+    def calibrate_now(self) -> None:
+        for pub in self.pubs:
+            pub.calibrate_now()
+
+    def summary(self) -> str:
+        if len(self.pubs) == 1:
+            return self.first.summary()
+        return "; ".join(f"{pub.camera}: {pub.summary()}" for pub in self.pubs)
+
+    def close(self) -> None:
+        for pub in self.pubs:
+            pub.close()
+
+
+def publishers(child: Child, ctx: Any, first: str, more: tuple[Camera, ...], *, depth: str,
+               gps: Any = None, live: bool = False, flavour: str = "foxglove") -> Publishers:
+    """A Publisher per camera of the run on `ctx`: the first camera's (this child's own
+    handles, the GPS) and one per further camera on its own rings and control block.
+    With several cameras every topic carries its camera's name (`first` for the first)."""
+    role = child.name
+    raw, color = attach_rings(child)
+    named = first if more else ""
+    head = Publisher(role, ctx, child.control, raw, color, depth=depth, gps=gps, live=live,
+                     flavour=flavour, camera=named)
+    attach_imu(head, child)
+    pubs, wakes = [head], [child.handles.sink_wakes[role][0]]
+    for name, _cfg, h in more:
+        pub = Publisher(role, ctx, Control.attach(h.control), FrameRing.attach(h.raw),
+                        FrameRing.attach(h.jpeg["color"]), depth=depth, live=live,
+                        flavour=flavour, camera=name, tf=head.tf)
+        if h.imu:
+            pub.add_imu(FrameRing.attach(h.imu))
+        pubs.append(pub)
+        wakes.append(h.sink_wakes[role][0])
+    return Publishers(pubs, wakes)
+
+
+def serve(pub: Publishers, child: Child, tick: Callable[[], bool] | None = None) -> bool:
+    """Publish at every wake-up of any camera's pipe (at least twice a second) until
+    stopped.
 
     `tick` runs after each step; when it returns False serving ends early (False returned).
     """
-    wake_r = child.handles.sink_wakes[child.name][0]
-    fd = wake_r.fileno()
+    fds = {w.fileno(): w for w in pub.wakes}
     while not child.stop.is_set():
         child.beat()
-        readable, _, _ = select.select([fd], [], [], 0.5)
-        if readable:
-            drain(wake_r)
+        readable, _, _ = select.select(list(fds), [], [], 0.5)
+        for fd in readable:
+            drain(fds[fd])
         pub.step()
         if tick is not None and not tick():
             return False

@@ -18,15 +18,16 @@ from pipeline.child import Child
 from pipeline.shm import FrameRing
 from robotics.mcap_files import McapSeries
 from robotics.options import RoboticsOptions
-from robotics.publisher import Publisher, attach_imu, attach_rings, gps_reader, serve
+from robotics.publisher import Camera, gps_reader, publishers, serve
 
 log = logging.getLogger("robotics")
 
 
-def mcap_main(child: Child, opts: RoboticsOptions) -> None:
-    """The MCAP recorder child: every frame to the file, finalized on every exit path."""
+def mcap_main(child: Child, opts: RoboticsOptions, first: str = "camera",
+              more: tuple[Camera, ...] = ()) -> None:
+    """The MCAP recorder child: every frame of every camera (`first`: the first camera's
+    name, `more`: the others) to the file, finalized on every exit path."""
     handles, control = child.handles, child.control
-    raw, color = attach_rings(child)
     ctx = foxglove.Context()
     files = McapSeries(opts, ctx, control)
     log.info("recording MCAP to %s (%s messages, %s chunks%s)", files.path,
@@ -36,11 +37,10 @@ def mcap_main(child: Child, opts: RoboticsOptions) -> None:
     pub = None
     try:
         gps = gps_reader(opts.gps)
-        pub = Publisher("mcap", ctx, control, raw, color, depth=opts.record_mcap_depth,
-                        gps=gps, flavour=opts.record_mcap_profile)
-        attach_imu(pub, child)
+        pub = publishers(child, ctx, first, more, depth=opts.record_mcap_depth, gps=gps,
+                         flavour=opts.record_mcap_profile)
         if opts.record_mcap_video == "h264" and handles.h264:
-            pub.add_video(FrameRing.attach(handles.h264))
+            pub.first.add_video(FrameRing.attach(handles.h264))
 
         def flush() -> None:
             # The source ended or was lost: put every frame so far on disk in whole
@@ -50,7 +50,7 @@ def mcap_main(child: Child, opts: RoboticsOptions) -> None:
             if files.flush():
                 log.info("source lost: MCAP chunks flushed (%s)", pub.summary())
 
-        pub.on_signal_lost = flush
+        pub.set_on_signal_lost(flush)
         if not serve(pub, child, lambda: files.tick(pub)):
             pub.close()
             log.info("MCAP recording over (%s); idle until the server stops", pub.summary())

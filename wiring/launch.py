@@ -85,10 +85,14 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     if plan.gps is not None:
         specs.append(ChildSpec("gps", gps_main, cfg, h, (plan.gps,), heartbeat=False))
     robotics = plan.robotics
+    # Every camera to one server and one file, each camera under its own topics.
+    others = tuple((c.name, c.pipeline, ch) for c, ch in zip(plan.more_cameras, more,
+                                                              strict=True))
     if robotics is not None and robotics.foxglove_host is not None:
-        specs.append(ChildSpec("foxglove", foxglove_main, cfg, h, (robotics,)))
+        specs.append(ChildSpec("foxglove", foxglove_main, cfg, h,
+                               (robotics, plan.name, others)))
     if robotics is not None and robotics.record_mcap:
-        specs.append(ChildSpec("mcap", mcap_main, cfg, h, (robotics,)))
+        specs.append(ChildSpec("mcap", mcap_main, cfg, h, (robotics, plan.name, others)))
     return specs
 
 
@@ -114,7 +118,7 @@ def run_pipeline(plan: Plan) -> int:
         res = Resources(raw_capacity(cfg), h264=plan.h264 is not None,
                         depth_video=plan.depth_video is not None, readers=plan.readers)
         for i, cam in enumerate(plan.more_cameras, start=2):
-            more.append(Resources(raw_capacity(cam.pipeline),
+            more.append(Resources(raw_capacity(cam.pipeline), readers=plan.readers,
                                   depth_video=plan.depth_video is not None, prefix=f"c{i}."))
         if more:
             log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"

@@ -20,7 +20,7 @@ from tests.browser import Browser
 from tests.conftest import require
 from tests.e2e.test_depth import BANDS_MM, H, W, band_depth, inside_bands
 from tests.e2e.test_streams import ffprobe_stream
-from tests.helpers import MjpegReader, Server, Watcher, run_cli, running
+from tests.helpers import MjpegReader, Server, Watcher, free_port, run_cli, running
 
 TOKEN = "cams-s3cret"
 
@@ -230,6 +230,76 @@ def test_record_and_snapshot_take_a_camera_prefix(recording: dict, tmp_path: Pat
     shot = cv2.imread(str(jpg))
     assert shot is not None and shot.shape == (240, 320, 3)
     assert "recording color to" in srv.log() and "tap[bands]" in srv.log()
+
+
+def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
+        recording: dict, tmp_path: Path) -> None:
+    """One Foxglove server and one MCAP file for both cameras: /front/... and /bands/...,
+    each camera's frames in its own frame_id, one /tf with a transform per camera."""
+    from mcap.reader import make_reader  # noqa: PLC0415
+    from mcap_protobuf.decoder import DecoderFactory  # noqa: PLC0415
+
+    from tests.e2e.test_mcap import JsonDecoderFactory  # noqa: PLC0415
+    from tests.robotics.fox_client import FoxgloveClient  # noqa: PLC0415
+
+    port, path = free_port(), tmp_path / "rig.mcap"
+    topics = [f"/{c}/{t}" for c in ("front", "bands") for t in ("color", "depth",
+                                                                "calibration")]
+    with running("--source", "front=synthetic", "--source", recording["path"],
+                 "--width", "640", "--height", "480", "--no-align",
+                 "--foxglove", f"127.0.0.1:{port}", "--record-mcap", str(path)) as srv:
+        c = FoxgloveClient(port)
+        try:
+            c.wait_channels([*topics, "/tf"])
+            c.subscribe(["/bands/depth", "/front/color", "/bands/calibration", "/tf"])
+            got = c.collect({"/bands/depth": 2, "/front/color": 2, "/bands/calibration": 1,
+                             "/tf": 2})
+        finally:
+            c.close()
+        _, depth = got["/bands/depth"][-1]
+        assert depth.frame_id == "bands_color_optical_frame"
+        assert np.array_equal(np.frombuffer(depth.data, np.uint16).reshape(H, W), band_depth())
+        _, color = got["/front/color"][-1]
+        assert color.frame_id == "front_color_optical_frame"
+        assert cv2.imdecode(np.frombuffer(color.data, np.uint8), 1).shape == (480, 640, 3)
+        assert got["/bands/calibration"][-1][1].frame_id == "bands_color_optical_frame"
+        deadline = time.monotonic() + 10
+        while len({m.parent_frame_id for _, m in got["/tf"]}) < 2:
+            assert time.monotonic() < deadline, got["/tf"]
+            c = FoxgloveClient(port)
+            try:
+                c.wait_channels(["/tf"])
+                c.subscribe(["/tf"])
+                got["/tf"] += c.collect({"/tf": 2})["/tf"]
+            finally:
+                c.close()
+        assert {(m.parent_frame_id, m.child_frame_id) for _, m in got["/tf"]} == {
+            ("front_link", "front_color_optical_frame"),
+            ("bands_link", "bands_color_optical_frame")}
+        start = {n: c["frames_captured"] for n, c in srv.status()["cameras"].items()}
+        deadline = time.monotonic() + 30
+        while any(c["frames_captured"] < start[n] + 30
+                  for n, c in srv.status()["cameras"].items()):
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.2)
+        assert srv.stop() == 0, srv.log()
+    counts: dict[str, int] = {}
+    frames: dict[str, set[str]] = {}
+    with path.open("rb") as f:
+        reader = make_reader(f, decoder_factories=[DecoderFactory(), JsonDecoderFactory()])
+        for _s, channel, _m, msg in reader.iter_decoded_messages(log_time_order=False):
+            counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            fid = msg.get("frame_id") if isinstance(msg, dict) else (
+                getattr(msg, "frame_id", None) or getattr(msg, "child_frame_id", ""))
+            frames.setdefault(channel.topic, set()).add(fid)
+    for topic in topics:
+        assert counts.get(topic, 0) >= 1, (topic, counts)
+    assert counts["/front/color"] >= 10 and counts["/bands/depth"] >= 10, counts
+    assert frames["/front/depth"] == {"front_color_optical_frame"}
+    assert frames["/tf"] == {"front_color_optical_frame", "bands_color_optical_frame"}
+    assert counts.get("/front/imu", 0) > 0 and frames["/front/imu"] == {
+        "front_color_optical_frame"}
+    assert "/camera/color" not in counts and "/imu" not in counts
 
 
 def test_a_camera_that_cannot_start_shows_no_signal_and_spares_the_others() -> None:
