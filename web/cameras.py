@@ -49,6 +49,12 @@ class ServedCamera:
         return n + (self.feed.viewers if self.feed is not None else 0)
 
 
+def _own(opts: WebOptions, camera: str) -> WebOptions:
+    """A further camera's web options: WebRTC on its own mountpoint, where it has one."""
+    webrtc = opts.webrtc.for_camera(camera) if opts.webrtc is not None else None
+    return dataclasses.replace(opts, webrtc=webrtc, h264=opts.h264 if webrtc else None)
+
+
 class House:
     """Every camera's app and the dispatch between them."""
 
@@ -57,12 +63,10 @@ class House:
         self.cameras = cameras
         self.backend = backend
         several = len(cameras) > 1
-        # WebRTC and the H.264 stage follow the first camera only.
-        others = dataclasses.replace(opts, webrtc=None, h264=None)
         self.apps: dict[str, Flask] = {}
         for i, cam in enumerate(cameras):
             self.apps[cam.name] = create_app(
-                cam.cfg, cam.hub, cam.control, backend, opts if i == 0 else others,
+                cam.cfg, cam.hub, cam.control, backend, opts if i == 0 else _own(opts, cam.name),
                 raw=cam.raw, imu=cam.imu, connections=connections, depth_video=cam.feed,
                 camera=cam.name, clients=self.clients,
                 cameras=self.doc if i == 0 else None,

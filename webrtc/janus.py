@@ -27,8 +27,9 @@ from typing import Any
 
 from media.h264 import profile_level_id
 from pipeline.child import Child
+from pipeline.control import Control
 from pipeline.procs import stop_process
-from webrtc.options import WebRTCOptions
+from webrtc.options import Mount, WebRTCOptions
 
 log = logging.getLogger("janus")
 
@@ -124,18 +125,28 @@ admin: {{
 \tadmin_https = false
 }}
 """)
+    first = Mount("", opts.mountpoint, opts.video_port, opts.rtcp_port, width, height)
+    sections = "".join(_mount(m) for m in (first, *opts.mounts))
     (conf / "janus.plugin.streaming.jcfg").write_text(f"""general: {{
 \tevents = false
 \tstring_ids = false
 }}
-depthcam-color: {{
+{sections}""")
+    return conf
+
+
+def _mount(m: Mount) -> str:
+    """One RTP mountpoint of the streaming plugin: H.264 color of one camera."""
+    name = f"color-{m.camera}" if m.camera else "color"
+    width, height = m.width, m.height
+    return f"""depthcam-{name}: {{
 \ttype = "rtp"
-\tid = {opts.mountpoint}
-\tdescription = "color ({width}x{height} H.264)"
+\tid = {m.mountpoint}
+\tdescription = "{name} ({width}x{height} H.264)"
 \taudio = false
 \tvideo = true
-\tvideoport = {opts.video_port}
-\tvideortcpport = {opts.rtcp_port}
+\tvideoport = {m.video_port}
+\tvideortcpport = {m.rtcp_port}
 \tvideoiface = "127.0.0.1"
 \tvideopt = 96
 \tvideocodec = "h264"
@@ -143,8 +154,7 @@ depthcam-color: {{
 \tvideobufferkf = true
 \tplayoutdelay_ext = true
 }}
-""")
-    return conf
+"""
 
 
 class JanusApi:
@@ -233,23 +243,29 @@ class JanusProcess:
         self.proc = None
 
 
-def janus_main(child: Child, opts: WebRTCOptions) -> None:
-    """The Janus child: run (or watch) Janus, publish its state and viewers."""
-    control = child.control
+def janus_main(child: Child, opts: WebRTCOptions, controls: tuple[str, ...] = ()) -> None:
+    """The Janus child: run (or watch) Janus, publish its state and viewers; `controls`:
+    the control blocks of the further cameras of `opts.mounts`, in order, whose viewers
+    go to their own block (what makes their H.264 stages encode)."""
     api = JanusApi(opts.api_url, opts.api_secret)
     proc: JanusProcess | None = None
     if opts.private:
         proc = JanusProcess(opts, write_config(opts, child.cfg.width, child.cfg.height))
+    blocks = [Control.attach(name) for name in controls]
     try:
-        _watch(opts, child, api, proc)
+        _watch(opts, child, api, proc, list(zip(opts.mounts, blocks, strict=True)))
     finally:
         if proc is not None:
             proc.stop()
-        control["janus_up"] = 0
-        control["webrtc_viewers"] = 0
+        for control in (child.control, *blocks):
+            control["janus_up"] = 0
+            control["webrtc_viewers"] = 0
+        for control in blocks:
+            control.close()
 
 
-def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess | None) -> None:
+def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess | None,
+           more: list[tuple[Mount, Control]]) -> None:
     control, stop = child.control, child.stop
     backoff = BACKOFF_FIRST_S
     restart_at = time.monotonic()
@@ -285,14 +301,19 @@ def _watch(opts: WebRTCOptions, child: Child, api: JanusApi, proc: JanusProcess 
                 control["janus_pid"] = proc.proc.pid if proc.proc else 0
         try:
             viewers = api.viewers(opts.mountpoint)
+            others = [api.viewers(mount.mountpoint) for mount, _ in more]
         except (OSError, ValueError, KeyError, urllib.error.URLError) as exc:
             api.reset()
             if was_up:
                 log.warning("Janus API at %s not answering: %s", opts.api_url, exc)
             was_up = False
-            control["janus_up"] = 0
-            control["webrtc_viewers"] = 0
+            for block in (control, *(b for _, b in more)):
+                block["janus_up"] = 0
+                block["webrtc_viewers"] = 0
         else:
+            for (_, block), n in zip(more, others, strict=True):
+                block["janus_up"] = 1
+                block["webrtc_viewers"] = n
             if not was_up:
                 log.info("Janus up at %s (mountpoint %d)", opts.api_url, opts.mountpoint)
                 if proc is not None and proc.started and now - proc.started > 30:

@@ -16,6 +16,18 @@ DEFAULT_JANUS_BIN = "/usr/bin/janus"
 MOUNTPOINT_ID = 1
 
 @dataclass(frozen=True)
+class Mount:
+    """A further camera's mountpoint on the private Janus: its id, RTP ports and size."""
+
+    camera: str
+    mountpoint: int
+    video_port: int
+    rtcp_port: int
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
 class WebRTCOptions:
     """Where the H.264 goes and how browsers reach it.
 
@@ -35,6 +47,16 @@ class WebRTCOptions:
     workdir: str = ""
     ice_servers: tuple[str, ...] = ()
     nat_1_1: str | None = None
+    mounts: tuple[Mount, ...] = ()  # further cameras' mountpoints (a private Janus only)
+
+    def for_camera(self, camera: str) -> WebRTCOptions | None:
+        """These options as camera `camera`'s page and stage see them (its mountpoint and
+        ports); None when it has no mountpoint."""
+        for mount in self.mounts:
+            if mount.camera == camera:
+                return replace(self, mountpoint=mount.mountpoint, video_port=mount.video_port,
+                               rtcp_port=mount.rtcp_port, mounts=())
+        return None
 
     @property
     def private(self) -> bool:
@@ -145,10 +167,15 @@ def janus_problem(path: str) -> str | None:
     return None
 
 
-def allocate(opts: WebRTCOptions, workdir: str) -> WebRTCOptions:
-    """Ports, API secret and working directory of a private Janus, chosen at start."""
+def allocate(opts: WebRTCOptions, workdir: str,
+             more: tuple[tuple[str, int, int], ...] = ()) -> WebRTCOptions:
+    """Ports, API secret and working directory of a private Janus, chosen at start, and a
+    mountpoint (id 2, 3, ...) with its ports for each further camera of `more` (name,
+    width, height)."""
     if not opts.private:
         return opts
     video, rtcp = _free_udp_pair()
+    mounts = tuple(Mount(name, opts.mountpoint + i, *_free_udp_pair(), width, height)
+                   for i, (name, width, height) in enumerate(more, start=1))
     return replace(opts, video_port=video, rtcp_port=rtcp, http_port=_free_tcp(),
-                   api_secret=os.urandom(16).hex(), workdir=workdir)
+                   api_secret=os.urandom(16).hex(), workdir=workdir, mounts=mounts)

@@ -53,6 +53,10 @@ def child_specs(plan: Plan, h: Handles, backend: str,
         if plan.depth_video is not None:
             specs.append(ChildSpec("depthvideo", depth_video_main, cam.pipeline, ch,
                                    (plan.depth_video,), camera=cam.name))
+        mount = plan.webrtc.for_camera(cam.name) if plan.webrtc is not None else None
+        if mount is not None and plan.h264 is not None:  # its own mountpoint on our Janus
+            specs.append(ChildSpec("h264", h264_main, cam.pipeline, ch,
+                                   (plan.h264, mount.rtp_target), camera=cam.name))
         if cam.tap is not None and cam.tap.enabled:
             specs.append(ChildSpec("tap", tap_main, cam.pipeline, ch, (cam.tap,),
                                    camera=cam.name))
@@ -79,7 +83,10 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     if plan.depth_video is not None:
         specs.append(ChildSpec("depthvideo", depth_video_main, cfg, h, (plan.depth_video,)))
     if plan.webrtc is not None:
-        specs.append(ChildSpec("janus", janus_main, cfg, h, (plan.webrtc,)))
+        mounted = {m.camera for m in plan.webrtc.mounts}
+        controls = tuple(ch.control for c, ch in zip(plan.more_cameras, more, strict=True)
+                         if c.name in mounted)
+        specs.append(ChildSpec("janus", janus_main, cfg, h, (plan.webrtc, controls)))
     if plan.push is not None:
         specs.append(ChildSpec("push", push_main, cfg, h, (plan.push,)))
     if plan.gps is not None:
@@ -117,8 +124,10 @@ def run_pipeline(plan: Plan) -> int:
         plan, workdir = _prepare_webrtc(plan)
         res = Resources(raw_capacity(cfg), h264=plan.h264 is not None,
                         depth_video=plan.depth_video is not None, readers=plan.readers)
+        mounted = {m.camera for m in plan.webrtc.mounts} if plan.webrtc is not None else set()
         for i, cam in enumerate(plan.more_cameras, start=2):
             more.append(Resources(raw_capacity(cam.pipeline), readers=plan.readers,
+                                  h264=cam.name in mounted,
                                   depth_video=plan.depth_video is not None, prefix=f"c{i}."))
         if more:
             log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"
@@ -151,7 +160,8 @@ def _prepare_webrtc(plan: Plan) -> tuple[Plan, str | None]:
     workdir = os.path.join(tempfile.gettempdir(), f"rsmjpeg-{os.getpid()}-janus")
     shutil.rmtree(workdir, ignore_errors=True)
     os.makedirs(workdir, mode=0o700)
-    return replace(plan, webrtc=allocate(opts, workdir)), workdir
+    more = tuple((c.name, c.pipeline.width, c.pipeline.height) for c in plan.more_cameras)
+    return replace(plan, webrtc=allocate(opts, workdir, more)), workdir
 
 
 def _remove_stale_workdirs() -> None:

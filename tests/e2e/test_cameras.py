@@ -302,6 +302,28 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
     assert "/camera/color" not in counts and "/imu" not in counts
 
 
+def test_each_camera_plays_over_webrtc_on_its_own_mountpoint(recording: dict) -> None:
+    """--webrtc with two cameras: one Janus, a mountpoint and an H.264 stage per camera;
+    each camera's page plays its own camera."""
+    require("janus")
+    with running("--source", "front=synthetic", "--source", recording["path"],
+                 "--width", "848", "--height", "480", "--webrtc") as srv, Browser() as b:
+        for name, width in (("bands", W), ("front", 848)):
+            b.goto(f"{srv.base}/cam/{name}/?player=webrtc")
+            b.wait_for("window.depthcam && window.depthcam.webrtcState"
+                       " && window.depthcam.webrtcState().status === 'playing'", timeout=40)
+            st = b.wait_for("window.depthcam.webrtcStats().then(s => s && s.framesDecoded > 5"
+                            " && s)", timeout=30)
+            assert (st["frameWidth"], st["frameHeight"]) == (width, H), (name, st)
+        cams = srv.status()["cameras"]
+        assert cams["bands"]["pids"]["capture"] != cams["front"]["pids"]["capture"]
+        code, _, body = srv.get("/cam/bands/webrtc/config")
+        assert code == 200 and json.loads(body)["mountpoint"] == 2
+        code, _, body = srv.get("/webrtc/config")
+        assert code == 200 and json.loads(body)["mountpoint"] == 1
+        assert srv.log().count("janus") >= 1 and "Traceback" not in srv.log()
+
+
 def test_a_camera_that_cannot_start_shows_no_signal_and_spares_the_others() -> None:
     """A RealSense named by a serial that is not attached: the server starts anyway, that
     camera's routes show NO SIGNAL (said once in the log) and the other camera streams."""
