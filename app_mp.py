@@ -88,7 +88,8 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     return Plan(pipeline=cfg, web=web, tap=taps.get(name, TapOptions()),
                 display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics,
                 depth_video=depth_video_options(ns), name=name,
-                more_cameras=tuple(Camera(n, c, taps.get(n)) for n, c in cameras[1:]))
+                more_cameras=tuple(Camera(n, c, taps.get(n)) for n, c in cameras[1:]),
+                hotplug=ns.source is None and not ns.serial)
 
 
 def _check_tap(p: OneLineParser, tap: TapOptions) -> None:

@@ -89,32 +89,34 @@ class Resources:
     """Shared-memory segments and wake-up pipes for one run, unlinked on close."""
 
     def __init__(self, raw_capacity: int, *, h264: bool = False, depth_video: bool = False,
-                 readers: tuple[str, ...] = (), prefix: str = "") -> None:
+                 readers: tuple[str, ...] = (), prefix: str = "",
+                 dormant: bool = False) -> None:
         """`readers`: sink children that read both rings, each woken through its own pipe;
         `h264`, `depth_video`: the rings (and pipes) of those stages; `prefix`: put before
-        every segment's role, so each camera of a run has segments of its own."""
+        every segment's role, so each camera of a run has segments of its own; `dormant`:
+        a camera that may come later (hot-plug): its control block and pipes now, its
+        rings at `wake()`."""
         cleanup_stale_segments()
         pid = os.getpid()
         self.control = Control.create(segment_name(pid, f"{prefix}control"))
         self.rings: list[FrameRing] = []
-        try:
-            self.raw = self._ring(segment_name(pid, f"{prefix}raw"), RAW_SLOTS, raw_capacity)
-            pixels = raw_capacity // 5  # a raw slot holds BGR (3 B) + depth (2 B) per pixel
-            self.jpeg = {
-                s: self._ring(segment_name(pid, f"{prefix}jpeg-{s}"), JPEG_SLOTS,
-                              max(pixels * 3 // 2 * (2 if s in WIDE else 1), 1 << 18))
-                for s in STREAMS
-            }
+        pixels = raw_capacity // 5  # a raw slot holds BGR (3 B) + depth (2 B) per pixel
+        # (name, slots, bytes per slot) of every ring, by role
+        self.plan: dict[str, tuple[str, int, int]] = {
+            "raw": (segment_name(pid, f"{prefix}raw"), RAW_SLOTS, raw_capacity),
+            **{f"jpeg-{s}": (segment_name(pid, f"{prefix}jpeg-{s}"), JPEG_SLOTS,
+                             max(pixels * 3 // 2 * (2 if s in WIDE else 1), 1 << 18))
+               for s in STREAMS},
             # One access unit per slot; an IDR stays far below one byte per pixel.
-            self.h264 = (self._ring(segment_name(pid, f"{prefix}h264"), H264_SLOTS,
-                                    max(pixels, 1 << 18)) if h264 else None)
-            self.imu = self._ring(segment_name(pid, f"{prefix}imu"), IMU_SLOTS, IMU_SLOT_BYTES)
+            **({"h264": (segment_name(pid, f"{prefix}h264"), H264_SLOTS, max(pixels, 1 << 18))}
+               if h264 else {}),
+            "imu": (segment_name(pid, f"{prefix}imu"), IMU_SLOTS, IMU_SLOT_BYTES),
             # 10-bit depth at a constant quality under a cap: far below a byte per pixel.
-            self.depth_video = (self._ring(segment_name(pid, f"{prefix}depthvideo"), H264_SLOTS,
-                                           max(pixels, 1 << 18)) if depth_video else None)
-        except BaseException:
-            self.close()
-            raise
+            **({"depthvideo": (segment_name(pid, f"{prefix}depthvideo"), H264_SLOTS,
+                               max(pixels, 1 << 18))} if depth_video else {}),
+        }
+        if not dormant:
+            self.wake()
         ctx = multiprocessing.get_context("spawn")
         raw_r, raw_w = ctx.Pipe(duplex=False)
         jpeg_r, jpeg_w = ctx.Pipe(duplex=False)
@@ -128,21 +130,33 @@ class Resources:
                       *((h264_r, h264_w) if h264 else ()),
                       *((dv_r, dv_w) if depth_video else ()),
                       *(end for pair in sink_wakes.values() for end in pair))
+        names = {role: name for role, (name, _, _) in self.plan.items()}
         self.handles = Handles(
-            control=self.control.name, raw=self.raw.name,
-            jpeg={s: r.name for s, r in self.jpeg.items()},
+            control=self.control.name, raw=names["raw"],
+            jpeg={s: names[f"jpeg-{s}"] for s in STREAMS},
             raw_wake_r=raw_r, raw_wake_w=raw_w, jpeg_wake_r=jpeg_r, jpeg_wake_w=jpeg_w,
             tap_wake_r=tap_r, tap_wake_w=tap_w,
-            parent_pid=pid, sink_wakes=sink_wakes, h264=self.h264.name if self.h264 else "",
-            h264_wake_r=h264_r, h264_wake_w=h264_w, imu=self.imu.name,
-            depth_video=self.depth_video.name if self.depth_video else "",
+            parent_pid=pid, sink_wakes=sink_wakes, h264=names.get("h264", ""),
+            h264_wake_r=h264_r, h264_wake_w=h264_w, imu=names["imu"],
+            depth_video=names.get("depthvideo", ""),
             depth_video_wake_r=dv_r, depth_video_wake_w=dv_w,
         )
 
-    def _ring(self, name: str, slots: int, capacity: int) -> FrameRing:
-        ring = FrameRing.create(name, slots, capacity)
-        self.rings.append(ring)
-        return ring
+    def wake(self) -> None:
+        """Create the rings (at once, or when a dormant camera comes)."""
+        if self.rings:
+            return
+        try:
+            for name, slots, capacity in self.plan.values():
+                self.rings.append(FrameRing.create(name, slots, capacity))
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def awake(self) -> bool:
+        """True once the rings exist."""
+        return bool(self.rings)
 
     def close(self) -> None:
         """Unlink every segment this run created (idempotent)."""
@@ -175,9 +189,12 @@ class Supervisor:
     """Start, watch, restart and finally stop the children of one run."""
 
     def __init__(self, control: Control, children: list[ChildSpec],
-                 controls: tuple[Control, ...] = ()) -> None:
+                 controls: tuple[Control, ...] = (),
+                 on_tick: Callable[[], list[ChildSpec]] | None = None) -> None:
         """`control`: the run's control block; `controls`: those of further cameras, whose
-        children's heartbeats, pids and restarts go to their own block."""
+        children's heartbeats, pids and restarts go to their own block; `on_tick`: asked
+        at every turn of the loop for children to add to the run (a camera plugged in)."""
+        self.on_tick = on_tick
         self.control = control
         self.controls = {c.name: c for c in (control, *controls)}
         self.children = children
@@ -246,6 +263,10 @@ class Supervisor:
                     self._check_heartbeat(child, now)
                 if child.proc is None and child.restart_at is not None and now >= child.restart_at:
                     self._control(child).add(f"restarts_{child.name}")
+                    self._start(child)
+            if self.on_tick is not None:
+                for child in self.on_tick():
+                    self.children.append(child)
                     self._start(child)
 
     def _reap(self, child: ChildSpec, now: float) -> bool:

@@ -77,7 +77,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                cameras: Callable[[], list[dict[str, Any]]] | None = None,
                cameras_status: Callable[[], dict[str, Any]] | None = None,
                metric_sources: Callable[[], list[tuple[str, FrameHub, Control]]] | None = None,
-               grid: bool = False) -> Flask:
+               grid: Callable[[], bool] | None = None) -> Flask:
     """Build the app around an existing hub and control block (and the raw and IMU rings,
     if given).
 
@@ -86,7 +86,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
     `clients`: stream clients of the whole server (for --max-clients), else this app's;
     `cameras`, `cameras_status`, `metric_sources`: every camera's entry, status and
     counters, given to the first camera's app (/cameras.json, /status's `cameras` and
-    `sync`, /metrics labelled by camera); `grid`: / is the grid of every
+    `sync`, /metrics labelled by camera); `grid()`: whether / is the grid of every
     camera, and this camera's page is /cam/NAME/ only.
     """
     opts = opts or WebOptions()
@@ -139,7 +139,8 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
 
     @app.get("/")
     def index() -> str:
-        if grid and cameras is not None and request.script_root == "":
+        several = grid is not None and grid()
+        if several and cameras is not None and request.script_root == "":
             _check_query({"token"})
             token = request.args.get("token")
             query = f"?token={quote(token)}" if token else ""
@@ -156,7 +157,7 @@ def create_app(cfg: Config, hub: FrameHub, control: Control, backend: str,
                        "depth_min": cfg.depth_min, "depth_max": cfg.depth_max, "view": view,
                        "webrtc": webrtc_page_config(webrtc)}
         return render_template("index.html", cfg=cfg, query=query, page_config=page_config,
-                               camera=camera if cameras is None or grid else "")
+                               camera=camera if cameras is None or several else "")
 
     def too_many_clients() -> Response | None:
         """503 with Retry-After once the stream clients reach --max-clients."""

@@ -9,24 +9,38 @@ several cameras) and the `cameras` part of /status are the house's own.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from flask import Flask
 
 from pipeline.config import Config
-from pipeline.control import Control
+from pipeline.control import STREAMS, Control
 from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 from web.app import build_status, create_app
 from web.depth_video import DepthVideoFeed
 from web.hub import FrameHub
 from web.options import WebOptions
 
+log = logging.getLogger("web")
+
 PREFIX = "/cam/"
 CAMERA_ROUTES = ("color", "depth", "combined", "metric", "color.jpg", "depth.jpg",
                  "combined.jpg", "metric.jpg", "depth.png", "camera.json", "status")
+
+
+@dataclass(frozen=True)
+class Rig:
+    """Every camera the web process serves: (name, settings, handles) of each camera,
+    the first this child's own, and (settings, handles) of each spare slot a camera
+    plugged in later may take."""
+
+    cameras: tuple[tuple[str, Config, Any], ...] = ()
+    spares: tuple[tuple[Config, Any], ...] = ()
 
 
 @dataclass
@@ -62,8 +76,9 @@ class House:
                  connections: Callable[[], dict[str, int]] | None = None) -> None:
         self.cameras = cameras
         self.backend = backend
-        several = len(cameras) > 1
+        self.opts, self.connections = opts, connections
         self.apps: dict[str, Flask] = {}
+        self.pending: list[tuple[Control, Callable[[str], ServedCamera]]] = []
         for i, cam in enumerate(cameras):
             self.apps[cam.name] = create_app(
                 cam.cfg, cam.hub, cam.control, backend, opts if i == 0 else _own(opts, cam.name),
@@ -72,7 +87,43 @@ class House:
                 cameras=self.doc if i == 0 else None,
                 cameras_status=self.status if i == 0 else None,
                 metric_sources=self.metric_sources if i == 0 else None,
-                grid=several and i == 0)
+                grid=self.several if i == 0 else None)
+
+    def several(self) -> bool:
+        """Whether / is the grid: more than one camera is served now."""
+        return len(self.cameras) > 1
+
+    def start(self, cam: ServedCamera) -> None:
+        """Start a camera's fan-out and depth-video feed (its viewers counted from 0)."""
+        for s in STREAMS:
+            cam.control[f"viewers_{s}"] = 0
+        cam.hub.start()
+        if cam.feed is not None:
+            cam.feed.start()
+
+    def expect(self, control: Control, build: Callable[[str], ServedCamera]) -> None:
+        """A spare slot: once its control block names a camera, `build(name)` serves it."""
+        self.pending.append((control, build))
+
+    def watch(self) -> None:
+        """Serve each spare slot a camera plugged in has taken (checked twice a second):
+        its routes under /cam/NAME/, its entry in /cameras.json, /status and the grid."""
+        while self.pending:
+            for control, build in list(self.pending):
+                name = control.settings().get("camera")
+                if not name:
+                    continue
+                self.pending.remove((control, build))
+                control.close()
+                cam = build(str(name))
+                self.cameras.append(cam)
+                self.apps[cam.name] = create_app(
+                    cam.cfg, cam.hub, cam.control, self.backend, _own(self.opts, cam.name),
+                    raw=cam.raw, imu=cam.imu, connections=self.connections,
+                    depth_video=cam.feed, camera=cam.name, clients=self.clients)
+                self.start(cam)
+                log.info("serving camera %s at %s%s/", cam.name, PREFIX, cam.name)
+            gevent.sleep(0.5)
 
     def clients(self) -> int:
         """Stream clients of every camera: what --max-clients counts."""

@@ -23,10 +23,10 @@ import gevent.socket
 from media.urls import redact_text
 from pipeline.child import Child, Handles, arm_stop_deadline
 from pipeline.config import Config
-from pipeline.control import STREAMS, Control
+from pipeline.control import Control
 from pipeline.shm import FrameRing
 from web.app import FANOUT_KEY
-from web.cameras import House, ServedCamera
+from web.cameras import House, Rig, ServedCamera
 from web.channel import ADVANCE_OPEN, OPEN
 from web.depth_video import DepthVideoFeed
 from web.hub import FrameHub
@@ -272,11 +272,12 @@ def _text(value: str | bytes) -> str:
 
 
 def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: str,
-             cameras: tuple[tuple[str, Config, Handles], ...] = ()) -> None:
+             rig: Rig | None = None) -> None:
     """The web child: serve the page, streams and API on the socket the supervisor bound,
-    for every camera (`cameras`: name, settings, handles; the first is this child's own)."""
+    for every camera of the `rig`, and for each spare slot once a camera takes it."""
     redact_logs()
-    cameras = cameras or (("camera", child.cfg, child.handles),)
+    rig = rig or Rig((("camera", child.cfg, child.handles),))
+    cameras, spares = rig.cameras, rig.spares
     limits = opts.limits
     nofile = raise_nofile()
     budget = nofile - open_fds() - RESERVE_FDS
@@ -289,6 +290,9 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
              nofile, guard.budget, opts.max_clients)
     served = [_camera(child, i, cam, limits.send_timeout) for i, cam in enumerate(cameras)]
     house = House(served, backend, opts, guard.stats)
+    for cfg, handles in spares:
+        house.expect(Control.attach(handles.control), lambda name, c=cfg, h=handles: _camera(
+            child, len(house.cameras), (name, c, h), limits.send_timeout))
     app = house.wsgi()
     sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
     server = GuardedServer(
@@ -307,17 +311,16 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     gevent.signal_handler(signal.SIGTERM, request_stop)
     gevent.signal_handler(signal.SIGINT, request_stop)
     for cam in served:
-        for s in STREAMS:
-            cam.control[f"viewers_{s}"] = 0
-        cam.hub.start()
-        if cam.feed is not None:
-            cam.feed.start()
+        house.start(cam)
+    watch = gevent.spawn(house.watch) if spares else None
     server.start()
     log.info("serving on %s", _addr(sock))
     stopping.wait()
     child.stop.set()
+    if watch is not None:
+        watch.kill(block=False)
     server.close()
-    for cam in served:
+    for cam in house.cameras:
         cam.hub.stop()
         if cam.feed is not None:
             cam.feed.stop()

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 from camera.capture import capture_main
 from camera.factory import raw_capacity
+from camera.hotplug import DeviceWatcher
 from encoder.depth_video_stage import depth_video_main
 from encoder.h264_stage import h264_main
 from encoder.process import encoder_main
@@ -25,9 +26,11 @@ from robotics.live import foxglove_main
 from robotics.record import mcap_main
 from sinks.display import HUNG_AFTER_S, display_main
 from sinks.tap import tap_main
+from web.cameras import Rig
 from web.server import web_main
 from webrtc.janus import janus_main
 from webrtc.options import allocate, janus_problem
+from wiring.hotplug import HotPlug
 from wiring.plan import Plan
 
 log = logging.getLogger("supervisor")
@@ -37,11 +40,13 @@ BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 def child_specs(plan: Plan, h: Handles, backend: str,
                 listener: socket.socket | None = None,
-                more: tuple[Handles, ...] = ()) -> list[ChildSpec]:
+                more: tuple[Handles, ...] = (), *,
+                spares: tuple[tuple[object, object], ...] = ()) -> list[ChildSpec]:
     """Every child of the run, each with the pipeline settings, its handles and its own
     options: a credential goes only to the child that uses it (web, push, GPS, Janus).
     `more`: the handles of each further camera, which gets a capture, an encoder and a
-    depth-video stage of its own; the one web process serves every camera."""
+    depth-video stage of its own; the one web process serves every camera, and the
+    `spares` (settings, handles) of cameras that may be plugged in later."""
     cfg = plan.pipeline
     specs = [ChildSpec("capture", capture_main, cfg, h),
              ChildSpec("encoder", encoder_main, cfg, h, (backend,))]
@@ -69,7 +74,8 @@ def child_specs(plan: Plan, h: Handles, backend: str,
         web = replace(plan.web, webrtc=plan.webrtc, h264=plan.h264)
         cameras = tuple((c.name, c.pipeline, ch)
                         for c, ch in zip(plan.cameras, (h, *more), strict=True))
-        specs.append(ChildSpec("web", web_main, cfg, h, (web, listener, backend, cameras),
+        specs.append(ChildSpec("web", web_main, cfg, h,
+                               (web, listener, backend, Rig(cameras, spares)),  # type: ignore[arg-type]
                                stop_handlers=False))
     if plan.tap is not None and plan.tap.enabled:
         specs.append(ChildSpec("tap", tap_main, cfg, h, (plan.tap,)))
@@ -103,8 +109,9 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     return specs
 
 
-def run_pipeline(plan: Plan) -> int:
-    """Run the plan's children under a supervisor; returns the exit code."""
+def run_pipeline(plan: Plan, *, watcher: DeviceWatcher | None = None) -> int:
+    """Run the plan's children under a supervisor; returns the exit code. `watcher`: what
+    says which cameras were plugged in (default: librealsense's device list)."""
     cfg = plan.pipeline
     backend = pick_backend(cfg.encoder)
     log.info("JPEG encoder: %s", BACKEND_NAMES[backend])
@@ -118,6 +125,7 @@ def run_pipeline(plan: Plan) -> int:
     workdir = None
     res = None
     more: list[Resources] = []
+    hot: HotPlug | None = None
     try:
         if plan.web is not None:
             listener = bind_listener(plan.web.host, plan.web.port)
@@ -132,12 +140,18 @@ def run_pipeline(plan: Plan) -> int:
         if more:
             log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"
                                                for c in plan.cameras))
+        if plan.hotplug:
+            hot = HotPlug(plan, backend, watcher)
         specs = child_specs(plan, res.handles, backend, listener,
-                            tuple(r.handles for r in more))
-        return Supervisor(res.control, specs, tuple(r.control for r in more)).run()
+                            tuple(r.handles for r in more), spares=hot.spares if hot else ())
+        controls = (*(r.control for r in more), *(hot.controls() if hot else ()))
+        return Supervisor(res.control, specs, controls,  # type: ignore[arg-type]
+                          on_tick=hot.on_tick if hot else None).run()
     finally:
         if listener is not None:
             listener.close()
+        if hot is not None:
+            hot.close()
         for r in more:
             r.close()
         if res is not None:

@@ -44,6 +44,7 @@ class Plan:
     gps: GpsOptions | None = None
     name: str = "camera"  # the first camera's name
     more_cameras: tuple[Camera, ...] = ()
+    hotplug: bool = False  # `--source auto`: cameras plugged in later are served too
 
     @property
     def cameras(self) -> tuple[Camera, ...]:

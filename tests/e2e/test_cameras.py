@@ -248,6 +248,10 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
     with running("--source", "front=synthetic", "--source", recording["path"],
                  "--width", "640", "--height", "480", "--no-align",
                  "--foxglove", f"127.0.0.1:{port}", "--record-mcap", str(path)) as srv:
+        deadline = time.monotonic() + 30  # the web answers first; the WebSocket follows
+        while "Foxglove WebSocket on" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.1)
         c = FoxgloveClient(port)
         try:
             c.wait_channels([*topics, "/tf"])
