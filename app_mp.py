@@ -89,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
                 display=ns.display, h264=h264, webrtc=webrtc, robotics=robotics,
                 depth_video=depth_video_options(ns), name=name,
                 more_cameras=tuple(Camera(n, c, taps.get(n)) for n, c in cameras[1:]),
-                hotplug=ns.source is None and not ns.serial)
+                hotplug=ns.source in (None, ["auto"]) and not ns.serial)
 
 
 def _check_tap(p: OneLineParser, tap: TapOptions) -> None:
