@@ -28,12 +28,12 @@ class _Listener:
     def __init__(self) -> None:
         self.publisher: Publishers | None = None
         self.subscriptions: set[tuple[int, int]] = set()
-        self.video_clients: set[int] = set()
+        self.video_clients: dict[str, set[int]] = {}  # by H.264 topic
 
     def on_subscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.add((client.id, channel.id))
         if self._video(channel):
-            self.video_clients.add(client.id)
+            self.video_clients.setdefault(channel.topic, set()).add(client.id)
         log.info("client %d subscribed to %s", client.id, channel.topic)
         if (channel.topic.endswith("/calibration") or channel.topic == m.TOPIC_TF) \
                 and self.publisher is not None:
@@ -41,13 +41,18 @@ class _Listener:
 
     def _video(self, channel: Any) -> bool:
         pub = self.publisher
-        return pub is not None and pub.video is not None and \
-            channel.topic == pub.video.channel.topic()
+        return pub is not None and any(p.video is not None and
+                                       channel.topic == p.video.channel.topic()
+                                       for p in pub.pubs)
+
+    def viewers(self, topic: str) -> int:
+        """Clients subscribed to one camera's H.264 topic."""
+        return len(self.video_clients.get(topic, ()))
 
     def on_unsubscribe(self, client: Any, channel: Any) -> None:
         self.subscriptions.discard((client.id, channel.id))
         if self._video(channel):
-            self.video_clients.discard(client.id)
+            self.video_clients.get(channel.topic, set()).discard(client.id)
         log.info("client %d unsubscribed from %s", client.id, channel.topic)
 
 
@@ -73,10 +78,13 @@ def foxglove_main(child: Child, opts: RoboticsOptions, first: str = "camera",
     gps = gps_reader(opts.gps)
     pub = publishers(child, ctx, first, more, depth=opts.foxglove_depth, gps=gps, live=True)
     listener.publisher = pub
-    head = pub.first
-    if opts.foxglove_video == "h264" and handles.h264:
-        head.add_video(FrameRing.attach(handles.h264), lambda: len(listener.video_clients)
-                       if head.video is not None and head.video.channel.has_sinks() else 0)
+    if opts.foxglove_video == "h264":
+        rings = [handles.h264, *(h.h264 for _, _, h in more)]
+        for one, ring in zip(pub.pubs, rings, strict=True):
+            if ring:
+                one.add_video(FrameRing.attach(ring), lambda p=one: listener.viewers(
+                    p.topic("/camera/h264")) if p.video is not None and
+                    p.video.channel.has_sinks() else 0)
     try:
         serve(pub, child)
     finally:

@@ -39,8 +39,11 @@ def mcap_main(child: Child, opts: RoboticsOptions, first: str = "camera",
         gps = gps_reader(opts.gps)
         pub = publishers(child, ctx, first, more, depth=opts.record_mcap_depth, gps=gps,
                          flavour=opts.record_mcap_profile)
-        if opts.record_mcap_video == "h264" and handles.h264:
-            pub.first.add_video(FrameRing.attach(handles.h264))
+        if opts.record_mcap_video == "h264":
+            rings = [handles.h264, *(h.h264 for _, _, h in more)]
+            for one, ring in zip(pub.pubs, rings, strict=True):
+                if ring:
+                    one.add_video(FrameRing.attach(ring))
 
         def flush() -> None:
             # The source ended or was lost: put every frame so far on disk in whole

@@ -59,9 +59,10 @@ def child_specs(plan: Plan, h: Handles, backend: str,
             specs.append(ChildSpec("depthvideo", depth_video_main, cam.pipeline, ch,
                                    (plan.depth_video,), camera=cam.name))
         mount = plan.webrtc.for_camera(cam.name) if plan.webrtc is not None else None
-        if mount is not None and plan.h264 is not None:  # its own mountpoint on our Janus
+        if plan.h264 is not None:  # for its mountpoint on our Janus, or /NAME/h264
             specs.append(ChildSpec("h264", h264_main, cam.pipeline, ch,
-                                   (plan.h264, mount.rtp_target), camera=cam.name))
+                                   (plan.h264, mount.rtp_target if mount else None),
+                                   camera=cam.name))
         if cam.tap is not None and cam.tap.enabled:
             specs.append(ChildSpec("tap", tap_main, cam.pipeline, ch, (cam.tap,),
                                    camera=cam.name))
@@ -132,10 +133,9 @@ def run_pipeline(plan: Plan, *, watcher: DeviceWatcher | None = None) -> int:
         plan, workdir = _prepare_webrtc(plan)
         res = Resources(raw_capacity(cfg), h264=plan.h264 is not None,
                         depth_video=plan.depth_video is not None, readers=plan.readers)
-        mounted = {m.camera for m in plan.webrtc.mounts} if plan.webrtc is not None else set()
         for i, cam in enumerate(plan.more_cameras, start=2):
             more.append(Resources(raw_capacity(cam.pipeline), readers=plan.readers,
-                                  h264=cam.name in mounted,
+                                  h264=plan.h264 is not None,
                                   depth_video=plan.depth_video is not None, prefix=f"c{i}."))
         if more:
             log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"

@@ -241,13 +241,15 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
 
     from tests.e2e.test_mcap import JsonDecoderFactory  # noqa: PLC0415
     from tests.robotics.fox_client import FoxgloveClient  # noqa: PLC0415
+    from tests.robotics.h264 import decode  # noqa: PLC0415
 
     port, path = free_port(), tmp_path / "rig.mcap"
     topics = [f"/{c}/{t}" for c in ("front", "bands") for t in ("color", "depth",
                                                                 "calibration")]
     with running("--source", "front=synthetic", "--source", recording["path"],
                  "--width", "640", "--height", "480", "--no-align",
-                 "--foxglove", f"127.0.0.1:{port}", "--record-mcap", str(path)) as srv:
+                 "--foxglove", f"127.0.0.1:{port}", "--record-mcap", str(path),
+                 "--record-mcap-video", "h264") as srv:
         deadline = time.monotonic() + 30  # the web answers first; the WebSocket follows
         while "Foxglove WebSocket on" not in srv.log():
             assert time.monotonic() < deadline, srv.log()[-3000:]
@@ -255,9 +257,11 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
         c = FoxgloveClient(port)
         try:
             c.wait_channels([*topics, "/tf"])
-            c.subscribe(["/bands/depth", "/front/color", "/bands/calibration", "/tf"])
+            c.wait_channels(["/front/h264", "/bands/h264"])
+            c.subscribe(["/bands/depth", "/front/color", "/bands/calibration", "/tf",
+                         "/bands/h264"])
             got = c.collect({"/bands/depth": 2, "/front/color": 2, "/bands/calibration": 1,
-                             "/tf": 2})
+                             "/tf": 2, "/bands/h264": 10})
         finally:
             c.close()
         _, depth = got["/bands/depth"][-1]
@@ -267,6 +271,11 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
         assert color.frame_id == "front_color_optical_frame"
         assert cv2.imdecode(np.frombuffer(color.data, np.uint8), 1).shape == (480, 640, 3)
         assert got["/bands/calibration"][-1][1].frame_id == "bands_color_optical_frame"
+        # Each camera has its own H.264 stage: the recording's, decoded at its size.
+        units = [msg for _, msg in got["/bands/h264"]]
+        assert {u.frame_id for u in units} == {"bands_color_optical_frame"}
+        pictures = decode(b"".join(u.data for u in units))
+        assert pictures and pictures[-1].shape == (H, W, 3)
         deadline = time.monotonic() + 10
         while len({m.parent_frame_id for _, m in got["/tf"]}) < 2:
             assert time.monotonic() < deadline, got["/tf"]
@@ -299,6 +308,7 @@ def test_foxglove_and_mcap_carry_every_camera_under_its_own_topics(
     for topic in topics:
         assert counts.get(topic, 0) >= 1, (topic, counts)
     assert counts["/front/color"] >= 10 and counts["/bands/depth"] >= 10, counts
+    assert counts.get("/front/h264", 0) >= 10 and counts.get("/bands/h264", 0) >= 10, counts
     assert frames["/front/depth"] == {"front_color_optical_frame"}
     assert frames["/tf"] == {"front_color_optical_frame", "bands_color_optical_frame"}
     assert counts.get("/front/imu", 0) > 0 and frames["/front/imu"] == {
