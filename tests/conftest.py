@@ -25,6 +25,7 @@ HEAVY_MODULES = (
     "e2e/test_display.py",  # 118
     "e2e/test_faults.py",  # 118 (10,000 connect/disconnect cycles: 62)
     "e2e/test_webrtc.py",  # 115
+    "e2e/test_cameras.py",  # 100
     "e2e/test_push_shaped.py",  # 69
     "e2e/test_mcap_day.py",  # 67
     "push/test_video_push.py",  # 67
@@ -37,6 +38,7 @@ HEAVY_MODULES = (
     "e2e/test_mcap.py",  # 33
     "push/test_gps.py",  # 26
     "e2e/test_ingest.py",  # 23
+    "e2e/test_hotplug.py",  # 20
     "e2e/test_flood.py",  # 22
     "e2e/test_depth_video.py",  # 16
     "e2e/test_recording_source.py",  # 15

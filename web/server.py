@@ -44,6 +44,10 @@ from web.options import WebOptions
 
 log = logging.getLogger("web")
 
+SPARE_FDS = 24
+"""Descriptors a camera plugged in later takes in this process (14 measured: its rings,
+its control block, its feed): kept out of the connection table's budget from the start."""
+
 
 class StreamHandler(gevent.pywsgi.WSGIHandler):
     """gevent's handler, with endless multipart streams sent unchunked.
@@ -280,7 +284,11 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
     cameras, spares = rig.cameras, rig.spares
     limits = opts.limits
     nofile = raise_nofile()
-    budget = nofile - open_fds() - RESERVE_FDS
+    # The rings and control blocks hold descriptors: counted before the connection table
+    # gets what is left, with room kept for what a camera plugged in later attaches.
+    served = [_camera(child, i, cam, limits.send_timeout) for i, cam in enumerate(cameras)]
+    waiting = [(Control.attach(h.control), cfg, h) for cfg, h in spares]
+    budget = nofile - open_fds() - RESERVE_FDS - SPARE_FDS * len(spares)
     guard = ConnectionGuard(limits, budget)
     if opts.max_clients > guard.budget - CONTROL_SLOTS:
         log.warning("--max-clients %d is more than the open-files limit (%d) allows: "
@@ -288,10 +296,9 @@ def web_main(child: Child, opts: WebOptions, listener: socket.socket, backend: s
         opts = dataclasses.replace(opts, max_clients=max(1, guard.budget - CONTROL_SLOTS))
     log.info("open files: limit %d, %d connections at most, %d stream clients at most",
              nofile, guard.budget, opts.max_clients)
-    served = [_camera(child, i, cam, limits.send_timeout) for i, cam in enumerate(cameras)]
     house = House(served, backend, opts, guard.stats)
-    for cfg, handles in spares:
-        house.expect(Control.attach(handles.control), lambda name, c=cfg, h=handles: _camera(
+    for control, cfg, handles in waiting:
+        house.expect(control, lambda name, c=cfg, h=handles: _camera(
             child, len(house.cameras), (name, c, h), limits.send_timeout))
     app = house.wsgi()
     sock = gevent.socket.socket(listener.family, listener.type, 0, fileno=listener.detach())
