@@ -53,16 +53,22 @@ def start_listener(port: int, cert: dict[str, Path], out: Path, fmt: str = "mpjp
     )
 
 
-def wait_listening(port: int, timeout: float = 10.0) -> None:
-    """Wait until ffmpeg's listener is bound (ss shows it; connecting would consume it)."""
+def wait_listening(port: int, listener: subprocess.Popen[bytes] | None = None,
+                   timeout: float = 30.0) -> None:
+    """Wait until ffmpeg's listener is bound (ss shows it; connecting would consume it).
+    A listener that exits instead says why; a loaded machine may take seconds to start it."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True,
                              text=True, check=False).stdout
         if out.strip():
             return
+        if listener is not None and listener.poll() is not None:
+            err = listener.stderr.read().decode(errors="replace") if listener.stderr else ""
+            raise RuntimeError(f"the ffmpeg listener on {port} exited with "
+                               f"{listener.returncode}: {err.strip()}")
         time.sleep(0.05)
-    raise TimeoutError(f"nothing listening on {port}")
+    raise TimeoutError(f"nothing listening on {port} after {timeout:g} s")
 
 
 @contextlib.contextmanager
@@ -113,7 +119,7 @@ def test_push_lands_in_ffmpeg(cert: dict[str, Path], tmp_path: Path, fmt: str, s
     out = tmp_path / "out.mjpeg"
     listener = start_listener(port, cert, out, fmt)
     try:
-        wait_listening(port)
+        wait_listening(port, listener)
         with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
                     "--format", fmt, "--stream", stream, *SRC, log=tmp_path / "c.log") as c:
             deadline = time.monotonic() + 30  # start-up is slow on a busy machine
@@ -151,7 +157,7 @@ def test_stream_name_picks_one_camera_of_several(cert: dict[str, Path], tmp_path
     out = tmp_path / "out.mjpeg"
     listener = start_listener(port, cert, out, "mjpeg")
     try:
-        wait_listening(port)
+        wait_listening(port, listener)
         with client("-v", f"https://127.0.0.1:{port}", "--ca-file", str(cert["crt"]),
                     "--format", "mjpeg", "--source", "front=synthetic", "--source",
                     f"small={rec['path']}", "--stream", "small/color", *SRC,
@@ -186,7 +192,7 @@ def test_self_signed_listener_is_refused_without_ca_file(cert: dict[str, Path],
     out = tmp_path / "out.mjpeg"
     listener = start_listener(port, cert, out)
     try:
-        wait_listening(port)
+        wait_listening(port, listener)
         with client("-v", f"https://127.0.0.1:{port}", "-r", "0.5", "--max-retries", "0",
                     *SRC, log=tmp_path / "c.log") as c:
             assert c.wait(20) == 3
@@ -213,7 +219,7 @@ def test_client_reconnects_after_each_listener_restart(cert: dict[str, Path],
             out = tmp_path / f"out{i}.mjpeg"
             listener = start_listener(port, cert, out)
             try:
-                wait_listening(port)
+                wait_listening(port, listener)
                 up = time.monotonic()
                 deadline = up + retry + 1.0 + 3.0
                 while (not out.exists() or out.stat().st_size < 20_000):
