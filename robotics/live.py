@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pipeline.child import CannotStart, Child
+from pipeline.child import CannotStart, Child, Handles
 from pipeline.shm import FrameRing
 from robotics import messages as m
 from robotics.options import RoboticsOptions
@@ -57,9 +57,10 @@ class _Listener:
 
 
 def foxglove_main(child: Child, opts: RoboticsOptions, first: str = "camera",
-                  more: tuple[Camera, ...] = ()) -> None:
+                  more: tuple[Camera, ...] = (), spares: tuple[Handles, ...] = ()) -> None:
     """The Foxglove WebSocket child: publish what clients subscribe to, of every camera
-    (`first`: the first camera's name, `more`: the others)."""
+    (`first`: the first camera's name, `more`: the others, `spares`: slots of cameras
+    plugged in later)."""
     import foxglove  # noqa: PLC0415
 
     handles = child.handles
@@ -76,7 +77,8 @@ def foxglove_main(child: Child, opts: RoboticsOptions, first: str = "camera",
     shown = f"[{host}]" if ":" in host else host
     log.info("Foxglove WebSocket on ws://%s:%d", shown, server.port)
     gps = gps_reader(opts.gps)
-    pub = publishers(child, ctx, first, more, depth=opts.foxglove_depth, gps=gps, live=True)
+    pub = publishers(child, ctx, first, more, depth=opts.foxglove_depth, gps=gps, live=True,
+                     spares=spares)
     listener.publisher = pub
     if opts.foxglove_video == "h264":
         rings = [handles.h264, *(h.h264 for _, _, h in more)]

@@ -47,6 +47,8 @@ from robotics.imu import TOPIC_IMU, ImuTopic
 log = logging.getLogger("robotics")
 
 CALIBRATION_PERIOD_S = 1.0
+ADOPT_EVERY_S = 0.5
+"""How often the spare slots are looked at for a camera plugged in."""
 
 
 class Publisher:
@@ -403,9 +405,33 @@ class Publishers:
     """Every camera's Publisher on one context (one server, one file): stepped, settled
     and closed together; the file's camera model and frame account are the first's."""
 
-    def __init__(self, pubs: list[Publisher], wakes: list[Any]) -> None:
+    def __init__(self, pubs: list[Publisher], wakes: list[Any], *,
+                 spares: tuple[Handles, ...] = (),
+                 adopt: Callable[[str, Handles], Publisher] | None = None) -> None:
+        """`spares`: the slots of cameras that may be plugged in later; `adopt(name, h)`
+        makes the Publisher of one once its control block names it."""
         self.pubs, self.wakes = pubs, wakes
         self.first = pubs[0]
+        self.pending = [(Control.attach(h.control), h) for h in spares]
+        self.adopt = adopt
+        self.adopt_at = 0.0
+
+    def _adopt(self) -> None:
+        """Publish the cameras plugged in since the last look (twice a second at most)."""
+        now = time.monotonic()
+        if now < self.adopt_at or self.adopt is None:
+            return
+        self.adopt_at = now + ADOPT_EVERY_S
+        for control, h in list(self.pending):
+            name = control.settings().get("camera")
+            if not name:
+                continue
+            self.pending.remove((control, h))
+            control.close()
+            pub = self.adopt(str(name), h)
+            self.pubs.append(pub)
+            self.wakes.append(h.sink_wakes[pub.role][0])
+            log.info("camera %s plugged in: publishing it on /%s/...", name, name)
 
     @property
     def model(self) -> dict[str, Any] | None:
@@ -428,6 +454,8 @@ class Publishers:
             pub.on_signal_lost = fn
 
     def step(self) -> None:
+        if self.pending:
+            self._adopt()
         for pub in self.pubs:
             pub.step()
 
@@ -451,13 +479,18 @@ class Publishers:
     def close(self) -> None:
         for pub in self.pubs:
             pub.close()
+        for control, _ in self.pending:
+            control.close()
+        self.pending = []
 
 
 def publishers(child: Child, ctx: Any, first: str, more: tuple[Camera, ...], *, depth: str,
-               gps: Any = None, live: bool = False, flavour: str = "foxglove") -> Publishers:
+               gps: Any = None, live: bool = False, flavour: str = "foxglove",
+               spares: tuple[Handles, ...] = ()) -> Publishers:
     """A Publisher per camera of the run on `ctx`: the first camera's (this child's own
     handles, the GPS) and one per further camera on its own rings and control block.
-    With several cameras every topic carries its camera's name (`first` for the first)."""
+    With several cameras every topic carries its camera's name (`first` for the first);
+    a camera plugged in later into one of the `spares` slots is published under its own."""
     role = child.name
     raw, color = attach_rings(child)
     named = first if more else ""
@@ -465,15 +498,19 @@ def publishers(child: Child, ctx: Any, first: str, more: tuple[Camera, ...], *, 
                      flavour=flavour, camera=named)
     attach_imu(head, child)
     pubs, wakes = [head], [child.handles.sink_wakes[role][0]]
-    for name, _cfg, h in more:
+
+    def one(name: str, h: Handles) -> Publisher:
         pub = Publisher(role, ctx, Control.attach(h.control), FrameRing.attach(h.raw),
                         FrameRing.attach(h.jpeg["color"]), depth=depth, live=live,
                         flavour=flavour, camera=name, tf=head.tf)
         if h.imu:
             pub.add_imu(FrameRing.attach(h.imu))
-        pubs.append(pub)
+        return pub
+
+    for name, _cfg, h in more:
+        pubs.append(one(name, h))
         wakes.append(h.sink_wakes[role][0])
-    return Publishers(pubs, wakes)
+    return Publishers(pubs, wakes, spares=spares, adopt=one)
 
 
 def serve(pub: Publishers, child: Child, tick: Callable[[], bool] | None = None) -> bool:
@@ -482,9 +519,9 @@ def serve(pub: Publishers, child: Child, tick: Callable[[], bool] | None = None)
 
     `tick` runs after each step; when it returns False serving ends early (False returned).
     """
-    fds = {w.fileno(): w for w in pub.wakes}
     while not child.stop.is_set():
         child.beat()
+        fds = {w.fileno(): w for w in pub.wakes}  # a camera plugged in adds its pipe
         readable, _, _ = select.select(list(fds), [], [], 0.5)
         for fd in readable:
             drain(fds[fd])

@@ -14,7 +14,7 @@ import logging
 
 import foxglove
 
-from pipeline.child import Child
+from pipeline.child import Child, Handles
 from pipeline.shm import FrameRing
 from robotics.mcap_files import McapSeries
 from robotics.options import RoboticsOptions
@@ -24,9 +24,10 @@ log = logging.getLogger("robotics")
 
 
 def mcap_main(child: Child, opts: RoboticsOptions, first: str = "camera",
-              more: tuple[Camera, ...] = ()) -> None:
+              more: tuple[Camera, ...] = (), spares: tuple[Handles, ...] = ()) -> None:
     """The MCAP recorder child: every frame of every camera (`first`: the first camera's
-    name, `more`: the others) to the file, finalized on every exit path."""
+    name, `more`: the others, `spares`: slots of cameras plugged in later) to the file,
+    finalized on every exit path."""
     handles, control = child.handles, child.control
     ctx = foxglove.Context()
     files = McapSeries(opts, ctx, control)
@@ -38,7 +39,7 @@ def mcap_main(child: Child, opts: RoboticsOptions, first: str = "camera",
     try:
         gps = gps_reader(opts.gps)
         pub = publishers(child, ctx, first, more, depth=opts.record_mcap_depth, gps=gps,
-                         flavour=opts.record_mcap_profile)
+                         flavour=opts.record_mcap_profile, spares=spares)
         if opts.record_mcap_video == "h264":
             rings = [handles.h264, *(h.h264 for _, _, h in more)]
             for one, ring in zip(pub.pubs, rings, strict=True):

@@ -52,7 +52,7 @@ class HotPlug:
         self.slots: list[Slot] = []
         try:
             for i in range(SPARE_CAMERAS):
-                res = Resources(raw_capacity(base), dormant=True,
+                res = Resources(raw_capacity(base), dormant=True, readers=plan.readers,
                                 depth_video=plan.depth_video is not None, prefix=f"h{i + 1}.")
                 h = res.handles
                 specs = [ChildSpec("capture", capture_main, base, h),

@@ -102,11 +102,13 @@ def child_specs(plan: Plan, h: Handles, backend: str,
     # Every camera to one server and one file, each camera under its own topics.
     others = tuple((c.name, c.pipeline, ch) for c, ch in zip(plan.more_cameras, more,
                                                               strict=True))
+    later = tuple(handles for _, handles in spares)
     if robotics is not None and robotics.foxglove_host is not None:
         specs.append(ChildSpec("foxglove", foxglove_main, cfg, h,
-                               (robotics, plan.name, others)))
+                               (robotics, plan.name, others, later)))
     if robotics is not None and robotics.record_mcap:
-        specs.append(ChildSpec("mcap", mcap_main, cfg, h, (robotics, plan.name, others)))
+        specs.append(ChildSpec("mcap", mcap_main, cfg, h,
+                               (robotics, plan.name, others, later)))
     return specs
 
 

@@ -75,3 +75,38 @@ def test_an_open_grid_gets_the_new_tile(tmp_path: Path) -> None:
         tiles = b.wait_for("window.depthcam.tiles().length === 3"
                            " && window.depthcam.tiles()", timeout=PLUG_WITHIN_S + 4)
         assert [t["name"] for t in tiles] == ["synthetic", "aaa111", "bbb222"]
+
+
+def test_a_camera_plugged_in_is_published_to_foxglove_and_mcap(tmp_path: Path) -> None:
+    """The robotics children take the new camera on too: its topics are advertised on the
+    running Foxglove server and the MCAP file goes on (finalized, readable)."""
+    from mcap.reader import make_reader  # noqa: PLC0415
+
+    from tests.helpers import free_port  # noqa: PLC0415
+    from tests.robotics.fox_client import FoxgloveClient  # noqa: PLC0415
+
+    devices, mcap, port = tmp_path / "devices", tmp_path / "run.mcap", free_port()
+    with running("--devices-file", str(devices), "--width", "640", "--height", "480",
+                 "--foxglove", f"127.0.0.1:{port}", "--record-mcap", str(mcap),
+                 script="tests/hotplug_server.py") as srv:
+        deadline = time.monotonic() + 30
+        while "Foxglove WebSocket on" not in srv.log():
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.1)
+        c = FoxgloveClient(port)
+        try:
+            c.wait_channels(["/camera/color"])
+            devices.write_text("0123456789AB\n")
+            c.wait_channels(["/0123456789ab/color", "/0123456789ab/calibration"],
+                            timeout=PLUG_WITHIN_S)
+        finally:
+            c.close()
+        deadline = time.monotonic() + 10
+        while srv.log().count("camera 0123456789ab plugged in: publishing it") < 2:
+            assert time.monotonic() < deadline, srv.log()[-3000:]
+            time.sleep(0.1)
+        assert srv.stop() == 0
+    with mcap.open("rb") as f:
+        summary = make_reader(f).get_summary()
+    assert summary is not None
+    assert "/camera/color" in {ch.topic for ch in summary.channels.values()}
