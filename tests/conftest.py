@@ -22,29 +22,30 @@ ALLOWED_SKIPS = (SKIP_NO_CAMERA, SKIP_NO_GPU, SKIP_PLATFORM)
 # start these first, so a long one does not end up last on one worker while the other
 # has nothing left to do. A module not listed counts as light; list a new heavy one.
 HEAVY_MODULES = (
-    "e2e/test_display.py",  # 118
-    "e2e/test_faults.py",  # 118 (10,000 connect/disconnect cycles: 62)
-    "e2e/test_webrtc.py",  # 115
-    "e2e/test_cameras.py",  # 100
-    "e2e/test_push_shaped.py",  # 69
-    "e2e/test_mcap_day.py",  # 67
-    "push/test_video_push.py",  # 67
-    "e2e/test_security.py",  # 61
-    "e2e/test_push_h264.py",  # 59
-    "e2e/test_depth.py",  # 52
-    "e2e/test_lifecycle.py",  # 51
-    "e2e/test_foxglove.py",  # 42
-    "e2e/test_imu.py",  # 33
-    "e2e/test_mcap.py",  # 33
+    "e2e/test_display.py",  # 146
+    "e2e/test_faults.py",  # 140
+    "e2e/test_webrtc.py",  # 137
+    "e2e/test_push_h264.py",  # 119
+    "push/test_video_push.py",  # 89
+    "e2e/test_lifecycle.py",  # 86
+    "e2e/test_mcap_day.py",  # 74
+    "e2e/test_cameras.py",  # 70
+    "e2e/test_push_shaped.py",  # 67
+    "e2e/test_depth.py",  # 64
+    "e2e/test_foxglove.py",  # 52
+    "e2e/test_security.py",  # 46
+    "e2e/test_imu.py",  # 36
+    "e2e/test_mcap.py",  # 32
     "push/test_gps.py",  # 26
+    "e2e/test_flood.py",  # 23
     "e2e/test_ingest.py",  # 23
-    "e2e/test_hotplug.py",  # 20
-    "e2e/test_flood.py",  # 22
-    "e2e/test_depth_video.py",  # 16
-    "e2e/test_recording_source.py",  # 15
-    "media/test_recorder.py",  # 15
-    "e2e/test_streams.py",  # 14
-    "e2e/test_record.py",  # 13
+    "e2e/test_options.py",  # 19
+    "e2e/test_depth_video.py",  # 18
+    "e2e/test_streams.py",  # 18
+    "media/test_recorder.py",  # 18
+    "e2e/test_nginx.py",  # 18
+    "e2e/test_recording_source.py",  # 17
+    "e2e/test_record.py",  # 17
 )
 
 

@@ -175,7 +175,8 @@ class House:
         frame times and the first camera's nearest ones (every source stamps frames in the
         host's clock, a RealSense in its global time, so what remains is the phase of
         free-running sensors); and the spread: the first camera's newest frame time
-        against the nearest frame of every other camera, max minus min."""
+        against the nearest frame of every other camera that has frames (one showing NO
+        SIGNAL has none and no offset), max minus min."""
         times = [[m.ts_capture for m in cam.raw.recent_metas()
                   if not m.flags & FLAG_NO_SIGNAL] for cam in self.cameras]
         ref = times[0]
@@ -187,8 +188,8 @@ class House:
             diffs = [t - min(ref, key=lambda r, t=t: abs(r - t)) for t in mine]
             offsets[cam.name] = round(statistics.median(diffs) * 1000, 2)
         spread = None
-        if ref and all(times):
-            nearest = [min(mine, key=lambda t: abs(t - ref[0])) for mine in times]
+        if ref:
+            nearest = [min(mine, key=lambda t: abs(t - ref[0])) for mine in times if mine]
             spread = round((max(nearest) - min(nearest)) * 1000, 2)
         return {"reference": self.cameras[0].name, "offset_ms": offsets, "spread_ms": spread}
 
