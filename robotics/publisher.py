@@ -445,10 +445,6 @@ class Publishers:
     def png(self) -> PngEncoder | None:
         return self.first.png
 
-    @property
-    def video(self) -> Video | None:
-        return self.first.video
-
     def set_on_signal_lost(self, fn: Callable[[], None]) -> None:
         for pub in self.pubs:
             pub.on_signal_lost = fn

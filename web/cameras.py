@@ -80,14 +80,19 @@ class House:
         self.apps: dict[str, Flask] = {}
         self.pending: list[tuple[Control, Callable[[str], ServedCamera]]] = []
         for i, cam in enumerate(cameras):
-            self.apps[cam.name] = create_app(
-                cam.cfg, cam.hub, cam.control, backend, opts if i == 0 else _own(opts, cam.name),
-                raw=cam.raw, imu=cam.imu, connections=connections, depth_video=cam.feed,
-                camera=cam.name, clients=self.clients,
-                cameras=self.doc if i == 0 else None,
-                cameras_status=self.status if i == 0 else None,
-                metric_sources=self.metric_sources if i == 0 else None,
-                grid=self.several if i == 0 else None)
+            self.apps[cam.name] = self._app(cam, first=i == 0)
+
+    def _app(self, cam: ServedCamera, *, first: bool) -> Flask:
+        """A camera's app; the first camera's also serves the house's own routes."""
+        return create_app(
+            cam.cfg, cam.hub, cam.control, self.backend,
+            self.opts if first else _own(self.opts, cam.name),
+            raw=cam.raw, imu=cam.imu, connections=self.connections, depth_video=cam.feed,
+            camera=cam.name, clients=self.clients,
+            cameras=self.doc if first else None,
+            cameras_status=self.status if first else None,
+            metric_sources=self.metric_sources if first else None,
+            grid=self.several if first else None)
 
     def several(self) -> bool:
         """Whether / is the grid: more than one camera is served now."""
@@ -117,10 +122,7 @@ class House:
                 control.close()
                 cam = build(str(name))
                 self.cameras.append(cam)
-                self.apps[cam.name] = create_app(
-                    cam.cfg, cam.hub, cam.control, self.backend, _own(self.opts, cam.name),
-                    raw=cam.raw, imu=cam.imu, connections=self.connections,
-                    depth_video=cam.feed, camera=cam.name, clients=self.clients)
+                self.apps[cam.name] = self._app(cam, first=False)
                 self.start(cam)
                 log.info("serving camera %s at %s%s/", cam.name, PREFIX, cam.name)
             gevent.sleep(0.5)

@@ -11,13 +11,13 @@ slot's control block names it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from camera.capture import capture_main
 from camera.factory import raw_capacity
 from camera.hotplug import DeviceWatcher
-from encoder.depth_video_stage import depth_video_main
-from encoder.process import encoder_main
+from pipeline.child import Handles
+from pipeline.config import Config
 from pipeline.supervisor import ChildSpec, Resources
 from wiring.options import default_name
 from wiring.plan import Plan
@@ -42,8 +42,9 @@ class Slot:
 class HotPlug:
     """The spare slots of a run and the watcher that fills them."""
 
-    def __init__(self, plan: Plan, backend: str,
+    def __init__(self, plan: Plan, children: Callable[[Config, Handles], list[ChildSpec]],
                  watcher: DeviceWatcher | None = None) -> None:
+        """`children(cfg, handles)`: the children a camera of the run gets."""
         base = replace(plan.pipeline, source="realsense", serial=None, retry_config=True)
         self.cfg = base
         self.names = {c.name for c in plan.cameras}
@@ -54,13 +55,7 @@ class HotPlug:
             for i in range(SPARE_CAMERAS):
                 res = Resources(raw_capacity(base), dormant=True, readers=plan.readers,
                                 depth_video=plan.depth_video is not None, prefix=f"h{i + 1}.")
-                h = res.handles
-                specs = [ChildSpec("capture", capture_main, base, h),
-                         ChildSpec("encoder", encoder_main, base, h, (backend,))]
-                if plan.depth_video is not None:
-                    specs.append(ChildSpec("depthvideo", depth_video_main, base, h,
-                                           (plan.depth_video,)))
-                self.slots.append(Slot(res, specs))
+                self.slots.append(Slot(res, children(base, res.handles)))
         except BaseException:
             self.close()
             raise

@@ -19,6 +19,7 @@ from encoder.process import encoder_main
 from media.jpeg import pick_backend
 from pipeline.args import check_listen
 from pipeline.child import CannotStart, Handles
+from pipeline.config import Config
 from pipeline.supervisor import ChildSpec, Resources, Supervisor, bind_listener
 from push.gps.main import gps_main
 from push.main import push_main
@@ -38,6 +39,17 @@ log = logging.getLogger("supervisor")
 BACKEND_NAMES = {"turbojpeg": "libjpeg-turbo (PyTurboJPEG)", "opencv": "OpenCV"}
 
 
+def camera_children(plan: Plan, cfg: Config, h: Handles, backend: str,
+                    camera: str = "") -> list[ChildSpec]:
+    """A further camera's own children: capture, JPEG encoder and depth-video stage."""
+    specs = [ChildSpec("capture", capture_main, cfg, h, camera=camera),
+             ChildSpec("encoder", encoder_main, cfg, h, (backend,), camera=camera)]
+    if plan.depth_video is not None:
+        specs.append(ChildSpec("depthvideo", depth_video_main, cfg, h, (plan.depth_video,),
+                               camera=camera))
+    return specs
+
+
 def child_specs(plan: Plan, h: Handles, backend: str,
                 listener: socket.socket | None = None,
                 more: tuple[Handles, ...] = (), *,
@@ -52,12 +64,7 @@ def child_specs(plan: Plan, h: Handles, backend: str,
              ChildSpec("encoder", encoder_main, cfg, h, (backend,))]
     sizes = tuple((c.pipeline.width, c.pipeline.height) for c in plan.cameras)
     for i, (cam, ch) in enumerate(zip(plan.more_cameras, more, strict=True), start=1):
-        specs += [ChildSpec("capture", capture_main, cam.pipeline, ch, camera=cam.name),
-                  ChildSpec("encoder", encoder_main, cam.pipeline, ch, (backend,),
-                            camera=cam.name)]
-        if plan.depth_video is not None:
-            specs.append(ChildSpec("depthvideo", depth_video_main, cam.pipeline, ch,
-                                   (plan.depth_video,), camera=cam.name))
+        specs += camera_children(plan, cam.pipeline, ch, backend, cam.name)
         mount = plan.webrtc.for_camera(cam.name) if plan.webrtc is not None else None
         if plan.h264 is not None:  # for its mountpoint on our Janus, or /NAME/h264
             specs.append(ChildSpec("h264", h264_main, cam.pipeline, ch,
@@ -143,7 +150,7 @@ def run_pipeline(plan: Plan, *, watcher: DeviceWatcher | None = None) -> int:
             log.info("cameras: %s", ", ".join(f"{c.name} ({c.pipeline.source})"
                                                for c in plan.cameras))
         if plan.hotplug:
-            hot = HotPlug(plan, backend, watcher)
+            hot = HotPlug(plan, lambda c, hs: camera_children(plan, c, hs, backend), watcher)
         specs = child_specs(plan, res.handles, backend, listener,
                             tuple(r.handles for r in more), spares=hot.spares if hot else ())
         controls = (*(r.control for r in more), *(hot.controls() if hot else ()))
