@@ -68,7 +68,8 @@ class Pending {
 }
 
 // Calls onPart({headers, bytes}) for every part of the stream at `url` until `signal`
-// aborts or the stream ends; rejects on an HTTP error with its JSON detail.
+// aborts (no part is handed over after that, even one already received in the same
+// chunk) or the stream ends; rejects on an HTTP error with its JSON detail.
 export async function readParts(url, onPart, signal) {
   const resp = await fetch(url, {cache: "no-store", signal});
   if (!resp.ok) {
@@ -93,6 +94,7 @@ export async function readParts(url, onPart, signal) {
         need = {headers, length};
       }
       if (pending.length < need.length) break;
+      if (signal && signal.aborted) return;
       onPart({headers: need.headers, bytes: pending.take(need.length)});
       need = null;
     }
