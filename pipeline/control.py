@@ -17,7 +17,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing import shared_memory
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -220,3 +220,27 @@ class Control:
                 self._shm.unlink()
             except FileNotFoundError:
                 pass
+
+
+SLOT_NAME_KEY = "camera"
+"""Settings-document key that names the camera a spare slot was given (hot-plug)."""
+T = TypeVar("T")
+
+
+def name_slot(control: Control, name: str) -> None:
+    """Give a spare camera slot its camera: the last step of waking it (its readers then
+    attach its rings)."""
+    control.update_settings(lambda doc: {**doc, SLOT_NAME_KEY: name})
+
+
+def claimed(slots: list[tuple[Control, T]]) -> list[tuple[str, T]]:
+    """The spare slots whose control block now names a camera, as (name, what the caller
+    keeps with the slot); they leave `slots` and their control blocks are closed."""
+    out = []
+    for control, kept in list(slots):
+        name = control.settings().get(SLOT_NAME_KEY)
+        if name:
+            slots.remove((control, kept))
+            control.close()
+            out.append((str(name), kept))
+    return out

@@ -30,7 +30,7 @@ from typing import Any
 
 from media.geometry import FRAME_ID, camera_model
 from pipeline.child import Child, Handles, drain
-from pipeline.control import Control
+from pipeline.control import Control, claimed
 from pipeline.shm import (
     FLAG_HAS_DEPTH,
     FLAG_KEEPALIVE,
@@ -422,13 +422,8 @@ class Publishers:
         if now < self.adopt_at or self.adopt is None:
             return
         self.adopt_at = now + ADOPT_EVERY_S
-        for control, h in list(self.pending):
-            name = control.settings().get("camera")
-            if not name:
-                continue
-            self.pending.remove((control, h))
-            control.close()
-            pub = self.adopt(str(name), h)
+        for name, h in claimed(self.pending):
+            pub = self.adopt(name, h)
             self.pubs.append(pub)
             self.wakes.append(h.sink_wakes[pub.role][0])
             log.info("camera %s plugged in: publishing it on /%s/...", name, name)

@@ -19,7 +19,7 @@ import gevent
 from flask import Flask
 
 from pipeline.config import Config
-from pipeline.control import STREAMS, Control
+from pipeline.control import STREAMS, Control, claimed
 from pipeline.shm import FLAG_NO_SIGNAL, FrameRing
 from web.app import build_status, create_app
 from web.depth_video import DepthVideoFeed
@@ -114,13 +114,8 @@ class House:
         """Serve each spare slot a camera plugged in has taken (checked twice a second):
         its routes under /cam/NAME/, its entry in /cameras.json, /status and the grid."""
         while self.pending:
-            for control, build in list(self.pending):
-                name = control.settings().get("camera")
-                if not name:
-                    continue
-                self.pending.remove((control, build))
-                control.close()
-                cam = build(str(name))
+            for name, build in claimed(self.pending):
+                cam = build(name)
                 self.cameras.append(cam)
                 self.apps[cam.name] = self._app(cam, first=False)
                 self.start(cam)

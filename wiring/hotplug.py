@@ -18,6 +18,7 @@ from camera.factory import raw_capacity
 from camera.hotplug import DeviceWatcher
 from pipeline.child import Handles
 from pipeline.config import Config
+from pipeline.control import name_slot
 from pipeline.supervisor import ChildSpec, Resources
 from wiring.options import default_name
 from wiring.plan import Plan
@@ -26,8 +27,6 @@ log = logging.getLogger("supervisor")
 
 SPARE_CAMERAS = 3
 """Cameras a run started from `auto` can take on while it runs."""
-NAME_KEY = "camera"
-"""The settings-document key of a woken slot's camera name (written last, read by web)."""
 
 
 @dataclass
@@ -84,7 +83,7 @@ class HotPlug:
             cfg = replace(self.cfg, serial=serial)
             for spec in slot.specs:
                 spec.cfg, spec.camera = cfg, name
-            slot.res.control.update_settings(lambda doc, n=name: {**doc, NAME_KEY: n})
+            name_slot(slot.res.control, name)
             log.info("RealSense %s plugged in: serving it at /cam/%s/", serial, name)
             out += slot.specs
         return out

@@ -10,7 +10,7 @@ from multiprocessing.synchronize import Event
 import numpy as np
 import pytest
 
-from pipeline.control import Control
+from pipeline.control import Control, claimed, name_slot
 from pipeline.shm import FrameRing, TornRead, cleanup_stale_segments, segment_name
 
 SLOT = 64 * 1024
@@ -166,6 +166,22 @@ def test_stale_segments_of_dead_owner_are_removed(tmp_path) -> None:
     assert removed == [f"rsmjpeg-{dead_pid}-raw"]
     assert sorted(e.name for e in tmp_path.iterdir()) == sorted(
         [f"rsmjpeg-{os.getpid()}-raw", "other-segment"])
+
+
+def test_a_spare_slot_is_claimed_once_its_camera_is_named() -> None:
+    owners = [Control.create(segment_name(os.getpid(), f"test-slot{i}")) for i in range(2)]
+    try:
+        slots = [(Control.attach(c.name), f"slot{i}") for i, c in enumerate(owners)]
+        assert claimed(slots) == [] and len(slots) == 2
+        name_slot(owners[1], "cam-b")
+        assert claimed(slots) == [("cam-b", "slot1")]
+        assert [kept for _, kept in slots] == ["slot0"]  # the named one left the list
+        assert claimed(slots) == []
+    finally:
+        for control, _ in slots:
+            control.close()
+        for c in owners:
+            c.close()
 
 
 def test_control_block_fields_and_documents() -> None:
