@@ -18,7 +18,14 @@ import pytest
 
 from tests.browser import Browser
 from tests.conftest import require
-from tests.e2e.test_depth import BANDS_MM, H, W, band_depth, inside_bands
+from tests.e2e.test_depth import (
+    BANDS_MM,
+    H,
+    W,
+    band_depth,
+    inside_bands,
+    make_band_recording,
+)
 from tests.e2e.test_streams import ffprobe_stream
 from tests.helpers import Server, Watcher, free_port, run_cli, running
 
@@ -27,10 +34,7 @@ TOKEN = "cams-s3cret"
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    from tests.camera.rs_recording import make_recording  # noqa: PLC0415
-
-    path = tmp_path_factory.mktemp("cams") / "bands.db3"
-    return make_recording(path, W, H, 30, frames=30, depth_fn=band_depth, baseline=0.0)
+    return make_band_recording(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

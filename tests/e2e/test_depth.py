@@ -81,10 +81,15 @@ def holed_point(x: float, y: float) -> np.ndarray:
     return np.array([(x - W / 2) / FOCAL * z, (y - H / 2) / FOCAL * z, z])
 
 
-@pytest.fixture(scope="module")
-def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+def make_band_recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The known-depth recording (bands.db3, W x H at 30 fps) in a new folder."""
     path = tmp_path_factory.mktemp("bands") / "bands.db3"
     return make_recording(path, W, H, 30, frames=30, depth_fn=band_depth, baseline=0.0)
+
+
+@pytest.fixture(scope="module")
+def recording(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    return make_band_recording(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
